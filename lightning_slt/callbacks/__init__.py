@@ -1,0 +1,23 @@
+"""Lightning callbacks, one per pruning strategy, thin adapters over ``lightning_slt.pruning``."""
+
+from .base import Phase, PruningCallback, PruningSession, session_of
+from .converged_mask import ConvergedMask
+from .gradual import GradualMagnitudePruning
+from .random_mask import RandomMask
+from .reinit import RandomReinit, SignOnlyReinit
+from .sparsity_monitor import SparsityMonitor
+from .weight_rewind import WeightRewind
+
+__all__ = [
+    "ConvergedMask",
+    "GradualMagnitudePruning",
+    "Phase",
+    "PruningCallback",
+    "PruningSession",
+    "RandomMask",
+    "RandomReinit",
+    "SignOnlyReinit",
+    "SparsityMonitor",
+    "WeightRewind",
+    "session_of",
+]

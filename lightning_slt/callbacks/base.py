@@ -1,0 +1,142 @@
+"""What every pruning callback shares: one mask store per fit, and ticket assembly in phases.
+
+Several callbacks act on the same masks (``ConvergedMask`` sets them, ``GradualMagnitudePruning``
+tightens them, ``SignOnlyReinit`` reads them), so they share one :class:`PruningSession` per
+Trainer. The first pruning callback in ``trainer.callbacks`` is its *leader*: it creates the
+session, saves the masks under ``checkpoint["lightning_slt"]``, restores them, and at
+``on_train_start`` of a fresh fit assembles the ticket by calling every pruning callback's
+:meth:`PruningCallback.assemble` in fixed phase order, whatever the order of the list:
+weights source (``WeightRewind``, then ``RandomReinit``), mask (``ConvergedMask``,
+``RandomMask``), schedule start (``GradualMagnitudePruning``), value transform
+(``SignOnlyReinit``); then the pruned entries are zeroed. On resume nothing is assembled: the
+restored weights and masks win.
+
+Why ``on_train_start``: Lightning calls ``setup``, then restores callbacks and weights, then
+``on_fit_start``, then the optimizer state; only at ``on_train_start`` is everything in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities import rank_zero_info
+from torch import Tensor
+from typing_extensions import override
+
+from lightning_slt.pruning import ParameterMasks, prunable_parameters
+from lightning_slt.pruning.sources import STATE_KEY
+
+FORMAT_VERSION = 1
+
+
+class Phase:
+    """Order of ticket assembly (lower first)."""
+
+    WEIGHTS = 10
+    REINIT = 15
+    MASK = 20
+    SCHEDULE = 30
+    VALUES = 40
+
+
+@dataclass
+class PruningSession:
+    """State shared by the pruning callbacks of one fit.
+
+    Attributes:
+        masks: the live masks, built at ``on_train_start`` over all named parameters.
+        restored: True when this fit resumed from a checkpoint (no ticket assembly).
+        previous_masks: the mask of the run this ticket came from (for overlap metrics).
+        reference: θk this ticket was rewound to (for sign-agreement metrics), on CPU.
+    """
+
+    masks: ParameterMasks | None = None
+    restored: bool = False
+    pending_masks: dict[str, Tensor] = field(default_factory=dict)
+    previous_masks: dict[str, Tensor] | None = None
+    reference: dict[str, Tensor] | None = None
+
+
+def pruning_callbacks(trainer: pl.Trainer) -> list[PruningCallback]:
+    return [cb for cb in trainer.callbacks if isinstance(cb, PruningCallback)]
+
+
+def session_of(trainer: pl.Trainer) -> PruningSession | None:
+    """The pruning session of this trainer's current fit, or None without pruning callbacks."""
+    return getattr(trainer, "_lightning_slt_session", None)
+
+
+class PruningCallback(Callback):
+    """Base class: subclasses set ``phase`` and implement :meth:`assemble` and their own hooks."""
+
+    phase: ClassVar[int]
+
+    def assemble(self, trainer: pl.Trainer, pl_module: pl.LightningModule, session: PruningSession) -> None:
+        """Contribute to a fresh fit's ticket (not called on resume)."""
+
+    def _is_leader(self, trainer: pl.Trainer) -> bool:
+        return pruning_callbacks(trainer)[0] is self
+
+    def _session(self, trainer: pl.Trainer) -> PruningSession:
+        session = session_of(trainer)
+        if session is None:
+            raise RuntimeError(f"{type(self).__name__} used outside trainer.fit: no pruning session")
+        return session
+
+    @staticmethod
+    def _select(pl_module: pl.LightningModule, include: Sequence[str] | None, exclude: Sequence[str] | None):
+        return prunable_parameters(pl_module, include=include, exclude=exclude)
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit" and self._is_leader(trainer):
+            trainer._lightning_slt_session = PruningSession()  # type: ignore[attr-defined]
+
+    @override
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        session = session_of(trainer)
+        if session is None or not self._is_leader(trainer):
+            return
+        session.restored = True
+        saved = checkpoint.get(STATE_KEY) or {}
+        session.pending_masks = {name: mask.bool() for name, mask in (saved.get("masks") or {}).items()}
+
+    @override
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        session = session_of(trainer)
+        if session is None or session.masks is None or not self._is_leader(trainer):
+            return
+        checkpoint[STATE_KEY] = {"version": FORMAT_VERSION, "masks": session.masks.state_dict()}
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._is_leader(trainer):
+            return
+        session = self._session(trainer)
+        session.masks = ParameterMasks(dict(pl_module.named_parameters()))
+        if session.restored:
+            session.masks.load_state_dict(session.pending_masks)
+            session.masks.apply_()
+        else:
+            self._assemble_ticket(trainer, pl_module, session)
+        for optimizer in trainer.optimizers:
+            session.masks.attach(optimizer)
+
+    @torch.no_grad()
+    def _assemble_ticket(self, trainer: pl.Trainer, pl_module: pl.LightningModule, session: PruningSession) -> None:
+        ordered = sorted(pruning_callbacks(trainer), key=lambda cb: cb.phase)  # stable within a phase
+        for callback in ordered:
+            callback.assemble(trainer, pl_module, session)
+        session.masks.apply_()  # type: ignore[union-attr]
+        rank_zero_info("lightning_slt: ticket assembled by " + " -> ".join(type(cb).__name__ for cb in ordered))
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        session = session_of(trainer)
+        if stage == "fit" and session is not None and session.masks is not None and self._is_leader(trainer):
+            session.masks.detach()

@@ -1,0 +1,112 @@
+"""The lottery-ticket mask: magnitude pruning of a converged run's final weights θT."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+from typing_extensions import override
+
+from lightning_slt.pruning import check_scope, check_sparsity, load_source, magnitude_masks, match_names
+from lightning_slt.pruning.stats import sparsity_report
+
+from .base import Phase, PruningCallback, PruningSession
+
+
+class ConvergedMask(PruningCallback):
+    """Start this fit from a mask computed from the weights of an earlier, converged run.
+
+    LT/SLT of Brix et al. §3.2-3.3: "the parameters of each layer in the converged model θT are
+    sorted by magnitude, and m is chosen to mask the smallest ones such that the target sparsity
+    is reached". The mask is nested in that run's own mask. Use the run's *last* checkpoint (θT);
+    the best-by-BLEU one is for reporting. Combine with ``WeightRewind(step, source=...)`` for the
+    weights the mask is applied to.
+
+    Args:
+        checkpoint: the converged run's checkpoint. Besides ours, a plain ``state_dict`` (zeros
+            are its mask), a ``torch.nn.utils.prune`` or Lightning ``ModelPruning`` checkpoint, or
+            an OpenLTH ``mask.pth`` (mask only: then ``sparsity`` must be None).
+        sparsity: target fraction in [0, 1); None takes the checkpoint's mask as it is.
+        scope: "layerwise" (paper) or "global".
+        include / exclude: glob patterns of parameter names (default: all tensors of >= 2 dims).
+
+    Raises:
+        FileNotFoundError: the checkpoint does not exist (at setup, before training).
+        ValueError: corrupt checkpoint, tensors that do not match the model, or a sparsity below
+            the checkpoint's own (masks are nested, so sparsity cannot go down).
+
+    Acts at: ``setup`` (reads the checkpoint, computes the mask), ticket phase "mask".
+    State: none of its own; the masks are saved with the session.
+
+    Example::
+
+        callbacks = [ConvergedMask("runs/dense/last.ckpt", sparsity=0.5), WeightRewind(step=1000, source="runs/dense/last.ckpt")]
+    """
+
+    phase = Phase.MASK
+
+    def __init__(
+        self,
+        checkpoint: str,
+        sparsity: float | None = None,
+        scope: str = "layerwise",
+        include: list[str] | None = None,
+        exclude: list[str] | None = None,
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.sparsity = sparsity
+        self.scope = scope
+        self.include = include
+        self.exclude = exclude
+        if sparsity is not None:
+            check_sparsity(sparsity)
+        check_scope(scope)
+        self._masks: dict | None = None
+        self._previous: dict | None = None
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage == "fit":
+            self._masks, self._previous = self.compute_masks(pl_module)
+
+    def compute_masks(self, pl_module: pl.LightningModule) -> tuple[dict, dict | None]:
+        """The new masks and the source's own masks, keyed by this module's parameter names."""
+        params = self._select(pl_module, self.include, self.exclude)
+        source = load_source(self.checkpoint)
+        what = f"checkpoint {self.checkpoint!r}"
+        previous = None
+        if source.masks:
+            names = match_names(params, source.masks, what)
+            previous = {n: source.masks[s] for n, s in names.items()}
+            _check_shapes(previous, params, what)
+        if self.sparsity is None:
+            if previous is None:
+                raise ValueError(f"{what} has no mask; give ConvergedMask a sparsity to prune its weights")
+            return previous, previous
+        if source.weights is None:
+            raise ValueError(f"{what} holds only a mask ({source.kind}); set sparsity=None to use it as it is")
+        names = match_names(params, source.weights, what)
+        weights = {n: source.weights[s].float() for n, s in names.items()}
+        _check_shapes(weights, params, what)
+        if previous is not None:
+            before = sparsity_report(previous)["global"]
+            if self.sparsity < before - 1e-9:
+                raise ValueError(
+                    f"ConvergedMask sparsity {self.sparsity} is below the {before:.4f} of {what}; masks are "
+                    "nested, so targets must increase from run to run"
+                )
+        return magnitude_masks(weights, self.sparsity, self.scope, current=previous), previous
+
+    @override
+    def assemble(self, trainer: pl.Trainer, pl_module: pl.LightningModule, session: PruningSession) -> None:
+        session.masks.set_masks_(self._masks, trainer.optimizers)  # type: ignore[union-attr,arg-type]
+        session.previous_masks = self._previous
+        self._masks = None  # the session holds them now; free the CPU copy
+
+
+def _check_shapes(tensors: dict, params: dict, what: str) -> None:
+    for name, tensor in tensors.items():
+        if tuple(tensor.shape) != tuple(params[name].shape):
+            raise ValueError(
+                f"{what}: tensor for {name!r} has shape {tuple(tensor.shape)}, the model's is "
+                f"{tuple(params[name].shape)}; it comes from a model of other shapes"
+            )

@@ -1,0 +1,168 @@
+"""Rewinding weights to step k: record θk during a run, start a later run from it."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_warn
+from typing_extensions import override
+
+from lightning_slt.pruning import load_source, match_names
+
+from .base import Phase, PruningCallback, PruningSession
+from .converged_mask import _check_shapes
+
+
+class WeightRewind(PruningCallback):
+    """Record θ_step during training; with ``source``, start from the θ_step an earlier run recorded.
+
+    SLT of Brix et al. §3.3 rewinds to θk with k = 25k of 500k steps (5 %), taken from the most
+    recent run of the chain (not the dense one as in Frankle et al.); LT is ``step=0``. Every
+    parameter is replaced, biases and LayerNorm included; the mask of ``ConvergedMask`` then
+    zeroes the pruned entries. Snapshots are kept on CPU and saved in the checkpoint, so the
+    next round can rewind to this run's θk.
+
+    Args:
+        step: k, in optimizer steps; 0 records the weights before the first step (θ0).
+        source: a checkpoint of an earlier run recorded with ``WeightRewind(step=k)``, or a plain
+            ``state_dict`` / ``torch.nn.utils.prune`` file taken as θk. None: record only.
+        restore_optimizer: also restore the optimizer and LR-scheduler state recorded at step k
+            (OpenLTH semantics; the paper starts every run with fresh optimizer state).
+
+    Raises:
+        ValueError: negative step, a step beyond ``trainer.max_steps``, a source without θk, or
+            a source whose tensors do not match the model (all at setup, before training).
+        FileNotFoundError: the source does not exist.
+
+    Acts at: ``setup`` (reads the source), ticket phase "weights", ``on_train_start`` /
+    ``on_train_batch_end`` (records θk).
+    State: ``step``, ``snapshot`` (CPU tensors), ``optimizer``, ``lr_schedulers``.
+
+    Example::
+
+        callbacks = [WeightRewind(step=1000, source="runs/slt/s0.50/last.ckpt"), ConvergedMask(...)]
+    """
+
+    phase = Phase.WEIGHTS
+
+    def __init__(self, step: int = 0, source: str | None = None, restore_optimizer: bool = False) -> None:
+        self.step = step
+        self.source = source
+        self.restore_optimizer = restore_optimizer
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"step must be a non-negative number of optimizer steps, got {step!r}")
+        self._snapshot: dict[str, torch.Tensor] | None = None
+        self._optimizer_state: list[dict] | None = None
+        self._scheduler_state: list[dict] | None = None
+        self._source_weights: dict[str, torch.Tensor] | None = None
+        self._source_optimizer: dict | None = None
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(step=self.step)
+
+    @property
+    def snapshot(self) -> dict[str, torch.Tensor] | None:
+        """θ_step recorded in this run (CPU), or None before step k."""
+        return self._snapshot
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage != "fit":
+            return
+        if trainer.max_steps > 0 and self.step > trainer.max_steps:
+            raise ValueError(
+                f"WeightRewind step {self.step} is beyond the run (trainer.max_steps={trainer.max_steps}); "
+                "choose a rewind step inside the run, e.g. 5 % of max_steps as the paper's 25k of 500k"
+            )
+        if self.source is not None:
+            self._source_weights, self._source_optimizer = self._read_source(pl_module)
+
+    def _read_source(self, pl_module: pl.LightningModule) -> tuple[dict, dict | None]:
+        source = load_source(self.source)  # type: ignore[arg-type]
+        what = f"rewind source {self.source!r}"
+        if self.step in source.snapshots:
+            weights = source.snapshots[self.step]
+        elif source.snapshots or source.kind in ("lightning", "lightning_slt", "lightning_model_pruning"):
+            raise ValueError(
+                f"{what} has no θ_{self.step}: it recorded steps {sorted(source.snapshots)}; train the source "
+                f"run with WeightRewind(step={self.step}) or rewind to a recorded step"
+            )
+        elif source.weights is None:
+            raise ValueError(f"{what} holds only a mask ({source.kind}), no weights to rewind to")
+        else:
+            rank_zero_warn(f"{what} is a plain state_dict: taking it as θ_{self.step}")
+            weights = source.weights
+        params = dict(pl_module.named_parameters())
+        names = match_names(params, weights, what)
+        mapped = {n: weights[s] for n, s in names.items()}
+        _check_shapes(mapped, params, what)
+        optimizer = source.optimizer_states.get(self.step)
+        if self.restore_optimizer and optimizer is None:
+            raise ValueError(f"{what} recorded no optimizer state at step {self.step}; record with restore_optimizer=True")
+        return mapped, optimizer
+
+    @override
+    @torch.no_grad()
+    def assemble(self, trainer: pl.Trainer, pl_module: pl.LightningModule, session: PruningSession) -> None:
+        if self._source_weights is None:
+            return
+        params = dict(pl_module.named_parameters())
+        for name, value in self._source_weights.items():
+            params[name].copy_(value)
+        session.reference = self._source_weights
+        if self.restore_optimizer and self._source_optimizer is not None:
+            for optimizer, state in zip(trainer.optimizers, self._source_optimizer["optimizer"]):
+                optimizer.load_state_dict(state)
+            for config, state in zip(trainer.lr_scheduler_configs, self._source_optimizer["lr_schedulers"]):
+                config.scheduler.load_state_dict(state)
+        self._source_weights = None
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)  # the leader assembles the ticket first
+        if self.step == 0 and trainer.global_step == 0 and self._snapshot is None:
+            self._record(trainer, pl_module)
+
+    @override
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if trainer.global_step == self.step and self._snapshot is None:
+            self._record(trainer, pl_module)
+
+    def _record(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._snapshot = {n: p.detach().to("cpu", copy=True) for n, p in pl_module.named_parameters()}
+        if self.restore_optimizer:
+            self._optimizer_state = [_to_cpu(o.state_dict()) for o in trainer.optimizers]
+            self._scheduler_state = [copy.deepcopy(c.scheduler.state_dict()) for c in trainer.lr_scheduler_configs]
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "snapshot": self._snapshot,
+            "optimizer": self._optimizer_state,
+            "lr_schedulers": self._scheduler_state,
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("step", self.step) != self.step:
+            raise ValueError(f"checkpointed WeightRewind recorded step {state_dict['step']}, this one step {self.step}")
+        self._snapshot = state_dict.get("snapshot")
+        self._optimizer_state = state_dict.get("optimizer")
+        self._scheduler_state = state_dict.get("lr_schedulers")
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return copy.deepcopy(obj)

@@ -1,0 +1,35 @@
+"""Pure-torch pruning core: no Lightning, no model of ours; works on any ``nn.Module``.
+
+Functions take dicts of tensors keyed by parameter name and return new dicts; only names
+ending in ``_`` mutate anything.
+"""
+
+from .masking import ParameterMasks
+from .masks import check_masks, check_scope, check_sparsity, magnitude_masks, random_masks
+from .reinit import fan_avg_bound, random_init_values, sign_only_values
+from .schedule import check_schedule, cubic_sparsity, is_pruning_step
+from .selection import prunable_parameters
+from .sources import PruningSource, load_source, match_names
+from .stats import mask_jaccard, sign_agreement, sparsity_report
+
+__all__ = [
+    "ParameterMasks",
+    "PruningSource",
+    "check_masks",
+    "check_scope",
+    "check_schedule",
+    "check_sparsity",
+    "cubic_sparsity",
+    "fan_avg_bound",
+    "is_pruning_step",
+    "load_source",
+    "magnitude_masks",
+    "mask_jaccard",
+    "match_names",
+    "prunable_parameters",
+    "random_init_values",
+    "random_masks",
+    "sign_agreement",
+    "sign_only_values",
+    "sparsity_report",
+]

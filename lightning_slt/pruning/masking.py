@@ -1,0 +1,87 @@
+"""Holding masks on a model and keeping pruned entries at exactly zero.
+
+Masks are bool tensors beside the parameters (1 byte per prunable entry on the training
+device), applied in place after every optimizer step through
+``Optimizer.register_step_post_hook``. No forward hooks and no ``weight_orig``
+re-parametrisation: ``state_dict`` keys never change, the model stays ``torch.compile``-able,
+and optimizer momentum cannot revive a pruned weight because the step's result is re-zeroed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+from .masks import check_masks
+
+
+class ParameterMasks:
+    """Masks for a set of named parameters, applied in place.
+
+    Args:
+        params: the parameters that may be pruned, keyed by name (see ``prunable_parameters``).
+
+    Attributes:
+        masks: the current masks (True = kept), on each parameter's device. Tensors without an
+            entry are unpruned.
+    """
+
+    def __init__(self, params: Mapping[str, nn.Parameter]) -> None:
+        self.params = dict(params)
+        self.masks: dict[str, Tensor] = {}
+        self._handles: list[RemovableHandle] = []
+
+    def set_masks_(self, masks: Mapping[str, Tensor], optimizers: Iterable[torch.optim.Optimizer] = ()) -> None:
+        """Replace the masks of the given tensors, zero the pruned weights and their optimizer state.
+
+        Raises:
+            ValueError: a mask names an unknown tensor, has another shape or is not bool.
+        """
+        check_masks(masks, self.params, allow_subset=True)
+        for name, mask in masks.items():
+            self.masks[name] = mask.to(self.params[name].device, copy=True)
+        self.apply_()
+        for optimizer in optimizers:
+            self.zero_optimizer_state_(optimizer)
+
+    @torch.no_grad()
+    def apply_(self) -> None:
+        """Zero every pruned entry in place. ``+ 0.0`` turns the ``-0.0`` of a masked negative
+        weight into ``+0.0``, so pruned entries are bit-identical zeros."""
+        if not self.masks:
+            return
+        params = [self.params[name] for name in self.masks]
+        torch._foreach_mul_(params, list(self.masks.values()))
+        torch._foreach_add_(params, 0.0)
+
+    @torch.no_grad()
+    def zero_optimizer_state_(self, optimizer: torch.optim.Optimizer) -> None:
+        """Zero per-entry optimizer state (Adam moments, momentum) of pruned entries."""
+        by_param = {id(p): mask for name, mask in self.masks.items() for p in [self.params[name]]}
+        for param, state in optimizer.state.items():
+            mask = by_param.get(id(param))
+            if mask is None:
+                continue
+            for value in state.values():
+                if isinstance(value, Tensor) and value.shape == mask.shape and value.is_floating_point():
+                    value.mul_(mask)
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> None:
+        """Re-apply the masks after every ``optimizer.step()``."""
+        self._handles.append(optimizer.register_step_post_hook(lambda *_: self.apply_()))
+
+    def detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Masks on CPU, keyed by parameter name."""
+        return {name: mask.cpu() for name, mask in self.masks.items()}
+
+    def load_state_dict(self, masks: Mapping[str, Tensor]) -> None:
+        check_masks(masks, self.params, allow_subset=True, source="checkpointed mask")
+        self.masks = {name: mask.to(self.params[name].device) for name, mask in masks.items()}

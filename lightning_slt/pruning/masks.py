@@ -1,0 +1,154 @@
+"""Magnitude and random masks with exact counts.
+
+A mask is a bool tensor of the weight's shape, True where the entry is kept, keyed by the
+parameter's name. Sparsity ``s`` on ``n`` entries prunes exactly ``round(s * n)`` entries
+(per tensor for ``scope="layerwise"``, the paper's choice; over all tensors together for
+``scope="global"``). Ties are broken by flat index (lower index pruned first) so every process
+and every device computes the same mask. Masks are nested: an entry pruned in ``current`` is
+pruned again, whatever its value.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+Scope = Literal["layerwise", "global"]
+SCOPES = ("layerwise", "global")
+
+
+def check_sparsity(sparsity: float, name: str = "sparsity") -> float:
+    """Reject sparsities outside [0, 1): 1.0 would delete every weight of a tensor."""
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)):
+        raise ValueError(f"{name} must be a number in [0, 1), got {sparsity!r}")
+    if not 0.0 <= float(sparsity) < 1.0:
+        raise ValueError(f"{name} must be a fraction in [0, 1) (0.9 = 90 % of weights pruned), got {sparsity!r}")
+    return float(sparsity)
+
+
+def check_scope(scope: str) -> str:
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be 'layerwise' or 'global', got {scope!r}")
+    return scope
+
+
+def magnitude_masks(
+    weights: Mapping[str, Tensor],
+    sparsity: float,
+    scope: Scope = "layerwise",
+    current: Mapping[str, Tensor] | None = None,
+) -> dict[str, Tensor]:
+    """Keep the largest-magnitude entries; prune exactly ``round(sparsity * n)``.
+
+    Args:
+        weights: tensors to rank, keyed by name (e.g. the converged run's θT).
+        sparsity: fraction of entries to prune, in [0, 1).
+        scope: "layerwise" (one threshold per tensor) or "global" (one threshold overall).
+        current: masks to nest in; entries pruned there stay pruned even if the target is lower.
+
+    Raises:
+        ValueError: bad sparsity or scope, non-finite weights, or ``current`` not matching.
+    """
+    check_sparsity(sparsity)
+    check_scope(scope)
+    scores = {}
+    for name, weight in weights.items():
+        if not torch.isfinite(weight).all():
+            raise ValueError(f"weights of {name!r} contain NaN or infinite values; cannot rank them by magnitude")
+        scores[name] = weight.detach().abs().float()
+    return _masks_from_scores(scores, sparsity, scope, current)
+
+
+def random_masks(
+    weights: Mapping[str, Tensor],
+    sparsity: float,
+    scope: Scope = "layerwise",
+    seed: int = 0,
+    current: Mapping[str, Tensor] | None = None,
+) -> dict[str, Tensor]:
+    """Random masks with the same exact counts as :func:`magnitude_masks` (a control).
+
+    Scores come from a CPU generator seeded by ``(seed, tensor name)``, so a tensor's mask does
+    not depend on the device, the number of processes, or which other tensors are pruned.
+    """
+    check_sparsity(sparsity)
+    check_scope(scope)
+    scores = {}
+    for name, weight in weights.items():
+        generator = torch.Generator().manual_seed(_name_seed(seed, name))
+        scores[name] = torch.rand(weight.shape, generator=generator).to(weight.device)
+    return _masks_from_scores(scores, sparsity, scope, current)
+
+
+def _name_seed(seed: int, name: str) -> int:
+    return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (2**63 - 1)
+
+
+def _masks_from_scores(
+    scores: dict[str, Tensor], sparsity: float, scope: str, current: Mapping[str, Tensor] | None
+) -> dict[str, Tensor]:
+    if current is not None:
+        check_masks(current, scores, allow_subset=True)
+        for name, mask in current.items():
+            if name in scores:
+                # Already-pruned entries rank below every real score, so they are pruned first.
+                scores[name] = scores[name].masked_fill(~mask.to(scores[name].device), -1.0)
+    if scope == "layerwise":
+        return {name: _keep_mask(score, _prune_count(score, sparsity, current, name)) for name, score in scores.items()}
+    flat = torch.cat([s.flatten().cpu() for s in scores.values()]) if scores else torch.empty(0)
+    already = sum(int((~current[n]).sum()) for n in scores if current is not None and n in current)
+    keep = _keep_mask(flat, max(round(sparsity * flat.numel()), already))
+    masks, offset = {}, 0
+    for name, score in scores.items():
+        masks[name] = keep[offset : offset + score.numel()].view(score.shape).to(score.device)
+        offset += score.numel()
+    return masks
+
+
+def _prune_count(score: Tensor, sparsity: float, current: Mapping[str, Tensor] | None, name: str) -> int:
+    target = round(sparsity * score.numel())
+    if current is not None and name in current:
+        target = max(target, int((~current[name]).sum()))
+    return target
+
+
+def _keep_mask(score: Tensor, prune: int) -> Tensor:
+    """Prune the ``prune`` lowest scores; among equal scores the lower flat index goes first."""
+    flat = score.flatten()
+    keep = torch.ones_like(flat, dtype=torch.bool)
+    if prune <= 0:
+        return keep.view(score.shape)
+    if prune >= flat.numel():
+        return keep.logical_not_().view(score.shape)
+    threshold = flat.kthvalue(prune).values
+    below = flat < threshold
+    tied = (flat == threshold).nonzero().flatten()
+    keep[below] = False
+    keep[tied[: prune - int(below.sum())]] = False
+    return keep.view(score.shape)
+
+
+def check_masks(
+    masks: Mapping[str, Tensor], weights: Mapping[str, Tensor], allow_subset: bool = False, source: str = "mask"
+) -> None:
+    """Check mask names, shapes and dtype against the weights, naming the offending tensor."""
+    unknown = [n for n in masks if n not in weights]
+    if unknown:
+        raise ValueError(
+            f"{source} has tensors the model does not have: {unknown[:5]}; model tensors look like {list(weights)[:3]}"
+        )
+    if not allow_subset:
+        missing = [n for n in weights if n not in masks]
+        if missing:
+            raise ValueError(f"{source} lacks tensors the model prunes: {missing[:5]}")
+    for name, mask in masks.items():
+        if tuple(mask.shape) != tuple(weights[name].shape):
+            raise ValueError(
+                f"{source} tensor {name!r} has shape {tuple(mask.shape)}, the model's has {tuple(weights[name].shape)}"
+            )
+        if mask.dtype != torch.bool:
+            raise ValueError(f"{source} tensor {name!r} must be bool (True = kept), got {mask.dtype}")
