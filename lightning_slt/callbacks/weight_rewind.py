@@ -76,10 +76,13 @@ class WeightRewind(PruningCallback):
         if stage != "fit":
             return
         if trainer.max_steps > 0 and self.step > trainer.max_steps:
-            raise ValueError(
-                f"WeightRewind step {self.step} is beyond the run (trainer.max_steps={trainer.max_steps}); "
-                "choose a rewind step inside the run, e.g. 5 % of max_steps as the paper's 25k of 500k"
-            )
+            if self.source is not None:  # starting from θk still works; this run just won't record its own
+                rank_zero_warn(f"WeightRewind step {self.step} > max_steps {trainer.max_steps}: θ_{self.step} of this run is not recorded")
+            else:
+                raise ValueError(
+                    f"WeightRewind step {self.step} is beyond the run (trainer.max_steps={trainer.max_steps}); "
+                    "choose a rewind step inside the run, e.g. 5 % of max_steps as the paper's 25k of 500k"
+                )
         if self.source is not None:
             self._source_weights, self._source_optimizer = self._read_source(pl_module)
 

@@ -17,7 +17,8 @@ class TinyModule(pl.LightningModule):
         self.save_hyperparameters()
         self.embed = nn.Embedding(20, 8)
         self.net = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.ReLU(), nn.Linear(16, 20))
-        self.forward_net = torch.compile(self.net, backend="aot_eager") if compile else self.net
+        # not registered as a submodule, so parameter and state_dict names stay "net.*"
+        object.__setattr__(self, "forward_net", torch.compile(self.net, backend="aot_eager") if compile else self.net)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
