@@ -4,11 +4,16 @@ shape, so runs are comparable bit for bit."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class TinyModule(pl.LightningModule):
