@@ -1,0 +1,29 @@
+"""The paper's methods as resumable multi-run chains, with reports.
+
+From Python::
+
+    from lightning_slt.experiments import load_config, run_experiment
+    run_experiment(load_config("conf/experiments/slt.yaml"))
+
+From the shell: ``lightning-slt experiment --config conf/experiments/slt.yaml`` and
+``lightning-slt report runs/slt``.
+"""
+
+from .chains import RunSpec, build_runs, method_rows
+from .config import PAPER_TARGETS, ExperimentConfig, Schedule
+from .report import write_report
+from .runner import load_config, plan, run_experiment, run_paths
+
+__all__ = [
+    "PAPER_TARGETS",
+    "ExperimentConfig",
+    "RunSpec",
+    "Schedule",
+    "build_runs",
+    "load_config",
+    "method_rows",
+    "plan",
+    "run_experiment",
+    "run_paths",
+    "write_report",
+]

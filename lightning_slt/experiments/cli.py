@@ -1,0 +1,36 @@
+"""``lightning-slt experiment`` and ``lightning-slt report``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def experiment_main(argv: list[str]) -> int:
+    """lightning-slt experiment --config conf/experiments/<name>.yaml [--key=value ...] [--wandb]"""
+    from .runner import load_config, run_experiment
+
+    parser = argparse.ArgumentParser(prog="lightning-slt experiment", description=experiment_main.__doc__)
+    parser.add_argument("--config", required=True, help="experiment YAML (see conf/experiments/)")
+    parser.add_argument("--wandb", action="store_true", help="log every run to W&B (WANDB_MODE=offline works)")
+    args, overrides = parser.parse_known_args(argv)
+    if args.wandb:
+        overrides.append("--wandb=true")
+    output_dir = run_experiment(load_config(args.config, overrides))
+    print(f"results: {output_dir / 'results.md'}")
+    print((output_dir / "results.md").read_text())
+    return 0
+
+
+def report_main(argv: list[str]) -> int:
+    """lightning-slt report <experiment dir> [--paper wmt14_ende|wmt14_enfr|none] [--wandb]"""
+    from .report import write_report
+
+    parser = argparse.ArgumentParser(prog="lightning-slt report", description=report_main.__doc__)
+    parser.add_argument("output_dir")
+    parser.add_argument("--paper", default="wmt14_ende", help="paper numbers to draw dashed (none to omit)")
+    parser.add_argument("--wandb", action="store_true", default=None, help="log the table and chart to W&B")
+    args = parser.parse_args(argv)
+    paths = write_report(args.output_dir, paper=None if args.paper == "none" else args.paper, wandb=args.wandb)
+    print(paths["md"].read_text())
+    print("\n".join(f"wrote {p}" for p in paths.values()))
+    return 0

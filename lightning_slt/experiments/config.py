@@ -1,0 +1,110 @@
+"""An experiment: which methods, which sparsities, on which base run, how many seeds, where.
+
+Read from YAML by jsonargparse, so a key or value of the wrong type is a clear error naming it
+before any training. Defaults follow the paper scaled to the run length (``max_steps``):
+rewind step k = 5 % (25k of 500k), MP ramp to 80 % (400k) with Δt = 2 % (10k).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lightning_slt.pruning import check_sparsity
+
+PAPER_TARGETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98]
+METHOD_NAMES = ("mp", "lt", "slt", "clt", "slt_mp", "mp_slt", "random_mask", "random_reinit", "random_sign")
+
+
+@dataclass
+class ExperimentConfig:
+    """One experiment directory: one or more methods sharing their common runs.
+
+    Args:
+        base: LightningCLI config(s) of a dense run (model, data, trainer with ``max_steps``).
+        methods: any of mp, lt, slt, clt, slt_mp, mp_slt, random_mask, random_reinit, random_sign.
+        output_dir: the experiment directory; one sub-folder per seed, one per run below it.
+        targets: final sparsities of the pruned runs, strictly increasing, each in [0, 1).
+        base_args: extra LightningCLI arguments for every run, e.g. ``["--trainer.max_steps=400"]``.
+        rewind_step: k of SLT/CLT/MP-SLT; None = max(1, round(0.05 * max_steps)).
+        mp_end_step: step where MP reaches its final sparsity; None = round(0.8 * max_steps).
+        mp_frequency: Δt of MP; None = max(1, round(0.02 * max_steps)).
+        slt_mp_switch: SLT-MP's SLT sparsity before switching to MP (paper 0.6; 0.5 is one-shot).
+        mp_slt_source: the MP sparsity whose mask MP-SLT continues from (paper 0.6).
+        seeds: one full set of runs per seed; reports give mean ± sd.
+        wandb: log every run with WandbLogger (``WANDB_MODE=offline`` works without network).
+        wandb_project: W&B project; runs are grouped per experiment, ``job_type`` = method.
+        name: experiment name (W&B group); default: the output folder's name.
+    """
+
+    base: list[str]
+    methods: list[str]
+    output_dir: str
+    targets: list[float] = field(default_factory=lambda: list(PAPER_TARGETS))
+    base_args: list[str] = field(default_factory=list)
+    rewind_step: int | None = None
+    mp_end_step: int | None = None
+    mp_frequency: int | None = None
+    slt_mp_switch: float = 0.6
+    mp_slt_source: float = 0.6
+    seeds: list[int] = field(default_factory=lambda: [0])
+    wandb: bool = False
+    wandb_project: str = "lightning_slt"
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.base, str):
+            self.base = [self.base]
+        unknown = [m for m in self.methods if m not in METHOD_NAMES]
+        if unknown or not self.methods:
+            raise ValueError(f"unknown method(s) {unknown or self.methods}; known methods: {', '.join(METHOD_NAMES)}")
+        if not self.targets:
+            raise ValueError("targets is empty; give the final sparsities of the pruned runs, e.g. [0.5, 0.6, 0.8]")
+        for i, target in enumerate(self.targets):
+            check_sparsity(target, f"targets[{i}]")
+        if any(b <= a for a, b in zip(self.targets, self.targets[1:])):
+            raise ValueError(f"targets must be strictly increasing (masks are nested round after round), got {self.targets}")
+        check_sparsity(self.slt_mp_switch, "slt_mp_switch")
+        check_sparsity(self.mp_slt_source, "mp_slt_source")
+        for key in ("rewind_step", "mp_end_step", "mp_frequency"):
+            value = getattr(self, key)
+            if value is not None and value < (0 if key == "rewind_step" else 1):
+                raise ValueError(f"{key} must be a positive number of steps, got {value}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be a non-empty list of distinct integers, got {self.seeds}")
+
+    @property
+    def experiment_name(self) -> str:
+        return self.name or Path(self.output_dir).name
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Step counts of one experiment, resolved from ``max_steps``."""
+
+    max_steps: int
+    rewind_step: int
+    mp_end_step: int
+    mp_frequency: int
+
+    @classmethod
+    def resolve(cls, config: ExperimentConfig, max_steps: int) -> Schedule:
+        if max_steps <= 0:
+            raise ValueError("the base config must bound runs with trainer.max_steps (the paper: 500k); got none")
+        schedule = cls(
+            max_steps=max_steps,
+            rewind_step=config.rewind_step if config.rewind_step is not None else max(1, round(0.05 * max_steps)),
+            mp_end_step=config.mp_end_step if config.mp_end_step is not None else round(0.8 * max_steps),
+            mp_frequency=config.mp_frequency if config.mp_frequency is not None else max(1, round(0.02 * max_steps)),
+        )
+        if schedule.rewind_step > max_steps:
+            raise ValueError(
+                f"rewind_step {schedule.rewind_step} is beyond the run's max_steps {max_steps}; "
+                "choose k inside the run (the paper: 5 %)"
+            )
+        if schedule.mp_end_step > max_steps:
+            raise ValueError(f"mp_end_step {schedule.mp_end_step} is beyond the run's max_steps {max_steps}")
+        return schedule

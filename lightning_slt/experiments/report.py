@@ -1,0 +1,168 @@
+"""Results of an experiment directory: results.csv, a Table-1-shaped results.md, a BLEU-vs-
+sparsity plot, and (optionally) a W&B Table and chart.
+
+Every figure is read back from the runs' ``metrics.json``; means and standard deviations are
+over seeds, as the paper averages two runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from importlib import resources
+from pathlib import Path
+
+from .files import read_json, write_text
+
+METHOD_LABELS = {
+    "mp": "MP", "lt": "LT", "slt": "SLT", "clt": "CLT", "slt_mp": "SLT-MP", "mp_slt": "MP-SLT",
+    "random_mask": "random mask", "random_reinit": "random re-init", "random_sign": "random sign",
+}
+CSV_FIELDS = [
+    "method", "sparsity", "seed", "run", "kind", "test_bleu", "test_chrf", "test_ter", "valid_bleu",
+    "measured_sparsity", "sparse_mb", "remaining_parameters", "steps", "wall_time_s", "lineage_steps",
+    "lineage_wall_time_s", "mask_from", "weights_from",
+]
+
+
+def paper_results() -> dict:
+    """Tables 1 (WMT14 En-De) and 2 (En-Fr) of the paper, shipped with the package."""
+    return json.loads(resources.files("lightning_slt.experiments").joinpath("paper_results.json").read_text())
+
+
+def collect(output_dir: str | Path) -> tuple[list[str], list[dict]]:
+    """The experiment's methods and one row per (method, sparsity, seed) from finished runs."""
+    output_dir = Path(output_dir)
+    manifest = read_json(output_dir / "experiment.json")
+    methods = manifest["config"]["methods"]
+    mp_slt_source = manifest["config"].get("mp_slt_source", 0.6)
+    runs = [read_json(path) for path in sorted(output_dir.glob("seed*/**/metrics.json"))]
+    rows = []
+    for method in methods:
+        for run in runs:
+            shown = method in run["reported_in"] or (
+                method == "mp_slt" and "mp" in methods and "mp" in run["reported_in"] and run["sparsity_target"] <= mp_slt_source
+            )  # paper Table 1: MP-SLT rows up to the MP source sparsity are the MP column
+            if shown:
+                rows.append(_row(method, run))
+    rows.sort(key=lambda r: (methods.index(r["method"]), r["sparsity"], r["seed"]))
+    return methods, rows
+
+
+def _row(method: str, run: dict) -> dict:
+    test, valid = run.get("test") or {}, run.get("valid") or {}
+    return {
+        "method": method, "sparsity": run["sparsity_target"], "seed": run["seed"], "run": run["run"], "kind": run["kind"],
+        "test_bleu": test.get("bleu"), "test_chrf": test.get("chrf"), "test_ter": test.get("ter"),
+        "valid_bleu": valid.get("bleu"), "measured_sparsity": run["sparsity"], "sparse_mb": run["sparse_mb"],
+        "remaining_parameters": run["remaining_parameters"], "steps": run["steps"], "wall_time_s": run["wall_time_s"],
+        "lineage_steps": run["lineage_steps"], "lineage_wall_time_s": run["lineage_wall_time_s"],
+        "mask_from": run["mask_from"], "weights_from": run["weights_from"],
+    }
+
+
+def summarize(rows: list[dict]) -> dict[tuple[str, float], dict]:
+    """Mean and sd over seeds of test BLEU/TER/chrF and memory per (method, sparsity)."""
+    groups: dict[tuple[str, float], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["method"], row["sparsity"]), []).append(row)
+    out = {}
+    for key, group in groups.items():
+        out[key] = {"n": len(group)}
+        for field in ("test_bleu", "test_ter", "test_chrf", "sparse_mb", "lineage_steps"):
+            values = [r[field] for r in group if r[field] is not None]
+            out[key][field] = statistics.fmean(values) if values else None
+            out[key][field + "_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    return out
+
+
+def _cell(stats: dict | None, field: str) -> str:
+    if not stats or stats.get(field) is None:
+        return "–"
+    sd = stats[field + "_sd"]
+    return f"{stats[field]:.1f}" + (f" ± {sd:.1f}" if stats["n"] > 1 else "")
+
+
+def markdown_table(methods: list[str], summary: dict) -> str:
+    """Sparsity rows, method columns (BLEU and TER), memory: shaped like the paper's Table 1."""
+    sparsities = sorted({s for _, s in summary})
+    header = ["Sparsity", "Memory"] + [f"{METHOD_LABELS.get(m, m)} {x}" for m in methods for x in ("BLEU", "TER")]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for sparsity in sparsities:
+        stats = [summary.get((m, sparsity)) for m in methods]
+        memory = next((s["sparse_mb"] for s in stats if s and s.get("sparse_mb") is not None), None)
+        cells = [f"{sparsity:.0%}", "–" if memory is None else f"{memory:.1f} MB"]
+        for s in stats:
+            cells += [_cell(s, "test_bleu"), _cell(s, "test_ter")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(methods: list[str], summary: dict, path: Path, paper: str | None = "wmt14_ende") -> None:
+    """BLEU vs sparsity, one line per method; dashed: the paper's numbers for the same methods."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    reference = paper_results().get(paper, {}).get("methods", {}) if paper else {}
+    for i, method in enumerate(methods):
+        points = sorted((s, v["test_bleu"]) for (m, s), v in summary.items() if m == method and v["test_bleu"] is not None)
+        if points:
+            ax.plot([100 * s for s, _ in points], [b for _, b in points], marker="o", color=f"C{i}", label=METHOD_LABELS.get(method, method))
+        if method in reference:
+            ref = sorted((float(s), b) for s, b in reference[method]["bleu"].items())
+            ax.plot([100 * s for s, _ in ref], [b for _, b in ref], linestyle="--", color=f"C{i}", alpha=0.6,
+                    label=f"{METHOD_LABELS.get(method, method)} (paper, {paper})")
+    ax.set_xlabel("sparsity [%]")
+    ax.set_ylabel("test BLEU [%]")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    from .files import _atomic
+
+    _atomic(path, lambda handle: handle.write(buffer.getvalue()))
+
+
+def write_report(output_dir: str | Path, paper: str | None = "wmt14_ende", wandb: bool | None = None) -> dict[str, Path]:
+    """Write results.csv, results.md and bleu_vs_sparsity.png into ``output_dir``.
+
+    Args:
+        paper: draw the paper's numbers for comparison ("wmt14_ende", "wmt14_enfr" or None).
+        wandb: also log a W&B Table and the chart; None = as the experiment config says.
+    """
+    output_dir = Path(output_dir)
+    methods, rows = collect(output_dir)
+    summary = summarize(rows)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    paths = {"csv": output_dir / "results.csv", "md": output_dir / "results.md", "png": output_dir / "bleu_vs_sparsity.png"}
+    write_text(paths["csv"], buffer.getvalue())
+    seeds = sorted({r["seed"] for r in rows})
+    title = (f"# Results: {output_dir.name}\n\nTest BLEU and TER [%] (sacreBLEU, detokenized), mean ± sd over "
+             f"seeds {seeds}; memory = pruned matrices in CSC, as the paper's Table 1.\n\n")
+    write_text(paths["md"], title + markdown_table(methods, summary))
+    plot(methods, summary, paths["png"], paper)
+    config = read_json(output_dir / "experiment.json")["config"]
+    if wandb if wandb is not None else config.get("wandb"):
+        _log_wandb(config, rows, paths["png"])
+    return paths
+
+
+def _log_wandb(config: dict, rows: list[dict], png: Path) -> None:
+    import wandb
+
+    run = wandb.init(project=config.get("wandb_project", "lightning_slt"), group=config.get("name") or Path(config["output_dir"]).name,
+                     job_type="report", name="report", dir=config["output_dir"], reinit=True)
+    table = wandb.Table(columns=CSV_FIELDS, data=[[r[c] for c in CSV_FIELDS] for r in rows])
+    run.log({"results": table, "bleu_vs_sparsity": wandb.Image(str(png)),
+             "bleu_vs_sparsity_table": wandb.plot.line(table, "sparsity", "test_bleu", title="BLEU vs sparsity")})
+    run.finish()

@@ -1,0 +1,286 @@
+"""Running an experiment: every run of every chain, resumable, with one folder per run.
+
+Layout (``paths``-style, one place)::
+
+    <output_dir>/experiment.json            what must not change between invocations
+    <output_dir>/seed<S>/<run name>/        one folder per run, named by its lineage
+        config.yaml                         the run's full LightningCLI config: re-runnable with
+                                            ``lightning-slt fit --config config.yaml``
+        checkpoints/last.ckpt               θT (the next round's mask), θk snapshots, masks
+        checkpoints/best.ckpt               best validation BLEU at the final sparsity
+        mask.pt, theta_k.pt                 the ticket's mask and θk, for other tools
+        test/                               hypotheses and sacreBLEU metrics of best.ckpt
+        metrics.json                        written last: its presence means "finished"
+
+Re-running the same command skips finished runs and resumes a killed one from its
+``last.ckpt``. A changed base config or schedule in an existing directory is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from lightning_slt.pruning.sources import STATE_KEY
+
+from .chains import RunSpec, build_runs
+from .config import ExperimentConfig, Schedule
+from .files import read_json, write_json, write_text, write_torch
+
+MANIFEST = "experiment.json"
+CHECKPOINT = "lightning_slt.experiments.checkpointing.BestAfterStep"
+
+
+@dataclass
+class RunPaths:
+    """Every location of one run, in one place."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / "last.ckpt"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / "best.ckpt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def mask(self) -> Path:
+        return self.root / "mask.pt"
+
+    @property
+    def theta_k(self) -> Path:
+        return self.root / "theta_k.pt"
+
+
+def run_paths(output_dir: str | Path, seed: int, run: str) -> RunPaths:
+    return RunPaths(Path(output_dir) / f"seed{seed}" / run)
+
+
+def _parse_base(config: ExperimentConfig) -> tuple[Any, dict]:
+    """The base run's parser and fully resolved config (as a dict), validated by LightningCLI."""
+    from lightning_slt.cli import TranslationCLI
+
+    args = [arg for path in config.base for arg in ("--config", str(_existing(path)))] + list(config.base_args)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
+        cli = TranslationCLI(args=args, run=False, parse_only=True)
+    return cli.parser, yaml.safe_load(cli.parser.dump(cli.config))
+
+
+def _existing(path: str) -> Path:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"base config {path!r} does not exist (relative paths are read from {Path.cwd()})")
+    return Path(path)
+
+
+def plan(config: ExperimentConfig) -> tuple[dict, Schedule, list[RunSpec]]:
+    """Parse and check everything an experiment needs, before any training."""
+    _, base = _parse_base(config)
+    schedule = Schedule.resolve(config, int(base["trainer"].get("max_steps") or -1))
+    return base, schedule, build_runs(config, schedule)
+
+
+def _manifest(config: ExperimentConfig, base: dict, schedule: Schedule) -> dict:
+    """What defines the runs' contents: runs of the same name must mean the same thing."""
+    digest = hashlib.sha256(yaml.safe_dump(base, sort_keys=True).encode()).hexdigest()
+    return {"base_config_sha256": digest, "schedule": schedule.__dict__, "base_args": list(config.base_args)}
+
+
+def _check_manifest(output_dir: Path, manifest: dict) -> None:
+    path = output_dir / MANIFEST
+    if path.exists():
+        saved = read_json(path)
+        changed = [key for key in manifest if saved.get(key) != manifest[key]]
+        if changed:
+            details = "; ".join(f"{k}: was {saved.get(k)!r}, now {manifest[k]!r}" for k in changed)
+            raise ValueError(
+                f"{output_dir} holds a different experiment ({details}). Runs there were trained with "
+                "other settings and would be mixed with these: choose another output_dir or delete that folder"
+            )
+    elif output_dir.exists() and any(output_dir.iterdir()):
+        raise ValueError(f"{output_dir} is not empty and holds no {MANIFEST}: it is not an experiment folder of ours")
+
+
+def run_experiment(config: ExperimentConfig) -> Path:
+    """Train every run of the experiment that is not finished yet, then write the report.
+
+    Returns the experiment directory. Safe to call again after a crash or with more methods
+    or seeds: finished runs are skipped, killed runs resume from their last checkpoint.
+    """
+    base, schedule, runs = plan(config)
+    output_dir = Path(config.output_dir)
+    manifest = _manifest(config, base, schedule)
+    _check_manifest(output_dir, manifest)
+    write_json(output_dir / MANIFEST, {**manifest, "config": config.to_dict()})
+    for seed in config.seeds:
+        last_ckpt = {run.name: str(run_paths(output_dir, seed, run.name).last) for run in runs}
+        for run in runs:
+            _train(config, base, schedule, run, seed, last_ckpt)
+    from .report import write_report
+
+    write_report(output_dir)
+    return output_dir
+
+
+def _run_config(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpec, seed: int,
+                last_ckpt: dict[str, str]) -> dict:
+    """The run's full LightningCLI config: the base, its pruning callbacks, checkpoints, logger."""
+    paths = run_paths(config.output_dir, seed, run.name)
+    cfg = yaml.safe_load(yaml.safe_dump(base))  # deep copy
+    trainer = cfg["trainer"]
+    kept = [cb for cb in trainer.get("callbacks") or [] if not str(cb.get("class_path", "")).endswith("ModelCheckpoint")]
+    every = max(1, schedule.max_steps // 20)
+    checkpoints = [
+        {"class_path": CHECKPOINT, "init_args": {"dirpath": str(paths.checkpoints), "filename": "best", "monitor": "val/bleu",
+                                                 "mode": "max", "save_top_k": 1, "after_step": run.best_after_step,
+                                                 "enable_version_counter": False}},
+        {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+         "init_args": {"dirpath": str(paths.checkpoints), "save_last": True, "save_top_k": 0, "every_n_train_steps": every}},
+    ]
+    trainer["callbacks"] = run.callbacks(last_ckpt, schedule, seed) + kept + checkpoints
+    trainer["default_root_dir"] = str(paths.root)
+    trainer["logger"] = _logger(config, run, seed, paths)
+    cfg["seed_everything"] = seed
+    cfg["model"]["output_dir"] = str(paths.root / "test")
+    return cfg
+
+
+def _logger(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths) -> dict:
+    if not config.wandb:
+        return {"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": str(paths.root), "name": "logs"}}
+    run_id = f"{zlib.crc32(str(paths.root.resolve()).encode()):08x}"  # stable: a resumed run continues its W&B run
+    return {
+        "class_path": "pytorch_lightning.loggers.WandbLogger",
+        "init_args": {
+            "project": config.wandb_project,
+            "group": config.experiment_name,
+            "job_type": run.methods[0],
+            "name": f"seed{seed}/{run.name}",
+            "id": run_id,
+            "save_dir": str(paths.root),
+            "resume": "allow",
+            "config": {"run": run.name, "kind": run.kind, "sparsity": run.sparsity, "seed": seed,
+                       "methods": run.methods, "mask_from": run.parent, "weights_from": run.weights_from,
+                       "rewind_step": run.rewind_step, "lineage": run.lineage},
+        },
+    }
+
+
+def _train(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpec, seed: int, last_ckpt: dict[str, str]) -> None:
+    from lightning_slt.cli import TranslationCLI
+
+    paths = run_paths(config.output_dir, seed, run.name)
+    if paths.metrics.exists():
+        return
+    resume = paths.last if paths.last.exists() else None
+    cfg = _run_config(config, base, schedule, run, seed, last_ckpt)
+    write_text(paths.config, "# written by lightning-slt experiment; re-run with: lightning-slt fit --config this file\n"
+               + yaml.safe_dump(cfg, sort_keys=False))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
+        cli = TranslationCLI(args=["--config", str(paths.config)], run=False)
+    trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
+    started = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+    wall_time = time.perf_counter() - started
+    best = paths.best if paths.best.exists() else paths.last
+    valid = trainer.validate(model, datamodule=datamodule, ckpt_path=str(best), verbose=False)[0]
+    trainer.test(model, datamodule=datamodule, ckpt_path=str(best), verbose=False)
+    if trainer.is_global_zero:
+        _finish(config, run, seed, paths, best, valid, model.last_test_metrics or {}, wall_time, trainer.global_step)
+    _finish_logger(trainer)
+
+
+def _finish_logger(trainer: Any) -> None:
+    if trainer.logger is not None and type(trainer.logger).__name__ == "WandbLogger":
+        import wandb
+
+        wandb.finish()
+
+
+def _finish(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths, best: Path, valid: dict,
+            test: dict, wall_time: float, steps: int) -> None:
+    """Write mask, θk and metrics.json (last, atomically: its presence marks the run finished)."""
+    last = torch.load(paths.last, map_location="cpu", weights_only=False)
+    masks = (last.get(STATE_KEY) or {}).get("masks") or {}
+    write_torch(paths.mask, masks)
+    snapshots = {state["step"]: state["snapshot"] for key, state in last.get("callbacks", {}).items()
+                 if key.startswith("WeightRewind") and state.get("snapshot") is not None}
+    if run.rewind_step in snapshots or snapshots:
+        k = max(snapshots)
+        write_torch(paths.theta_k, {"step": k, "weights": snapshots[k]})
+    weights = last["state_dict"]
+    total = sum(t.numel() for t in weights.values() if t.is_floating_point())
+    pruned = sum(int((~m).sum()) for m in masks.values())
+    prunable = sum(m.numel() for m in masks.values()) or sum(t.numel() for t in weights.values() if t.dim() >= 2)
+    ancestors = [read_json(run_paths(config.output_dir, seed, name).metrics) for name in run.lineage
+                 if run_paths(config.output_dir, seed, name).metrics.exists()]
+    if run.kind == "lt" and run.weights_from and run.weights_from not in run.lineage:
+        ancestors.append(read_json(run_paths(config.output_dir, seed, run.weights_from).metrics))
+    metrics = {
+        "run": run.name, "kind": run.kind, "seed": seed, "methods": run.methods, "reported_in": run.reported_in,
+        "sparsity_target": run.sparsity,
+        "sparsity": pruned / prunable if masks else 0.0,
+        "parameters": total, "prunable_parameters": prunable, "remaining_parameters": total - pruned,
+        "dense_mb": total * 4 / 2**20,
+        "sparse_mb": _csc_megabytes(weights, masks),
+        "valid": {"bleu": valid.get("val/bleu"), "chrf": valid.get("val/chrf"), "ter": valid.get("val/ter")},
+        "test": {key: test.get(key) for key in ("bleu", "chrf", "ter", "n_sentences", "split", "signature")},
+        "best_checkpoint": str(best), "last_checkpoint": str(paths.last),
+        "steps": steps, "wall_time_s": wall_time,
+        "mask_from": run.parent, "weights_from": run.weights_from, "rewind_step": run.rewind_step,
+        "lineage": run.lineage,
+        "lineage_steps": steps + sum(a["steps"] for a in ancestors),
+        "lineage_wall_time_s": wall_time + sum(a["wall_time_s"] for a in ancestors),
+    }
+    write_json(paths.metrics, metrics)
+
+
+def _csc_megabytes(weights: dict, masks: dict) -> float:
+    """Memory as the paper reports it (§2): pruned matrices in CSC (4-byte value + 4-byte row
+    index per non-zero, 4 bytes per column pointer), everything else dense fp32."""
+    total = 0
+    for name, tensor in weights.items():
+        if not tensor.is_floating_point():
+            continue
+        mask = next((m for key, m in masks.items() if key == name or key.endswith("." + name) or name.endswith("." + key)), None)
+        if mask is None or tensor.dim() != 2:
+            total += tensor.numel() * 4
+        else:
+            total += int(mask.sum()) * 8 + (tensor.shape[1] + 1) * 4
+    return total / 2**20
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read an experiment YAML (and ``--key=value`` overrides) into a checked ExperimentConfig."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(prog="lightning-slt experiment", exit_on_error=False)
+    parser.add_argument("--config", action="config")
+    parser.add_class_arguments(ExperimentConfig, as_positional=False)
+    cfg = parser.parse_args(["--config", str(path), *(overrides or [])])
+    cfg.pop("config", None)
+    return ExperimentConfig(**cfg.as_dict())
