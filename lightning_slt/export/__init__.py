@@ -1,0 +1,42 @@
+"""Compact ticket files and sparse CPU inference.
+
+- ``mask_codec``: boolean masks in well under one bit per entry (Rice-coded gaps).
+- ``ticket``: the self-describing, checksummed ticket file (`write_ticket`, `read_ticket`).
+- ``checkpoint``: TranslationModule checkpoint -> ticket (`export_checkpoint`) and back
+  (`load_ticket`).
+- ``sparse_linear``: CSR matmuls for pruned projections where they beat dense (`sparsify_`).
+- ``translate`` / ``cli``: the ``lightning-slt translate`` and ``export`` commands.
+
+Names are imported lazily, so reading a ticket does not import Lightning.
+"""
+
+from importlib import import_module
+from typing import Any
+
+_PUBLIC = {
+    "EncodedMask": "lightning_slt.export.mask_codec",
+    "encode_mask": "lightning_slt.export.mask_codec",
+    "decode_mask": "lightning_slt.export.mask_codec",
+    "entropy_bits_per_entry": "lightning_slt.export.mask_codec",
+    "Ticket": "lightning_slt.export.ticket",
+    "TicketError": "lightning_slt.export.ticket",
+    "read_ticket": "lightning_slt.export.ticket",
+    "write_ticket": "lightning_slt.export.ticket",
+    "export_checkpoint": "lightning_slt.export.checkpoint",
+    "load_ticket": "lightning_slt.export.checkpoint",
+    "masks_from_zeros": "lightning_slt.export.checkpoint",
+    "CsrMatmul": "lightning_slt.export.sparse_linear",
+    "LayerChoice": "lightning_slt.export.sparse_linear",
+    "SparseLinear": "lightning_slt.export.sparse_linear",
+    "sparsify_": "lightning_slt.export.sparse_linear",
+    "translate_main": "lightning_slt.export.translate",
+    "export_main": "lightning_slt.export.cli",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        return getattr(import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'lightning_slt.export' has no attribute {name!r}")

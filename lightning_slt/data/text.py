@@ -1,0 +1,89 @@
+"""Reading line-aligned text files (plain or gzip), with errors that name the file and line.
+
+Files are read whole and decoded strictly as UTF-8 so that a bad byte is reported with its line
+number instead of turning into a replacement character that silently changes the data. Lines
+are split on ``\\n`` only: ``str.splitlines`` would also split on U+2028, U+0085 and friends,
+which occur in real corpora and would shift every later line against the other side.
+"""
+
+import gzip
+import zlib
+from pathlib import Path
+
+from lightning_slt.data.errors import (
+    CorpusEncodingError,
+    CorpusNotFoundError,
+    EmptyCorpusError,
+    MisalignedCorpusError,
+)
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """All lines of a UTF-8 text file (gzip-compressed or not), without line endings.
+
+    Raises:
+        CorpusNotFoundError: the file does not exist.
+        CorpusEncodingError: the file is not valid UTF-8 (message gives the line) or a broken gzip.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusNotFoundError(
+            f"corpus file not found: {path}. Check the path (train_files/valid_files/test_files/"
+            "predict_files, or the data root set by LIGHTNING_SLT_DATA)."
+        )
+    data = path.read_bytes()
+    if data[:2] == _GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as err:
+            raise CorpusEncodingError(
+                f"{path}: not a valid gzip file ({err}). The file is truncated or corrupted: "
+                "download or copy it again."
+            ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise CorpusEncodingError(
+            f"{path}, line {line}: invalid UTF-8 ({err.reason}, byte {data[err.start:err.start + 1]!r}). "
+            "Corpora must be UTF-8: convert the file, e.g. `iconv -f latin1 -t utf-8 in > out`."
+        ) from None
+    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the first sentence
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the final newline ends the last line; it does not start an empty one
+    return [line.removesuffix("\r") for line in lines]
+
+
+def read_parallel(src_path: str | Path, tgt_path: str | Path) -> tuple[list[str], list[str]]:
+    """The two sides of a parallel corpus; line i of one is the translation of line i of the other.
+
+    Raises:
+        CorpusNotFoundError, CorpusEncodingError: see ``read_lines``.
+        MisalignedCorpusError: the files have different line counts (both names and counts given).
+        EmptyCorpusError: both files are empty.
+    """
+    src_lines = read_lines(src_path)
+    tgt_lines = read_lines(tgt_path)
+    if len(src_lines) != len(tgt_lines):
+        raise MisalignedCorpusError(
+            f"misaligned parallel files: {src_path} has {len(src_lines)} lines but {tgt_path} has "
+            f"{len(tgt_lines)} lines. Line i of one file must translate line i of the other: check "
+            "that both files belong to the same corpus and split and neither was cut or re-wrapped."
+        )
+    if not src_lines:
+        raise EmptyCorpusError(
+            f"empty corpus: {src_path} and {tgt_path} hold no lines. Point the data module at "
+            "files with one sentence per line."
+        )
+    return src_lines, tgt_lines
+
+
+def read_monolingual(path: str | Path) -> list[str]:
+    """Lines of a single (source-side) file, refusing an empty one; used for prediction."""
+    lines = read_lines(path)
+    if not lines:
+        raise EmptyCorpusError(f"empty corpus: {path} holds no lines. Give a file with one sentence per line.")
+    return lines

@@ -1,0 +1,142 @@
+"""From a TranslationModule checkpoint to a ticket file and back to a TranslationModule.
+
+Why separate from ``ticket.py``: the file format knows nothing of Lightning or of our model;
+this module maps a Lightning checkpoint of ``TranslationModule`` onto it (weights under
+``checkpoint["state_dict"]``, hparams under ``"hyper_parameters"``, the sentencepiece model
+under ``module.TOKENIZER_KEY``, masks under ``checkpoint["lightning_slt"]["masks"]``, written
+by the pruning callbacks) and rebuilds the module from a ticket.
+"""
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from lightning_slt import __version__
+from lightning_slt.export.ticket import Ticket, TicketError, read_ticket, write_ticket
+
+if TYPE_CHECKING:
+    from lightning_slt.model.module import TranslationModule
+
+MODULE_CLASS = "lightning_slt.model.module.TranslationModule"
+_MASKS_STATE_KEY = "lightning_slt"  # == lightning_slt.pruning.sources.STATE_KEY
+
+
+def masks_from_zeros(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Masks of exact zeros of every floating tensor with >= 2 dims (the prunable ones) that has any.
+
+    The fallback for checkpoints without stored masks: pruned entries are exactly 0.0 (the
+    pruning callbacks keep them so), and a trained weight is almost never exactly zero.
+    """
+    masks = {}
+    for name, tensor in state_dict.items():
+        if tensor.dim() >= 2 and tensor.is_floating_point():
+            mask = tensor != 0
+            if not bool(mask.all()):
+                masks[name] = mask
+    return masks
+
+
+def export_checkpoint(
+    ckpt_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    values_dtype: str = "float32",
+    masks: dict[str, Tensor] | None = None,
+    embed_tokenizer: bool = True,
+) -> dict[str, int]:
+    """Write the ticket of a TranslationModule checkpoint; returns its sizes (see ``Ticket``).
+
+    Masks, first found wins: the `masks` argument, the masks the pruning callbacks stored in
+    the checkpoint, else the exact zeros of >= 2-dim tensors (``masks_from_zeros``). Mask
+    keys are the checkpoint's state_dict names (``model.encoder...``). Pruned entries are
+    zeroed before writing (pruning keeps them zero anyway).
+
+    Raises:
+        FileNotFoundError: no such checkpoint.
+        ValueError: the file is not a TranslationModule checkpoint (no state_dict or no
+            hyper_parameters), or a mask does not fit its tensor.
+    """
+    ckpt_path = Path(ckpt_path)
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
+        raise ValueError(
+            f"{ckpt_path} is not a Lightning checkpoint of TranslationModule (needs 'state_dict' and "
+            "'hyper_parameters'); export the checkpoint written by `lightning-slt fit`"
+        )
+    state_dict = {name: tensor for name, tensor in checkpoint["state_dict"].items() if isinstance(tensor, Tensor)}
+    masks_from = "argument"
+    if masks is None:
+        stored = (checkpoint.get(_MASKS_STATE_KEY) or {}).get("masks")
+        masks_from = "checkpoint" if stored else "zeros"
+        masks = {name: mask.bool() for name, mask in stored.items()} if stored else masks_from_zeros(state_dict)
+    for name, mask in masks.items():
+        if name in state_dict and mask.shape == state_dict[name].shape:
+            state_dict[name] = state_dict[name] * mask + 0.0  # + 0.0: pruned -0.0 -> +0.0
+    from lightning_slt.model.module import TOKENIZER_KEY
+
+    tokenizer = checkpoint.get(TOKENIZER_KEY)
+    tokenizer_proto = tokenizer.numpy().tobytes() if isinstance(tokenizer, Tensor) else None
+    model_config = {"class": MODULE_CLASS, "hparams": _plain(dict(checkpoint["hyper_parameters"]))}
+    extra = {
+        "source_checkpoint": ckpt_path.name,
+        "global_step": checkpoint.get("global_step"),
+        "epoch": checkpoint.get("epoch"),
+        "masks_from": masks_from,
+        "lightning_slt_version": __version__,
+    }
+    return write_ticket(out_path, state_dict, masks, model_config, tokenizer_proto, values_dtype, extra,
+                        embed_tokenizer=embed_tokenizer)
+
+
+def load_ticket(path: str | os.PathLike) -> "TranslationModule":
+    """Rebuild the TranslationModule of a ticket (eval mode, on CPU, tokenizer attached if embedded).
+
+    With fp32 values the weights equal the exported checkpoint's bit for bit (pruned entries
+    are +0.0).
+
+    Raises:
+        TicketError: unreadable ticket, or one that does not hold a TranslationModule.
+    """
+    from lightning_slt.model.module import TranslationModule
+
+    ticket = read_ticket(path)
+    module = TranslationModule(**_module_hparams(path, ticket))
+    missing, unexpected = module.load_state_dict(ticket.state_dict, strict=False)
+    if missing or unexpected:
+        raise TicketError(
+            f"{path}: ticket weights do not fit TranslationModule: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    if ticket.tokenizer_proto is not None:
+        from lightning_slt.data.tokenizer import Tokenizer
+
+        module.set_tokenizer(Tokenizer.from_proto(ticket.tokenizer_proto))
+    module.ticket_masks = ticket.masks  # for sparsity reports; not used by the module itself
+    return module.eval()
+
+
+def _module_hparams(path: str | os.PathLike, ticket: Ticket) -> dict[str, Any]:
+    config = ticket.model_config
+    if config.get("class") != MODULE_CLASS or not isinstance(config.get("hparams"), dict):
+        raise TicketError(
+            f"{path}: ticket holds model_config for {config.get('class')!r}, not {MODULE_CLASS}; "
+            "read it with read_ticket() instead"
+        )
+    hparams = dict(config["hparams"])
+    if isinstance(hparams.get("adam_betas"), list):
+        hparams["adam_betas"] = tuple(hparams["adam_betas"])
+    return hparams
+
+
+def _plain(value: Any) -> Any:
+    """hparams as JSON types (tuples -> lists; paths -> str)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value

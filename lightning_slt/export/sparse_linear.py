@@ -1,0 +1,290 @@
+"""Run pruned projections through sparse CSR matmuls where that is faster on this CPU.
+
+Why: a 90 %-sparse weight still costs a full dense GEMM (pytorch #36214). On CPU, torch's CSR
+kernel (MKL sparse BLAS) with int32 indices beats dense GEMM for the Transformer's shapes at
+~90 % sparsity and decoding batch sizes, but loses at low sparsity or very large row counts
+(anchors.md §5). Which side wins depends on the shape, the sparsity, the number of rows and the
+machine, so "auto" times both on the spot (interleaved repetitions, medians) for each layer.
+
+What is swapped:
+- every ``nn.Linear`` -> ``SparseLinear`` (same ``weight``/``bias`` parameters, so the model's
+  ``state_dict`` keeps its keys and values);
+- in ``lightning_slt.model.transformer.MultiHeadAttention``, the fused q/k/v (self-attention)
+  and k/v (cross-attention) projections, which that module computes with one GEMM over
+  concatenated weights -> ``SparseMultiHeadAttention`` with one CSR matrix per fusion;
+- the tied output projection ``Transformer.logits`` -> a CSR copy of ``embed.weight``
+  (the embedding lookup itself stays dense).
+
+Measured on the 2-core AVX-512 Xeon these sessions run on (torch 2.13, MKL): COO is 10-30x
+slower than dense, CSC and BSR(16x16) 5-20x slower, ``x @ csr.T`` about as slow as dense;
+CSR with int32 indices as ``csr @ x.T`` is the fastest layout, 1.5-4x faster than dense at
+90 % sparsity for 8-128 rows (see benchmarks/sparse_inference.py for the per-layer table).
+"""
+
+import statistics
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+SparseMode = Literal["auto", "on", "off"]
+_MODES = ("auto", "on", "off")
+
+
+class CsrMatmul:
+    """x (..., in) -> x W^T + b (..., out) with W held as CSR (int32 indices).
+
+    A plain callable, not a Module, so holding one adds nothing to a model's state_dict. The
+    result is a transposed view of the (out, N) product (no copy); ``.view``/``.reshape``
+    splitting of the leading dims works on it.
+    """
+
+    def __init__(self, weight: Tensor, bias: Tensor | None = None) -> None:
+        weight = weight.detach()
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": we pin it by tests
+            warnings.simplefilter("ignore")
+            csr = weight.to_sparse_csr()
+            self.csr = torch.sparse_csr_tensor(
+                csr.crow_indices().to(torch.int32), csr.col_indices().to(torch.int32), csr.values(),
+                size=weight.shape,
+            )
+        self.bias = None if bias is None else bias.detach()[:, None]  # (out, 1)
+        self.out_features, self.in_features = weight.shape
+
+    def __call__(self, x: Tensor) -> Tensor:
+        rows = x.reshape(-1, self.in_features)  # (N, in)
+        if self.bias is None:
+            out = torch.sparse.mm(self.csr, rows.t())  # (out, N)
+        else:
+            out = torch.addmm(self.bias, self.csr, rows.t())  # (out, N)
+        return out.t().reshape(*x.shape[:-1], self.out_features)  # (..., out)
+
+
+class SparseLinear(nn.Module):
+    """Drop-in replacement for an ``nn.Linear`` whose forward runs through ``CsrMatmul``.
+
+    Keeps the original ``weight`` and ``bias`` parameters (so code that reads ``.weight`` and
+    the ``state_dict`` are unchanged); the CSR copy is taken at construction, so later changes
+    to the weight are not seen.
+    """
+
+    def __init__(self, linear: nn.Linear, matmul: CsrMatmul | None = None) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight = linear.weight
+        self.bias = linear.bias
+        self.matmul = matmul if matmul is not None else CsrMatmul(linear.weight, linear.bias)
+        self.train(linear.training)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.matmul(x)
+
+    def extra_repr(self) -> str:
+        nnz = self.matmul.csr.values().numel()
+        return f"in_features={self.in_features}, out_features={self.out_features}, density={nnz / self.weight.numel():.3f}"
+
+
+@dataclass
+class LayerChoice:
+    """One projection's decision: its shape, sparsity, timing rows and the winner."""
+
+    name: str
+    out_features: int
+    in_features: int
+    sparsity: float
+    rows: int
+    dense_ms: float | None  # median of the timing ("auto" only)
+    sparse_ms: float | None
+    sparse: bool
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def sparsify_(
+    model: nn.Module,
+    mode: SparseMode = "auto",
+    rows: int = 32,
+    encoder_rows: int | None = None,
+    min_sparsity: float = 0.5,
+    repeats: int = 15,
+) -> list[LayerChoice]:
+    """Swap pruned projections of `model` (in place) to CSR where it pays; return the choices.
+
+    Args:
+        model: any module; a ``lightning_slt`` ``Transformer`` also gets its fused attention
+            projections and tied output projection handled.
+        mode: "auto" times dense vs sparse per projection and keeps the faster, "on" makes
+            every projection with sparsity >= `min_sparsity` sparse, "off" changes nothing.
+        rows: input rows per call to time with: sentences (x beam) per decoding batch, the
+            rows every decoder-step projection sees.
+        encoder_rows: rows for projections that see whole source batches (encoder layers and
+            cross-attention k/v): tokens per batch; defaults to `rows`.
+        min_sparsity: projections sparser than this are candidates; denser ones stay dense
+            (CSR never wins there and timing them wastes load time).
+        repeats: interleaved timing repetitions per candidate ("auto"); projections of equal
+            shape, sparsity (to 0.01) and rows share one timing.
+
+    Raises:
+        ValueError: on an unknown mode or non-positive rows/repeats.
+    """
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    if rows < 1 or (encoder_rows is not None and encoder_rows < 1) or repeats < 1:
+        raise ValueError(f"rows, encoder_rows and repeats must be >= 1, got {rows}, {encoder_rows}, {repeats}")
+    if not 0.0 <= min_sparsity <= 1.0:
+        raise ValueError(f"min_sparsity must be in [0, 1], got {min_sparsity}")
+    if mode == "off":
+        return []
+    encoder_rows = encoder_rows or rows
+    choices: list[LayerChoice] = []
+    timings: dict[tuple, tuple[float, float]] = {}  # same shape, sparsity and rows: time once
+
+    def decide(name: str, weight: Tensor, bias: Tensor | None, n_rows: int) -> CsrMatmul | None:
+        weight = weight.detach()
+        sparsity = 1.0 - int(torch.count_nonzero(weight)) / max(weight.numel(), 1)
+        choice = LayerChoice(name, weight.size(0), weight.size(1), round(sparsity, 4), n_rows, None, None, False)
+        choices.append(choice)
+        if sparsity < min_sparsity or weight.numel() == 0:
+            return None
+        matmul = CsrMatmul(weight, bias)
+        if mode == "auto":
+            key = (tuple(weight.shape), bias is not None, round(sparsity, 2), n_rows)
+            if key not in timings:
+                timings[key] = _time_dense_vs_sparse(weight, bias, matmul, n_rows, repeats)
+            choice.dense_ms, choice.sparse_ms = timings[key]
+            if choice.sparse_ms >= choice.dense_ms:
+                return None
+        choice.sparse = True
+        return matmul
+
+    with torch.no_grad():
+        fused_only = _sparsify_attention(model, decide, rows, encoder_rows)
+        for name, module in list(model.named_modules()):
+            for child_name, child in list(module.named_children()):
+                full_name = f"{name}.{child_name}" if name else child_name
+                if type(child) is not nn.Linear or full_name in fused_only:
+                    continue
+                n_rows = encoder_rows if full_name.startswith("encoder.") else rows
+                matmul = decide(full_name, child.weight, child.bias, n_rows)
+                if matmul is not None:
+                    setattr(module, child_name, SparseLinear(child, matmul))
+        _sparsify_output_projection(model, decide, rows)
+    return choices
+
+
+def _sparsify_attention(model: nn.Module, decide, rows: int, encoder_rows: int) -> set[str]:
+    """Replace lightning_slt MultiHeadAttention modules whose fused projections win as CSR.
+
+    Returns the names of the q/k/v ``nn.Linear`` modules that attention only reads through its
+    fused projections (never calls), so that they are not swapped or timed on their own.
+    """
+    try:
+        from lightning_slt.model.transformer import MultiHeadAttention
+    except ImportError:  # a model from elsewhere: only nn.Linear swaps apply
+        return set()
+    fused_only: set[str] = set()
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if type(child) is not MultiHeadAttention:
+                continue
+            full_name = f"{name}.{child_name}" if name else child_name
+            cross = child_name == "cross_attn"
+            fused_only.update(f"{full_name}.{proj}" for proj in (("k_proj", "v_proj") if cross else ("q_proj", "k_proj", "v_proj")))
+            if cross:  # k/v read the encoder memory: once per batch, over all source tokens
+                fused = torch.cat([child.k_proj.weight, child.v_proj.weight])  # (2D, D)
+                matmul = decide(f"{full_name}.kv(fused)", fused, None, encoder_rows)
+            else:
+                fused = torch.cat([child.q_proj.weight, child.k_proj.weight, child.v_proj.weight])  # (3D, D)
+                n_rows = encoder_rows if full_name.startswith("encoder.") else rows
+                matmul = decide(f"{full_name}.qkv(fused)", fused, None, n_rows)
+            if matmul is not None:
+                setattr(module, child_name, SparseMultiHeadAttention(child, matmul, cross))
+    return fused_only
+
+
+def _sparsify_output_projection(model: nn.Module, decide, rows: int) -> None:
+    """Give a lightning_slt Transformer a CSR ``logits`` (its tied embedding, (V, D))."""
+    embed = getattr(model, "embed", None)
+    if not (callable(getattr(model, "logits", None)) and isinstance(embed, nn.Embedding)):
+        return
+    matmul = decide("logits(embed.weight)", embed.weight, None, rows)
+    if matmul is not None:
+        # An instance attribute shadows the class method; the model's parameters are untouched.
+        object.__setattr__(model, "logits", matmul)
+
+
+def _time_dense_vs_sparse(weight: Tensor, bias: Tensor | None, matmul: CsrMatmul, rows: int,
+                          repeats: int) -> tuple[float, float]:
+    """Median milliseconds of dense F.linear and of `matmul` on a (rows, in) input, interleaved."""
+    x = torch.randn(rows, weight.size(1))
+    dense = lambda: F.linear(x, weight, bias)  # noqa: E731
+    timings: dict[str, list[float]] = {"dense": [], "sparse": []}
+    for function in (dense, matmul, dense, matmul):  # warm-up: allocator, MKL handles
+        function(x) if function is matmul else function()
+    for _ in range(repeats):
+        for key, function in (("dense", dense), ("sparse", lambda: matmul(x))):
+            start = time.perf_counter()
+            function()
+            timings[key].append(time.perf_counter() - start)
+    return (round(statistics.median(timings["dense"]) * 1e3, 4), round(statistics.median(timings["sparse"]) * 1e3, 4))
+
+
+def _attention_base():
+    from lightning_slt.model.transformer import MultiHeadAttention
+
+    return MultiHeadAttention
+
+
+class SparseMultiHeadAttention(nn.Module):
+    """A ``MultiHeadAttention`` whose fused q/k/v (or cross-attention k/v) GEMM is one CSR matmul.
+
+    Shares the original's ``q_proj``/``k_proj``/``v_proj``/``out_proj`` (which may themselves be
+    ``SparseLinear``), so the state_dict is unchanged. Only the fused-projection methods are
+    rewritten; attention itself and ``cross_attention`` are the original's code.
+    """
+
+    def __init__(self, dense, fused: CsrMatmul, cross: bool) -> None:
+        super().__init__()
+        self.n_heads, self.attention_dropout = dense.n_heads, dense.attention_dropout
+        self.q_proj, self.k_proj, self.v_proj, self.out_proj = dense.q_proj, dense.k_proj, dense.v_proj, dense.out_proj
+        self.fused, self.cross = fused, cross
+        self.train(dense.training)  # attention dropout reads self.training
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool) -> Tensor:
+        return _attention_base()._attend(self, q, k, v, mask, causal)
+
+    def cross_attention(self, x: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, group: int = 1) -> Tensor:
+        return _attention_base().cross_attention(self, x, k, v, key_mask, group)
+
+    def self_attention(self, x: Tensor, key_mask: Tensor | None = None, causal: bool = False,
+                       cache: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """As ``MultiHeadAttention.self_attention``, with the (3D, D) q/k/v projection sparse."""
+        if self.cross:
+            return _attention_base().self_attention(self, x, key_mask, causal, cache)
+        n_heads = self.n_heads
+        batch, length, width = x.shape
+        qkv = self.fused(x).reshape(batch, length, 3, n_heads, width // n_heads)  # (B, T, 3, H, hd)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, T, hd)
+        if cache is not None and cache[0].size(2) > 0:
+            k = torch.cat([cache[0], k], dim=2)  # (B, H, t + T, hd)
+            v = torch.cat([cache[1], v], dim=2)
+            if causal and length > 1:  # new tokens see all cached ones and their own prefix
+                offset = k.size(2) - length
+                key_mask = torch.ones(length, k.size(2), dtype=torch.bool, device=x.device).tril(offset)
+            causal = False  # a single new token sees every cached key: no mask at all
+        return self._attend(q, k, v, key_mask, causal and length > 1), k, v
+
+    def memory_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """As ``MultiHeadAttention.memory_kv``, with the (2D, D) k/v projection sparse."""
+        if not self.cross:
+            return _attention_base().memory_kv(self, memory)
+        n_heads = self.n_heads
+        batch, length, width = memory.shape
+        kv = self.fused(memory).reshape(batch, length, 2, n_heads, width // n_heads)  # (B, S, 2, H, hd)
+        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, S, hd)
+        return k, v

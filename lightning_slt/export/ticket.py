@@ -1,0 +1,377 @@
+"""The ticket file: a pruned model's weights, masks, config and tokenizer in one compact file.
+
+Why a format of our own: a Lightning checkpoint of a 90 %-sparse model still stores every zero
+(4 bytes per entry), and torch.prune/OpenLTH store masks as fp32/int32 (32x larger than needed,
+anchors.md §5). A ticket stores, for each pruned tensor, only its kept values plus a mask coded
+near its entropy (`mask_codec`), and every other tensor dense. It is self-describing and checked,
+so a file copied between machines either loads bit-identically or is refused with a reason.
+
+Layout (little-endian)::
+
+    magic      8 bytes   b"LSLTTKT\\x00"
+    version    uint32    FORMAT_VERSION
+    header_len uint64    length of the JSON header
+    header_sha 32 bytes  sha256 of the JSON header
+    header     JSON      tensors (name, shape, dtype, storage, offsets, mask codec parameters),
+                         model config, tokenizer sha256/size, payload size and sha256, extra
+    payload    bytes     tensor sections, each 16-byte aligned (offsets relative to here)
+    tokenizer  bytes     the sentencepiece model proto, if embedded (own section, so sizes can
+                         be reported with and without it)
+"""
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lightning_slt.export.mask_codec import EncodedMask, decode_mask, encode_mask
+
+MAGIC = b"LSLTTKT\x00"
+FORMAT_VERSION = 1
+_PREFIX = struct.Struct("<8sIQ32s")  # magic, version, header length, header sha256
+_ALIGN = 16
+
+VALUES_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_DTYPES = {
+    "float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
+    "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32, "int16": torch.int16,
+    "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool,
+}  # fmt: skip
+_DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
+
+
+class TicketError(ValueError):
+    """A ticket file that cannot be read: wrong magic or version, truncated or corrupted."""
+
+
+@dataclass
+class Ticket:
+    """The contents of a ticket file.
+
+    Attributes:
+        state_dict: every tensor, pruned entries as 0.0, in its original dtype. Tensors that
+            shared storage when written (tied weights) share it again.
+        masks: bool mask (True = kept) per pruned tensor, keyed like `state_dict`.
+        model_config: the JSON config the writer stored (for a TranslationModule, its hparams).
+        tokenizer_proto: the sentencepiece model bytes, or None if not embedded.
+        tokenizer_sha256: sha256 hex of the tokenizer bytes the ticket was written with, or None.
+        values_dtype: dtype the floating-point values were stored in.
+        extra: free-form JSON metadata from the writer.
+        sizes: bytes per part: "file", "header", "payload" (all tensor data), "values" (kept
+            values of pruned tensors), "masks", "dense" (unpruned tensors), "tokenizer".
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    masks: dict[str, torch.Tensor]
+    model_config: dict[str, Any]
+    tokenizer_proto: bytes | None
+    tokenizer_sha256: str | None
+    values_dtype: str
+    extra: dict[str, Any] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+def write_ticket(
+    path: str | os.PathLike,
+    state_dict: dict[str, torch.Tensor],
+    masks: dict[str, torch.Tensor],
+    model_config: dict[str, Any],
+    tokenizer_proto: bytes | None = None,
+    values_dtype: str = "float32",
+    extra: dict[str, Any] | None = None,
+    embed_tokenizer: bool = True,
+) -> dict[str, int]:
+    """Write a ticket atomically (temp file, then rename) and return its sizes (see `Ticket`).
+
+    A tensor is pruned if `masks` has an entry for it: only its kept values are stored, and its
+    pruned entries must already be zero (they are rebuilt as +0.0). Floating-point tensors are
+    stored in `values_dtype`; with "float32" a float32 state_dict is rebuilt bit-identical.
+    With `embed_tokenizer=False` only the tokenizer's sha256 is recorded.
+
+    Raises:
+        ValueError: on an unknown `values_dtype`, a mask that does not fit its tensor, a pruned
+            entry that is not zero, or a config/extra that is not JSON.
+    """
+    if values_dtype not in VALUES_DTYPES:
+        raise ValueError(f"values_dtype must be one of {sorted(VALUES_DTYPES)}, got {values_dtype!r}")
+    _check_masks(state_dict, masks)
+    header: dict[str, Any] = {
+        "format": "lightning_slt.ticket",
+        "version": FORMAT_VERSION,
+        "values_dtype": values_dtype,
+        "model_config": _json_ready("model_config", model_config),
+        "extra": _json_ready("extra", extra or {}),
+    }
+    sections: list[bytes] = []
+    offset = 0
+    sizes = {"values": 0, "masks": 0, "dense": 0}
+
+    def add_section(data: bytes, kind: str) -> dict[str, int]:
+        nonlocal offset
+        padding = (-offset) % _ALIGN
+        sections.append(b"\0" * padding + data)
+        offset += padding
+        record = {"offset": offset, "nbytes": len(data)}
+        offset += len(data)
+        sizes[kind] += len(data)
+        return record
+
+    records = []
+    first_by_storage: dict[tuple, str] = {}
+    for name, tensor in state_dict.items():
+        tensor = tensor.detach().cpu()
+        record: dict[str, Any] = {"name": name, "shape": list(tensor.shape), "dtype": _dtype_name(name, tensor)}
+        key = _storage_key(tensor)
+        if key is not None and key in first_by_storage:  # tied weight: store once
+            record.update(storage="alias", alias_of=first_by_storage[key], masked=name in masks)
+            records.append(record)
+            continue
+        if key is not None:
+            first_by_storage[key] = name
+        stored = _stored_dtype(tensor.dtype, values_dtype)
+        record["stored_dtype"] = _DTYPE_NAMES[stored]
+        if name in masks:
+            mask = masks[name].detach().cpu()
+            encoded = encode_mask(mask)
+            record.update(storage="masked", kept=encoded.kept, mask=encoded.params())
+            record["mask"].update(add_section(encoded.to_bytes(), "masks"))
+            values = tensor[mask].to(stored)
+            record["values"] = add_section(_tensor_bytes(values), "values")
+        else:
+            record["storage"] = "dense"
+            record["values"] = add_section(_tensor_bytes(tensor.to(stored)), "dense")
+        records.append(record)
+    header["tensors"] = records
+    payload = b"".join(sections)
+    header["payload"] = {"nbytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+    tokenizer_section = b""
+    header["tokenizer"] = None
+    if tokenizer_proto is not None:
+        if not isinstance(tokenizer_proto, (bytes, bytearray)):
+            raise ValueError(f"tokenizer_proto must be bytes or None, got {type(tokenizer_proto).__name__}")
+        tokenizer_section = bytes(tokenizer_proto) if embed_tokenizer else b""
+        header["tokenizer"] = {
+            "sha256": hashlib.sha256(tokenizer_proto).hexdigest(),
+            "nbytes": len(tokenizer_proto),
+            "embedded": bool(embed_tokenizer),
+        }
+    header_bytes = json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes), hashlib.sha256(header_bytes).digest())
+    _write_atomically(Path(path), [prefix, header_bytes, payload, tokenizer_section])
+    sizes.update(
+        header=len(prefix) + len(header_bytes),
+        payload=len(payload),
+        tokenizer=len(tokenizer_section),
+        file=len(prefix) + len(header_bytes) + len(payload) + len(tokenizer_section),
+    )
+    return sizes
+
+
+def read_ticket(path: str | os.PathLike) -> Ticket:
+    """Read and verify a ticket written by `write_ticket`.
+
+    Raises:
+        TicketError: naming the file and the problem: not a ticket (magic), an unsupported
+            format version, truncated or trailing data, a header or payload checksum mismatch,
+            or a malformed header.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise TicketError(f"{path}: cannot read ticket: {error.strerror or error}") from error
+    header = _read_header(path, data)
+    start = _PREFIX.size + _header_len(data)
+    try:
+        payload_nbytes = int(header["payload"]["nbytes"])
+        tokenizer_info = header["tokenizer"]
+        embedded = tokenizer_info is not None and bool(tokenizer_info["embedded"])
+        tokenizer_nbytes = int(tokenizer_info["nbytes"]) if embedded else 0
+    except (KeyError, TypeError, ValueError) as error:
+        raise TicketError(f"{path}: ticket header is malformed: missing or bad {error!s}") from None
+    expected = start + payload_nbytes + tokenizer_nbytes
+    if len(data) < expected:
+        raise TicketError(f"{path}: ticket is truncated: expected {expected} bytes, file has {len(data)}")
+    if len(data) > expected:
+        raise TicketError(f"{path}: ticket has {len(data) - expected} bytes of trailing data after its last section")
+    payload = memoryview(data)[start : start + payload_nbytes]
+    if hashlib.sha256(payload).hexdigest() != header["payload"].get("sha256"):
+        raise TicketError(f"{path}: payload checksum mismatch: the ticket file is corrupted")
+    tokenizer_proto = None
+    if embedded:
+        tokenizer_proto = data[start + payload_nbytes : expected]
+        if hashlib.sha256(tokenizer_proto).hexdigest() != tokenizer_info.get("sha256"):
+            raise TicketError(f"{path}: tokenizer checksum mismatch: the ticket file is corrupted")
+    try:
+        state_dict, masks, sizes = _rebuild_tensors(header["tensors"], payload)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise TicketError(f"{path}: ticket tensors cannot be rebuilt: {error}") from None
+    sizes.update(header=start, payload=payload_nbytes, tokenizer=tokenizer_nbytes, file=len(data))
+    return Ticket(
+        state_dict=state_dict,
+        masks=masks,
+        model_config=header.get("model_config") or {},
+        tokenizer_proto=tokenizer_proto,
+        tokenizer_sha256=None if tokenizer_info is None else tokenizer_info.get("sha256"),
+        values_dtype=header.get("values_dtype", "float32"),
+        extra=header.get("extra") or {},
+        sizes=sizes,
+    )
+
+
+def _read_header(path: Path, data: bytes) -> dict[str, Any]:
+    if len(data) < _PREFIX.size:
+        if not MAGIC.startswith(data[: len(MAGIC)]):
+            raise TicketError(f"{path}: not a lightning_slt ticket (magic bytes {data[:8]!r}, expected {MAGIC!r})")
+        raise TicketError(f"{path}: ticket is truncated: {len(data)} bytes, shorter than its {_PREFIX.size}-byte prefix")
+    magic, version, header_len, header_sha = _PREFIX.unpack_from(data)
+    if magic != MAGIC:
+        raise TicketError(f"{path}: not a lightning_slt ticket (magic bytes {magic!r}, expected {MAGIC!r})")
+    if version != FORMAT_VERSION:
+        raise TicketError(
+            f"{path}: ticket format version {version} is not supported (this reader supports version "
+            f"{FORMAT_VERSION}); re-export it with this lightning_slt version"
+        )
+    header_bytes = data[_PREFIX.size : _PREFIX.size + header_len]
+    if len(header_bytes) < header_len:
+        raise TicketError(f"{path}: ticket is truncated inside its header ({len(header_bytes)} of {header_len} bytes)")
+    if hashlib.sha256(header_bytes).digest() != header_sha:
+        raise TicketError(f"{path}: header checksum mismatch: the ticket file is corrupted")
+    try:
+        header = json.loads(header_bytes)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise TicketError(f"{path}: ticket header is not valid JSON: {error}") from None
+    if not isinstance(header, dict) or header.get("version") != FORMAT_VERSION:
+        raise TicketError(f"{path}: ticket header is malformed (version field does not match the prefix)")
+    return header
+
+
+def _header_len(data: bytes) -> int:
+    return _PREFIX.unpack_from(data)[2]
+
+
+def _rebuild_tensors(records: list[dict], payload: memoryview) -> tuple[dict, dict, dict[str, int]]:
+    state_dict: dict[str, torch.Tensor] = {}
+    masks: dict[str, torch.Tensor] = {}
+    sizes = {"values": 0, "masks": 0, "dense": 0}
+    for record in records:
+        name, shape = record["name"], tuple(int(d) for d in record["shape"])
+        dtype = _dtype_from_name(record["dtype"])
+        storage = record["storage"]
+        if storage == "alias":
+            source = record["alias_of"]
+            state_dict[name] = state_dict[source]
+            if record.get("masked") and source in masks:
+                masks[name] = masks[source]
+            continue
+        stored = _dtype_from_name(record["stored_dtype"])
+        values = _section_tensor(payload, record["values"], stored).to(dtype)
+        if storage == "dense":
+            sizes["dense"] += record["values"]["nbytes"]
+            state_dict[name] = values.reshape(shape)
+        elif storage == "masked":
+            mask_data = _section(payload, record["mask"])
+            mask = torch.from_numpy(decode_mask(EncodedMask.from_bytes(shape, record["mask"], mask_data)))
+            kept = int(mask.sum())
+            if kept != values.numel() or kept != record["kept"]:
+                raise ValueError(f"tensor {name!r}: mask keeps {kept} entries but {values.numel()} values are stored")
+            tensor = torch.zeros(shape, dtype=dtype)
+            tensor[mask] = values
+            state_dict[name], masks[name] = tensor, mask
+            sizes["values"] += record["values"]["nbytes"]
+            sizes["masks"] += record["mask"]["nbytes"]
+        else:
+            raise ValueError(f"tensor {name!r} has unknown storage {storage!r}")
+    return state_dict, masks, sizes
+
+
+def _section(payload: memoryview, record: dict) -> memoryview:
+    offset, nbytes = int(record["offset"]), int(record["nbytes"])
+    if offset < 0 or nbytes < 0 or offset + nbytes > len(payload):
+        raise ValueError(f"section [{offset}, {offset + nbytes}) lies outside the {len(payload)}-byte payload")
+    return payload[offset : offset + nbytes]
+
+
+def _section_tensor(payload: memoryview, record: dict, dtype: torch.dtype) -> torch.Tensor:
+    raw = bytearray(_section(payload, record))  # a writable copy that torch may own
+    itemsize = torch.empty(0, dtype=dtype).element_size()
+    if len(raw) % itemsize:
+        raise ValueError(f"section of {len(raw)} bytes is not a whole number of {dtype} values")
+    if not raw:
+        return torch.empty(0, dtype=dtype)
+    return torch.frombuffer(raw, dtype=dtype)
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> bytes:
+    flat = tensor.contiguous().reshape(-1)
+    if flat.numel() == 0:
+        return b""
+    return flat.view(torch.uint8).numpy().tobytes()
+
+
+def _stored_dtype(dtype: torch.dtype, values_dtype: str) -> torch.dtype:
+    return VALUES_DTYPES[values_dtype] if dtype.is_floating_point else dtype
+
+
+def _storage_key(tensor: torch.Tensor) -> tuple | None:
+    """Identity of a tensor's memory view: equal keys mean the same (tied) weights."""
+    if tensor.numel() == 0:
+        return None
+    return (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride(), tensor.dtype)
+
+
+def _dtype_name(name: str, tensor: torch.Tensor) -> str:
+    if tensor.dtype not in _DTYPE_NAMES:
+        raise ValueError(f"tensor {name!r} has dtype {tensor.dtype}, which tickets do not store; known: {sorted(_DTYPES)}")
+    return _DTYPE_NAMES[tensor.dtype]
+
+
+def _dtype_from_name(name: str) -> torch.dtype:
+    if name not in _DTYPES:
+        raise ValueError(f"unknown dtype {name!r}")
+    return _DTYPES[name]
+
+
+def _check_masks(state_dict: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> None:
+    for name, mask in masks.items():
+        if name not in state_dict:
+            raise ValueError(f"masks[{name!r}] has no tensor of that name in state_dict")
+        tensor = state_dict[name]
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            raise ValueError(f"masks[{name!r}] must be a bool tensor, got {getattr(mask, 'dtype', type(mask))}")
+        if mask.shape != tensor.shape:
+            raise ValueError(f"masks[{name!r}] has shape {tuple(mask.shape)}, tensor has {tuple(tensor.shape)}")
+        nonzero_pruned = int(torch.count_nonzero(tensor.detach().cpu()[~mask.cpu()]))
+        if nonzero_pruned:
+            raise ValueError(
+                f"state_dict[{name!r}] has {nonzero_pruned} non-zero entries where masks[{name!r}] is False; "
+                "zero the pruned entries (tensor * mask) before writing the ticket"
+            )
+
+
+def _json_ready(argument: str, value: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{argument} must be a dict, got {type(value).__name__}")
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{argument} must be JSON-serializable: {error}") from None
+
+
+def _write_atomically(path: Path, parts: list[bytes]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            for part in parts:
+                handle.write(part)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

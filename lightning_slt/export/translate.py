@@ -1,0 +1,107 @@
+"""``lightning-slt translate``: translate text with a ticket or checkpoint, sparse where it pays.
+
+Usage::
+
+    lightning-slt translate --ticket model.ticket --input test.en --output test.hyp --beam 4
+    cat test.en | lightning-slt translate --checkpoint best.ckpt --sparse off
+
+One raw sentence per input line, one translation per output line, in input order (sentences
+are sorted by length into batches of at most ``--batch-tokens`` padded source tokens, as
+``TranslationModule.translate`` does). ``--sparse auto`` times dense against CSR for every
+pruned projection at this run's batch size and keeps the faster (``sparse_linear.sparsify_``).
+"""
+
+import argparse
+import io
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+from lightning_slt.export.sparse_linear import sparsify_
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lightning-slt translate", description=__doc__.split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ticket", help="ticket file written by `lightning-slt export`")
+    source.add_argument("--checkpoint", help="Lightning checkpoint of a TranslationModule")
+    parser.add_argument("--input", help="file of raw sentences, one per line (default: stdin)")
+    parser.add_argument("--output", help="file for the translations (default: stdout)")
+    parser.add_argument("--beam", type=int, default=None, help="beam size, 1 = greedy (default: the model's beam_size)")
+    parser.add_argument("--sparse", choices=("auto", "on", "off"), default="auto",
+                        help="CSR matmuls for pruned projections: timed per layer (auto), always (on), never (off)")
+    parser.add_argument("--batch-tokens", type=int, default=4096, help="padded source tokens per batch (default 4096)")
+    parser.add_argument("--report", help="write a JSON report (sparse choices per layer, timings) to this file")
+    return parser
+
+
+def load_module(ticket: str | None, checkpoint: str | None) -> Any:
+    """The TranslationModule of a ticket or a checkpoint, on CPU in eval mode."""
+    if ticket is not None:
+        from lightning_slt.export.checkpoint import load_ticket
+
+        return load_ticket(ticket)
+    from lightning_slt.model.module import TranslationModule
+
+    return TranslationModule.load_from_checkpoint(checkpoint, map_location="cpu").eval()
+
+
+def decoding_rows(module: Any, sentences: list[str], batch_tokens: int, beam: int) -> tuple[int, int]:
+    """(decoder rows, encoder rows) per batch for `sparsify_`: hypotheses and source tokens.
+
+    Batches hold about batch_tokens / mean-length sentences, each expanded to `beam` hypotheses.
+    """
+    lengths = [len(ids) + 1 for ids in module.tokenizer.encode(sentences)] or [1]
+    sentences_per_batch = max(1, min(len(lengths), batch_tokens // max(1, round(statistics.mean(lengths)))))
+    return sentences_per_batch * beam, min(batch_tokens, sentences_per_batch * max(lengths))
+
+
+def translate_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``lightning-slt translate``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.batch_tokens < 1:
+        raise SystemExit(f"--batch-tokens must be >= 1, got {args.batch_tokens}")
+    if args.beam is not None and args.beam < 1:
+        raise SystemExit(f"--beam must be >= 1 (1 = greedy), got {args.beam}")
+    from lightning_slt._runtime import configure_cpu
+
+    configure_cpu()
+    module = load_module(args.ticket, args.checkpoint)
+    if module.tokenizer is None:
+        raise SystemExit("the model has no tokenizer (ticket written without it); re-export with the tokenizer embedded")
+    sentences = _read_lines(args.input)
+    beam = args.beam if args.beam is not None else module.hparams.beam_size
+    rows, encoder_rows = decoding_rows(module, sentences, args.batch_tokens, beam)
+    choices = sparsify_(module.model, args.sparse, rows=rows, encoder_rows=encoder_rows)
+    start = time.perf_counter()
+    translations = module.translate(sentences, beam_size=beam, max_tokens=args.batch_tokens)
+    seconds = time.perf_counter() - start
+    _write_lines(args.output, translations)
+    if args.report:
+        report = {
+            "sentences": len(sentences), "seconds": round(seconds, 3), "beam": beam, "sparse": args.sparse,
+            "rows": rows, "encoder_rows": encoder_rows, "layers": [choice.as_dict() for choice in choices],
+        }
+        with open(args.report, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=1)
+    return 0
+
+
+def _read_lines(path: str | None) -> list[str]:
+    if path is None:
+        stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8")
+        return stream.read().splitlines()
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().splitlines()
+
+
+def _write_lines(path: str | None, lines: list[str]) -> None:
+    text = "".join(line + "\n" for line in lines)
+    if path is None:
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        sys.stdout.flush()
+        return
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)

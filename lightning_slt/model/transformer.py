@@ -1,0 +1,500 @@
+"""Encoder-decoder Transformer (Vaswani et al., 2017) as tensor2tensor's ``transformer_base``.
+
+Written for lottery-ticket pruning: every weight matrix is its own ``nn.Parameter`` under a
+stable name, so a mask or an include/exclude pattern can address each one (the paper prunes
+each matrix with its own threshold, and tensor2tensor has separate q/k/v matrices).
+
+What follows tensor2tensor (the paper's toolkit, see ``paper.md`` §2):
+- one embedding shared by source, target and the output projection, scaled by sqrt(d_model)
+  on the way in, plus sinusoidal positions (``get_timing_signal_1d``: sines then cosines);
+- attention projections without biases (t2t ``compute_qkv`` / ``output_transform``), ReLU
+  feed-forward with biases, LayerNorm eps 1e-6;
+- pre-norm with a final LayerNorm on encoder and decoder output (t2t v2), or post-norm (v1);
+- init: Glorot fan_avg uniform, U(-b, b) with b = sqrt(6 / (fan_in + fan_out)), for every
+  linear weight; zero biases; embedding N(0, d_model**-0.5).
+
+Speed on CPU comes from ``F.scaled_dot_product_attention`` with ``is_causal=True`` and no mask
+for decoder self-attention, a (B, 1, 1, S) boolean key-padding mask only when the batch has
+padding, one GEMM for q/k/v (weights concatenated at run time) and for cross-attention k/v,
+and an incremental-decoding cache (``DecoderCache``) whose cross-attention K/V are computed
+once per *source* sentence and shared by all its beam hypotheses.
+
+Parameter names (stable API; pruning masks and patterns key on them). D = d_model,
+F = d_ff, V = vocab_size, i = layer index:
+
+    embed.weight                                   (V, D)  source/target embedding = output projection
+    encoder.layers.{i}.self_attn.q_proj.weight     (D, D)  also k_proj, v_proj, out_proj; no biases
+    encoder.layers.{i}.self_attn_norm.weight       (D,)    and .bias
+    encoder.layers.{i}.ffn.fc1.weight              (F, D)  and .bias (F,)
+    encoder.layers.{i}.ffn.fc2.weight              (D, F)  and .bias (D,)
+    encoder.layers.{i}.ffn_norm.weight             (D,)    and .bias
+    encoder.norm.weight                            (D,)    and .bias; pre-norm only
+    decoder.layers.{i}.self_attn.{q,k,v,out}_proj.weight   (D, D)
+    decoder.layers.{i}.self_attn_norm.{weight,bias}        (D,)
+    decoder.layers.{i}.cross_attn.{q,k,v,out}_proj.weight  (D, D)  q from the decoder, k/v from memory
+    decoder.layers.{i}.cross_attn_norm.{weight,bias}       (D,)
+    decoder.layers.{i}.ffn.fc1 / ffn.fc2 / ffn_norm        as in the encoder
+    decoder.norm.weight                            (D,)    and .bias; pre-norm only
+
+Only parameters with two or more dimensions are meant to be pruned. The sinusoidal table is a
+non-persistent buffer, so ``state_dict()`` holds exactly the parameters above.
+
+Shapes: B batch (sentences or hypotheses), S source length, T target length, D model width,
+H heads, hd = D / H, V vocabulary.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LAYER_NORM_EPS = 1e-6  # tensor2tensor's layer_norm epsilon
+
+
+@dataclass
+class TransformerConfig:
+    """Sizes and regularisation of a ``Transformer``; defaults are transformer_base's."""
+
+    vocab_size: int
+    d_model: int = 512
+    n_heads: int = 8
+    encoder_layers: int = 6
+    decoder_layers: int = 6
+    d_ff: int = 2048
+    dropout: float = 0.1  # on embeddings and on every sublayer output before the residual add
+    attention_dropout: float = 0.0  # on attention weights; > 0 leaves SDPA's fused CPU kernel
+    activation_dropout: float = 0.0  # after the FFN's ReLU (t2t "relu_dropout")
+    pre_norm: bool = True  # True: t2t v2 (LayerNorm before each sublayer); False: Vaswani/t2t v1
+    dropout_broadcast: bool = True  # sublayer/ReLU dropout masks shared by all positions (t2t TPU)
+    max_positions: int = 1024  # rows of the sinusoidal table: longest source or target
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "d_model", "n_heads", "encoder_layers", "decoder_layers",
+                     "d_ff", "max_positions"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.d_model % self.n_heads != 0:
+            raise ValueError(
+                f"d_model must be divisible by n_heads, got d_model={self.d_model} and "
+                f"n_heads={self.n_heads}; pick n_heads among the divisors of d_model"
+            )
+        for name in ("dropout", "attention_dropout", "activation_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        for name in ("pad_id", "bos_id", "eos_id"):
+            value = getattr(self, name)
+            if not 0 <= value < self.vocab_size:
+                raise ValueError(f"{name} must be in [0, vocab_size={self.vocab_size}), got {value!r}")
+        if len({self.pad_id, self.bos_id, self.eos_id}) != 3:
+            raise ValueError(
+                f"pad_id, bos_id and eos_id must differ, got {self.pad_id}, {self.bos_id}, {self.eos_id}"
+            )
+
+
+class EncoderOut(NamedTuple):
+    """Encoder output as the decoder and the search read it."""
+
+    memory: Tensor  # (B, S, D) top encoder states; rows at padded positions are meaningless
+    src_pad: Tensor  # (B, S) bool, True = padding
+
+
+@dataclass
+class DecoderCache:
+    """Key/value cache for incremental decoding, one entry per decoder layer.
+
+    Self-attention K/V grow by the new tokens on every ``decode`` call. Cross-attention K/V are
+    computed once by ``Transformer.new_cache`` and kept per *source* row: hypothesis row j
+    reads source row ``j // group``, so the ``group`` beams of one sentence share them and
+    attend to them as one query block (no copy per beam, no reorder per step).
+    """
+
+    self_k: list[Tensor]  # per layer (N, H, t, hd), N = hypotheses, t = length decoded so far
+    self_v: list[Tensor]
+    cross_k: list[Tensor]  # per layer (N // group, H, S, hd)
+    cross_v: list[Tensor]
+    cross_mask: Tensor | None  # (N // group, 1, 1, S) bool, True = attend; None = no padding
+    group: int = 1
+
+    @property
+    def length(self) -> int:
+        """Target tokens decoded so far (the position of the next token)."""
+        return self.self_k[0].size(2)
+
+    @property
+    def batch_size(self) -> int:
+        """Hypothesis rows N."""
+        return self.self_k[0].size(0)
+
+
+def sinusoidal_positions(max_positions: int, d_model: int) -> Tensor:
+    """(P, D) timing signal of tensor2tensor's ``get_timing_signal_1d``: sines, then cosines.
+
+    Timescales run geometrically from 1 to 10^4 over D/2 channels (Vaswani et al. §3.5). An odd
+    D gets a zero last channel.
+    """
+    half = d_model // 2
+    position = torch.arange(max_positions, dtype=torch.float64)[:, None]  # (P, 1)
+    log_increment = math.log(1.0e4) / max(half - 1, 1)
+    inv_timescales = torch.exp(torch.arange(half, dtype=torch.float64) * -log_increment)  # (D/2,)
+    angles = position * inv_timescales[None, :]  # (P, D/2)
+    table = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)  # (P, 2 * (D/2))
+    return F.pad(table, (0, d_model % 2)).float()  # (P, D)
+
+
+def _split_heads(x: Tensor, n_heads: int) -> Tensor:
+    """(B, T, D) -> (B, H, T, hd), a view."""
+    batch, length, width = x.shape
+    return x.view(batch, length, n_heads, width // n_heads).transpose(1, 2)
+
+
+def _merge_heads(x: Tensor) -> Tensor:
+    """(B, H, T, hd) -> (B, T, D)."""
+    batch, heads, length, head_dim = x.shape
+    return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
+
+
+class MultiHeadAttention(nn.Module):
+    """Scaled dot-product attention over H heads with separate q/k/v/out matrices.
+
+    The matrices stay separate parameters (each is pruned with its own threshold); at run time
+    they are concatenated so that q/k/v (self-attention) or k/v (cross-attention) cost one GEMM.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, attention_dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.attention_dropout = attention_dropout
+        self.q_proj = nn.Linear(d_model, d_model, bias=False)
+        self.k_proj = nn.Linear(d_model, d_model, bias=False)
+        self.v_proj = nn.Linear(d_model, d_model, bias=False)
+        self.out_proj = nn.Linear(d_model, d_model, bias=False)
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool) -> Tensor:
+        """q (B, H, T, hd), k/v (B, H, S, hd), mask broadcastable to (B, H, T, S) -> (B, T, D)."""
+        dropout_p = self.attention_dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
+                                             is_causal=causal)  # (B, H, T, hd)
+        return self.out_proj(_merge_heads(out))  # (B, T, D)
+
+    def self_attention(self, x: Tensor, key_mask: Tensor | None = None, causal: bool = False,
+                       cache: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Self-attention of x (B, T, D); returns (output (B, T, D), k, v (B, H, t + T, hd)).
+
+        ``key_mask`` (B, 1, 1, T) bool masks padded keys (encoder). ``causal`` lets position i
+        see positions <= i (decoder). ``cache`` holds the keys/values of the t earlier positions;
+        the new tokens continue after them.
+        """
+        n_heads = self.n_heads
+        batch, length, width = x.shape
+        w_qkv = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])  # (3D, D)
+        qkv = F.linear(x, w_qkv).view(batch, length, 3, n_heads, width // n_heads)  # (B, T, 3, H, hd)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, T, hd)
+        if cache is not None and cache[0].size(2) > 0:
+            k = torch.cat([cache[0], k], dim=2)  # (B, H, t + T, hd)
+            v = torch.cat([cache[1], v], dim=2)
+            if causal and length > 1:  # new tokens see all cached ones and their own prefix
+                offset = k.size(2) - length
+                key_mask = torch.ones(length, k.size(2), dtype=torch.bool, device=x.device).tril(offset)
+            causal = False  # a single new token sees every cached key: no mask at all
+        return self._attend(q, k, v, key_mask, causal and length > 1), k, v
+
+    def memory_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """Cross-attention keys and values of memory (B, S, D) -> two (B, H, S, hd)."""
+        n_heads = self.n_heads
+        batch, length, width = memory.shape
+        w_kv = torch.cat([self.k_proj.weight, self.v_proj.weight])  # (2D, D)
+        kv = F.linear(memory, w_kv).view(batch, length, 2, n_heads, width // n_heads)  # (B, S, 2, H, hd)
+        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, S, hd)
+        return k, v
+
+    def cross_attention(self, x: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None,
+                        group: int = 1) -> Tensor:
+        """Attention of x (N, T, D) to memory keys/values k, v (N / group, H, S, hd) -> (N, T, D).
+
+        Rows j*group ... (j+1)*group - 1 of x all read memory row j; they are stacked as one
+        block of group*T queries, which is exact because cross-attention has no causal order.
+        """
+        rows, length, width = x.shape
+        q = self.q_proj(x).view(rows // group, group * length, width)  # (N/G, G*T, D)
+        out = self._attend(_split_heads(q, self.n_heads), k, v, key_mask, causal=False)  # (N/G, G*T, D)
+        return out.view(rows, length, width)  # (N, T, D)
+
+
+def dropout(x: Tensor, p: float, training: bool, broadcast: bool) -> Tensor:
+    """Dropout of x (B, T, C); with ``broadcast`` one (B, 1, C) mask serves every position.
+
+    The broadcast form is tensor2tensor's ``dropout_with_broadcast_dims`` with the paper's TPU
+    settings (``layer_prepostprocess_dropout_broadcast_dims = relu_dropout_broadcast_dims =
+    "1"``, the length axis). It draws T times fewer random numbers, which on CPU is most of
+    dropout's cost.
+    """
+    if not training or p == 0.0:
+        return x
+    if not broadcast:
+        return F.dropout(x, p, training=True)
+    keep = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1.0 - p).div_(1.0 - p)  # (B, 1, C)
+    return x * keep
+
+
+class FeedForward(nn.Module):
+    """Position-wise ReLU feed-forward: fc2(dropout(relu(fc1(x))))."""
+
+    def __init__(self, d_model: int, d_ff: int, activation_dropout: float, dropout_broadcast: bool) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(d_model, d_ff)
+        self.fc2 = nn.Linear(d_ff, d_model)
+        self.activation_dropout = activation_dropout
+        self.dropout_broadcast = dropout_broadcast
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Not in-place: relu_ on linear's (viewed) output costs a CopySlices copy in backward.
+        hidden = F.relu(self.fc1(x))  # (B, T, F)
+        hidden = dropout(hidden, self.activation_dropout, self.training, self.dropout_broadcast)
+        return self.fc2(hidden)  # (B, T, D)
+
+
+class _Sublayers(nn.Module):
+    """Residual wiring shared by encoder and decoder layers: pre-norm or post-norm."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.pre_norm = config.pre_norm
+        self.dropout = config.dropout
+        self.dropout_broadcast = config.dropout_broadcast
+
+    def _residual(self, x: Tensor, norm: nn.LayerNorm, sublayer, *args, **kwargs):
+        """x + dropout(sublayer(norm(x))) (pre-norm) or norm(x + dropout(sublayer(x))) (post-norm).
+
+        ``sublayer`` may return (output, *extras); the extras are passed through.
+        """
+        result = sublayer(norm(x) if self.pre_norm else x, *args, **kwargs)
+        out, extras = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
+        out = x + dropout(out, self.dropout, self.training, self.dropout_broadcast)
+        if not self.pre_norm:
+            out = norm(out)
+        return (out, *extras) if extras else out
+
+
+class EncoderLayer(_Sublayers):
+    """Self-attention over the source, then the feed-forward block."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__(config)
+        d = config.d_model
+        self.self_attn = MultiHeadAttention(d, config.n_heads, config.attention_dropout)
+        self.self_attn_norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
+        self.ffn = FeedForward(d, config.d_ff, config.activation_dropout, config.dropout_broadcast)
+        self.ffn_norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
+
+    def forward(self, x: Tensor, key_mask: Tensor | None) -> Tensor:
+        """x (B, S, D), key_mask (B, 1, 1, S) bool or None -> (B, S, D)."""
+        x, _, _ = self._residual(x, self.self_attn_norm, self.self_attn.self_attention, key_mask)
+        return self._residual(x, self.ffn_norm, self.ffn)
+
+
+class DecoderLayer(_Sublayers):
+    """Causal self-attention, cross-attention to the encoder memory, then feed-forward."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__(config)
+        d = config.d_model
+        self.self_attn = MultiHeadAttention(d, config.n_heads, config.attention_dropout)
+        self.self_attn_norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
+        self.cross_attn = MultiHeadAttention(d, config.n_heads, config.attention_dropout)
+        self.cross_attn_norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
+        self.ffn = FeedForward(d, config.d_ff, config.activation_dropout, config.dropout_broadcast)
+        self.ffn_norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
+
+    def forward(self, x: Tensor, memory_k: Tensor, memory_v: Tensor, memory_mask: Tensor | None,
+                group: int = 1, cache: tuple[Tensor, Tensor] | None = None
+                ) -> tuple[Tensor, Tensor, Tensor]:
+        """x (N, T, D); memory k/v (N/group, H, S, hd) -> (N, T, D) and self-attention k, v."""
+        x, k, v = self._residual(x, self.self_attn_norm, self.self_attn.self_attention,
+                                 None, True, cache)
+        x = self._residual(x, self.cross_attn_norm, self.cross_attn.cross_attention,
+                           memory_k, memory_v, memory_mask, group)
+        return self._residual(x, self.ffn_norm, self.ffn), k, v
+
+
+class Encoder(nn.Module):
+    """A stack of encoder layers (plus the final LayerNorm of pre-norm models)."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.encoder_layers))
+        self.norm = nn.LayerNorm(config.d_model, eps=LAYER_NORM_EPS) if config.pre_norm else None
+
+    def forward(self, x: Tensor, key_mask: Tensor | None) -> Tensor:
+        """x (B, S, D) embedded source -> memory (B, S, D)."""
+        for layer in self.layers:
+            x = layer(x, key_mask)
+        return self.norm(x) if self.norm is not None else x
+
+
+class Decoder(nn.Module):
+    """A stack of decoder layers (plus the final LayerNorm of pre-norm models)."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.decoder_layers))
+        self.norm = nn.LayerNorm(config.d_model, eps=LAYER_NORM_EPS) if config.pre_norm else None
+
+
+def _key_mask(src_pad: Tensor) -> Tensor | None:
+    """(B, S) padding flags -> (B, 1, 1, S) bool "may attend" mask, or None without padding.
+
+    None lets SDPA skip masking altogether, the common case for length-bucketed batches.
+    """
+    if not bool(src_pad.any()):
+        return None
+    return ~src_pad[:, None, None, :]  # (B, 1, 1, S)
+
+
+class Transformer(nn.Module):
+    """Encoder-decoder Transformer with a tied embedding and incremental decoding.
+
+    ``forward(src, tgt_in)`` returns decoder hidden states, not logits: the training loss calls
+    ``logits`` only on non-padding positions, which saves the (T, V) GEMM on pads. Decoding uses
+    ``encode`` once, then ``new_cache`` and ``decode`` per step with ``reorder_cache`` /
+    ``reorder_encoder_out`` when beams are reselected (see ``lightning_slt.model.search``).
+
+    Sequences are right-padded with ``pad_id``; the target input starts with ``bos_id``.
+    Every source must have at least one non-padding token.
+
+    Args:
+        config: sizes, dropout and special token ids; kept as ``self.config``.
+    """
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+        self.register_buffer("positions", sinusoidal_positions(config.max_positions, config.d_model),
+                             persistent=False)  # (P, D)
+        self.embed_scale = math.sqrt(config.d_model)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """tensor2tensor transformer_base init (fan_avg uniform, zero bias, N(0, D^-0.5) embedding)."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                fan_out, fan_in = module.weight.shape
+                bound = math.sqrt(6.0 / (fan_in + fan_out))
+                module.weight.uniform_(-bound, bound)
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, nn.LayerNorm):
+                module.reset_parameters()
+        self.embed.weight.normal_(0.0, self.config.d_model ** -0.5)
+
+    def _embed(self, tokens: Tensor, offset: int = 0) -> Tensor:
+        """tokens (B, T) -> dropout(sqrt(D) * embedding + position) (B, T, D), positions from offset."""
+        length = tokens.size(1)
+        if offset + length > self.config.max_positions:
+            raise ValueError(
+                f"sequence needs positions up to {offset + length}, but max_positions is "
+                f"{self.config.max_positions}; shorten the input or raise max_positions"
+            )
+        x = self.embed(tokens) * self.embed_scale + self.positions[offset:offset + length]  # (B, T, D)
+        return F.dropout(x, self.config.dropout, self.training)
+
+    def encode(self, src: Tensor) -> EncoderOut:
+        """src (B, S) token ids, right-padded -> EncoderOut(memory (B, S, D), src_pad (B, S))."""
+        if src.dim() != 2:
+            raise ValueError(f"src must be (batch, length) token ids, got shape {tuple(src.shape)}")
+        src_pad = src.eq(self.config.pad_id)  # (B, S)
+        if bool(src_pad.all(dim=1).any()):
+            raise ValueError("every source sentence needs at least one non-padding token; "
+                             f"got an all-padding row (pad_id={self.config.pad_id})")
+        memory = self.encoder(self._embed(src), _key_mask(src_pad))  # (B, S, D)
+        return EncoderOut(memory, src_pad)
+
+    def decode(self, tgt_in: Tensor, enc: EncoderOut, cache: DecoderCache | None = None) -> Tensor:
+        """Decoder hidden states (B, T, D) for target input tgt_in (B, T) (starting with bos).
+
+        Without a cache, tgt_in is the whole prefix and attention is causal. With a cache,
+        tgt_in holds only the new tokens, their positions continue from ``cache.length``, the
+        cache grows by them in place, and cross-attention reads the K/V and padding mask stored
+        by ``new_cache`` (enc is then only checked for consistency).
+        """
+        x = self._embed(tgt_in, cache.length if cache is not None else 0)  # (B, T, D)
+        layers = self.decoder.layers
+        if cache is None:
+            memory_mask = _key_mask(enc.src_pad)
+            for layer in layers:
+                memory_k, memory_v = layer.cross_attn.memory_kv(enc.memory)  # (B, H, S, hd)
+                x, _, _ = layer(x, memory_k, memory_v, memory_mask)
+        else:
+            if tgt_in.size(0) != cache.batch_size:
+                raise ValueError(f"tgt_in has {tgt_in.size(0)} rows but the cache has "
+                                 f"{cache.batch_size}; reorder the cache together with the batch")
+            for i, layer in enumerate(layers):
+                x, cache.self_k[i], cache.self_v[i] = layer(
+                    x, cache.cross_k[i], cache.cross_v[i], cache.cross_mask, cache.group,
+                    (cache.self_k[i], cache.self_v[i]))
+        return self.decoder.norm(x) if self.decoder.norm is not None else x
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """hidden (..., D) -> (..., V) through the tied output projection (the embedding)."""
+        return F.linear(hidden, self.embed.weight)
+
+    def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        """src (B, S), tgt_in (B, T) -> decoder hidden states (B, T, D); see ``logits``."""
+        return self.decode(tgt_in, self.encode(src))
+
+    def new_cache(self, enc: EncoderOut) -> DecoderCache:
+        """An empty self-attention cache and the cross-attention K/V of every decoder layer."""
+        memory = enc.memory  # (B, S, D)
+        batch, heads = memory.size(0), self.config.n_heads
+        empty = memory.new_empty(batch, heads, 0, self.config.d_model // heads)  # (B, H, 0, hd)
+        cross = [layer.cross_attn.memory_kv(memory) for layer in self.decoder.layers]
+        return DecoderCache(
+            self_k=[empty] * len(cross), self_v=[empty] * len(cross),
+            cross_k=[k for k, _ in cross], cross_v=[v for _, v in cross],
+            cross_mask=_key_mask(enc.src_pad), group=1,
+        )
+
+    @staticmethod
+    def reorder_encoder_out(enc: EncoderOut, index: Tensor) -> EncoderOut:
+        """Rows ``index`` (N,) of the encoder output: expand to beams, reselect, drop finished."""
+        return EncoderOut(enc.memory.index_select(0, index), enc.src_pad.index_select(0, index))
+
+    @staticmethod
+    def reorder_cache(cache: DecoderCache, index: Tensor) -> DecoderCache:
+        """A cache whose hypothesis row j is row ``index[j]`` of ``cache`` (index (N',) long).
+
+        Used to expand sentences to beams, follow the beams a search step keeps and drop
+        finished sentences. Cross-attention K/V are copied only when the set of source rows
+        changes; while each source's hypotheses stay consecutive and equally many, they keep
+        sharing one copy (``group``). The given cache is left unchanged.
+        """
+        if index.dim() != 1 or index.numel() == 0:
+            raise ValueError(f"index must be a non-empty 1-D LongTensor, got shape {tuple(index.shape)}")
+        src_rows = torch.div(index, cache.group, rounding_mode="floor")  # (N',) source row per hypothesis
+        sources, counts = torch.unique_consecutive(src_rows, return_counts=True)
+        group = int(counts[0]) if bool((counts == counts[0]).all()) else 1
+        if group == 1:
+            sources = src_rows
+        cross_k, cross_v, cross_mask = cache.cross_k, cache.cross_v, cache.cross_mask
+        unchanged = sources.numel() == cross_k[0].size(0) and bool(
+            (sources == torch.arange(sources.numel(), device=sources.device)).all())
+        if not unchanged:
+            cross_k = [k.index_select(0, sources) for k in cross_k]
+            cross_v = [v.index_select(0, sources) for v in cross_v]
+            cross_mask = cross_mask.index_select(0, sources) if cross_mask is not None else None
+        return DecoderCache(
+            self_k=[k.index_select(0, index) for k in cache.self_k],
+            self_v=[v.index_select(0, index) for v in cache.self_v],
+            cross_k=cross_k, cross_v=cross_v, cross_mask=cross_mask, group=group,
+        )

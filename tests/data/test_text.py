@@ -1,0 +1,75 @@
+"""Reading parallel text: plain and gzip, and one clear error per kind of bad input."""
+
+import gzip
+
+import pytest
+
+from lightning_slt.data import (
+    CorpusEncodingError,
+    CorpusNotFoundError,
+    EmptyCorpusError,
+    MisalignedCorpusError,
+    TranslationDataModule,
+    read_lines,
+    read_parallel,
+)
+
+
+def test_plain_and_gzip_read_the_same_lines(tmp_path):
+    text = "Ein Satz.\nZweiter\u2028Satz mit Zeilentrenner.\r\n\nletzte Zeile\n"
+    (tmp_path / "a.txt").write_bytes(("\ufeff" + text).encode())
+    (tmp_path / "a.txt.gz").write_bytes(gzip.compress(text.encode()))
+    expected = ["Ein Satz.", "Zweiter\u2028Satz mit Zeilentrenner.", "", "letzte Zeile"]
+    assert read_lines(tmp_path / "a.txt") == expected  # BOM, CRLF dropped; U+2028 is not a break
+    assert read_lines(tmp_path / "a.txt.gz") == expected
+    (tmp_path / "no_final_newline").write_text("one\ntwo")
+    assert read_lines(tmp_path / "no_final_newline") == ["one", "two"]
+
+
+def test_misaligned_names_both_files_and_both_counts(tmp_path):
+    src, tgt = tmp_path / "train.en", tmp_path / "train.de"
+    src.write_text("a\nb\nc\n")
+    tgt.write_text("x\ny\n")
+    with pytest.raises(MisalignedCorpusError) as raised:
+        read_parallel(src, tgt)
+    assert str(raised.value).startswith(f"misaligned parallel files: {src} has 3 lines but {tgt} has 2 lines.")
+    assert isinstance(raised.value, ValueError)
+
+
+def test_missing_file_is_named(tmp_path):
+    (tmp_path / "train.en").write_text("a\n")
+    with pytest.raises(CorpusNotFoundError, match=f"corpus file not found: {tmp_path / 'train.de'}"):
+        read_parallel(tmp_path / "train.en", tmp_path / "train.de")
+
+
+def test_empty_corpus(tmp_path):
+    (tmp_path / "e.en").write_text("")
+    (tmp_path / "e.de").write_bytes(gzip.compress(b""))
+    with pytest.raises(EmptyCorpusError, match=f"empty corpus: {tmp_path / 'e.en'} and {tmp_path / 'e.de'} hold no lines"):
+        read_parallel(tmp_path / "e.en", tmp_path / "e.de")
+
+
+def test_invalid_utf8_gives_file_and_line(tmp_path):
+    bad = tmp_path / "bad.de"
+    bad.write_bytes("erste Zeile\nzweite Zeile\nGr\xfc\xdfe aus K\xf6ln\n".encode("latin-1"))
+    with pytest.raises(CorpusEncodingError, match=f"{bad}, line 3: invalid UTF-8 .*iconv"):
+        read_lines(bad)
+    gz = tmp_path / "bad.de.gz"
+    gz.write_bytes(gzip.compress(bad.read_bytes()))
+    with pytest.raises(CorpusEncodingError, match=f"{gz}, line 3: invalid UTF-8"):
+        read_lines(gz)
+
+
+def test_truncated_gzip_is_reported(tmp_path):
+    path = tmp_path / "cut.en.gz"
+    path.write_bytes(gzip.compress(("a sentence\n" * 1000).encode())[:60])
+    with pytest.raises(CorpusEncodingError, match=f"{path}: not a valid gzip file"):
+        read_lines(path)
+
+
+def test_data_module_raises_before_training(tmp_path, spm_cache):
+    (tmp_path / "t.en").write_text("a\nb\n")
+    (tmp_path / "t.de").write_text("x\n")
+    data = TranslationDataModule(train_files=[str(tmp_path / "t.en"), str(tmp_path / "t.de")], cache_dir=str(spm_cache))
+    with pytest.raises(MisalignedCorpusError, match="has 2 lines but .*t.de has 1 lines"):
+        data.vocab_size  # the tokenizer needs the training text: checked at first use
