@@ -39,6 +39,10 @@ from lightning_slt.model.module import TranslationModule
 # name -> "module:function(argv: list[str]) -> int | None"; add new subcommands here.
 COMMANDS: dict[str, str] = {
     "demo": "lightning_slt.cli:demo",
+    "experiment": "lightning_slt.experiments.cli:experiment_main",
+    "report": "lightning_slt.experiments.cli:report_main",
+    "export": "lightning_slt.export.cli:export_main",
+    "translate": "lightning_slt.export.translate:translate_main",
 }
 
 _LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")

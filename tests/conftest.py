@@ -12,7 +12,16 @@ from lightning_slt._runtime import configure_cpu
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 configure_cpu()
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Tests run tiny models: one thread is fastest, and it avoids OpenMP spin-waiting when other
+# processes share the cores (measured: a 10-step tiny experiment run took 58 s with 2 threads on
+# a loaded 2-core machine, 4 s with 1).
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # for the subprocesses some tests start
+# The Makefile exports LIGHTNING_SLT_DATA; a bare `pytest` in a checkout finds ../shared/data too.
+if not os.environ.get("LIGHTNING_SLT_DATA") and (REPO_ROOT.parent / "shared" / "data").is_dir():
+    os.environ["LIGHTNING_SLT_DATA"] = str(REPO_ROOT.parent / "shared" / "data")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ Downloads come from fixed snapshot commits and are checked against sha256 sums k
 """
 
 import hashlib
+import http.client
 import logging
 import os
 import tempfile
@@ -265,7 +266,7 @@ def _fetch_verified(upstream: UpstreamFile, destination: Path, base_url: str) ->
                     for chunk in iter(lambda: response.read(1 << 20), b""):
                         digest.update(chunk)
                         out.write(chunk)
-            except (urllib.error.URLError, OSError) as err:
+            except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as err:
                 raise DownloadError(
                     f"could not download {url}: {err}. Check the network (or base_url), or set "
                     f"{DATA_ENV_VAR} to a folder that already holds the corpus."

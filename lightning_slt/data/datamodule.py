@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
@@ -181,7 +182,12 @@ class TranslationDataModule(pl.LightningDataModule):
         dataset = self.dataset("train")
         num_replicas, rank = self._replicas()
         sampler = TokenBucketBatchSampler(
-            dataset.padded_lengths(), self.max_tokens, shuffle=True, seed=self.seed, num_replicas=num_replicas, rank=rank
+            dataset.padded_lengths(),
+            self.max_tokens,
+            shuffle=True,
+            seed=self.seed,
+            num_replicas=num_replicas,
+            rank=rank,
         )
         # Lightning calls set_epoch only after a multi-worker loader has prefetched; start right.
         sampler.set_epoch(self.trainer.current_epoch if self.trainer is not None else 0)
@@ -207,7 +213,7 @@ class TranslationDataModule(pl.LightningDataModule):
         inside ``training_step`` does not).
         """
         trainer = self.trainer
-        if trainer is None or self._train_sampler is None or trainer.state.fn != "fit":
+        if trainer is None or self._train_sampler is None or trainer.state.fn != TrainerFn.FITTING:
             return {}
         return {
             "epoch": int(trainer.current_epoch),

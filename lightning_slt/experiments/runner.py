@@ -160,7 +160,9 @@ def _run_config(config: ExperimentConfig, base: dict, schedule: Schedule, run: R
         {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
          "init_args": {"dirpath": str(paths.checkpoints), "save_last": True, "save_top_k": 0, "every_n_train_steps": every}},
     ]
-    trainer["callbacks"] = run.callbacks(last_ckpt, schedule, seed) + kept + checkpoints
+    monitor = {"class_path": "lightning_slt.callbacks.SparsityMonitor", "init_args": {"every_n_steps": every}}
+    has_monitor = any(str(cb.get("class_path", "")).endswith("SparsityMonitor") for cb in kept)
+    trainer["callbacks"] = run.callbacks(last_ckpt, schedule, seed) + kept + ([] if has_monitor else [monitor]) + checkpoints
     trainer["default_root_dir"] = str(paths.root)
     trainer["logger"] = _logger(config, run, seed, paths)
     cfg["seed_everything"] = seed

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightning_slt.model.transformer import MultiHeadAttention
+
 SparseMode = Literal["auto", "on", "off"]
 _MODES = ("auto", "on", "off")
 
@@ -183,10 +185,6 @@ def _sparsify_attention(model: nn.Module, decide, rows: int, encoder_rows: int) 
     Returns the names of the q/k/v ``nn.Linear`` modules that attention only reads through its
     fused projections (never calls), so that they are not swapped or timed on their own.
     """
-    try:
-        from lightning_slt.model.transformer import MultiHeadAttention
-    except ImportError:  # a model from elsewhere: only nn.Linear swaps apply
-        return set()
     fused_only: set[str] = set()
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
@@ -234,57 +232,44 @@ def _time_dense_vs_sparse(weight: Tensor, bias: Tensor | None, matmul: CsrMatmul
     return (round(statistics.median(timings["dense"]) * 1e3, 4), round(statistics.median(timings["sparse"]) * 1e3, 4))
 
 
-def _attention_base():
-    from lightning_slt.model.transformer import MultiHeadAttention
-
-    return MultiHeadAttention
-
-
-class SparseMultiHeadAttention(nn.Module):
+class SparseMultiHeadAttention(MultiHeadAttention):
     """A ``MultiHeadAttention`` whose fused q/k/v (or cross-attention k/v) GEMM is one CSR matmul.
 
     Shares the original's ``q_proj``/``k_proj``/``v_proj``/``out_proj`` (which may themselves be
-    ``SparseLinear``), so the state_dict is unchanged. Only the fused-projection methods are
-    rewritten; attention itself and ``cross_attention`` are the original's code.
+    ``SparseLinear``), so the state_dict is unchanged. ``self_attention`` / ``memory_kv``
+    repeat the parent's code with ``F.linear(x, cat(weights))`` replaced by the CSR matmul
+    (the parent concatenates its weights inline, so there is no smaller seam to override);
+    tests/export/test_sparse_linear.py pins the two to identical decoding outputs.
     """
 
-    def __init__(self, dense, fused: CsrMatmul, cross: bool) -> None:
-        super().__init__()
+    def __init__(self, dense: MultiHeadAttention, fused: CsrMatmul, cross: bool) -> None:
+        nn.Module.__init__(self)  # not the parent's __init__: it would allocate fresh weights
         self.n_heads, self.attention_dropout = dense.n_heads, dense.attention_dropout
         self.q_proj, self.k_proj, self.v_proj, self.out_proj = dense.q_proj, dense.k_proj, dense.v_proj, dense.out_proj
         self.fused, self.cross = fused, cross
         self.train(dense.training)  # attention dropout reads self.training
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool) -> Tensor:
-        return _attention_base()._attend(self, q, k, v, mask, causal)
-
-    def cross_attention(self, x: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, group: int = 1) -> Tensor:
-        return _attention_base().cross_attention(self, x, k, v, key_mask, group)
-
-    def self_attention(self, x: Tensor, key_mask: Tensor | None = None, causal: bool = False,
+    def self_attention(self, x: Tensor, packing, key_mask: Tensor | None = None, causal: bool = False,
                        cache: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """As ``MultiHeadAttention.self_attention``, with the (3D, D) q/k/v projection sparse."""
         if self.cross:
-            return _attention_base().self_attention(self, x, key_mask, causal, cache)
-        n_heads = self.n_heads
-        batch, length, width = x.shape
-        qkv = self.fused(x).reshape(batch, length, 3, n_heads, width // n_heads)  # (B, T, 3, H, hd)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, T, hd)
+            return super().self_attention(x, packing, key_mask, causal, cache)
+        # contiguous: SDPA takes its fused kernel only for unit-stride head dims (else a slower math path)
+        q, k, v = self._heads(packing.unpack(self.fused(x).contiguous()), 3)  # each (B, H, T, hd)
+        length = q.size(2)
         if cache is not None and cache[0].size(2) > 0:
             k = torch.cat([cache[0], k], dim=2)  # (B, H, t + T, hd)
             v = torch.cat([cache[1], v], dim=2)
             if causal and length > 1:  # new tokens see all cached ones and their own prefix
-                offset = k.size(2) - length
-                key_mask = torch.ones(length, k.size(2), dtype=torch.bool, device=x.device).tril(offset)
-            causal = False  # a single new token sees every cached key: no mask at all
-        return self._attend(q, k, v, key_mask, causal and length > 1), k, v
+                key_mask = torch.ones(length, k.size(2), dtype=torch.bool, device=x.device).tril(
+                    k.size(2) - length)  # (T, t + T)
+            causal = False  # a single new token may see every cached key
+        out = self._attend(q, k, v, key_mask, causal and length > 1)  # (B, H, T, hd)
+        return self.out_proj(packing.pack_heads(out)), k, v
 
-    def memory_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+    def memory_kv(self, memory: Tensor, packing) -> tuple[Tensor, Tensor]:
         """As ``MultiHeadAttention.memory_kv``, with the (2D, D) k/v projection sparse."""
         if not self.cross:
-            return _attention_base().memory_kv(self, memory)
-        n_heads = self.n_heads
-        batch, length, width = memory.shape
-        kv = self.fused(memory).reshape(batch, length, 2, n_heads, width // n_heads)  # (B, S, 2, H, hd)
-        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, S, hd)
+            return super().memory_kv(memory, packing)
+        k, v = self._heads(packing.unpack(self.fused(memory).contiguous()), 2)  # each (B, H, S, hd)
         return k, v

@@ -6,18 +6,23 @@ each matrix with its own threshold, and tensor2tensor has separate q/k/v matrice
 
 What follows tensor2tensor (the paper's toolkit, see ``paper.md`` §2):
 - one embedding shared by source, target and the output projection, scaled by sqrt(d_model)
-  on the way in, plus sinusoidal positions (``get_timing_signal_1d``: sines then cosines);
+  on the way in, plus sinusoidal positions (``get_timing_signal_1d``: sines, then cosines);
 - attention projections without biases (t2t ``compute_qkv`` / ``output_transform``), ReLU
   feed-forward with biases, LayerNorm eps 1e-6;
 - pre-norm with a final LayerNorm on encoder and decoder output (t2t v2), or post-norm (v1);
+- sublayer and ReLU dropout masks shared by all positions of a sentence, as the paper's TPU
+  hparams do (``*_dropout_broadcast_dims = "1"``; ``dropout_broadcast=False`` for Vaswani's);
 - init: Glorot fan_avg uniform, U(-b, b) with b = sqrt(6 / (fan_in + fan_out)), for every
   linear weight; zero biases; embedding N(0, d_model**-0.5).
 
-Speed on CPU comes from ``F.scaled_dot_product_attention`` with ``is_causal=True`` and no mask
-for decoder self-attention, a (B, 1, 1, S) boolean key-padding mask only when the batch has
-padding, one GEMM for q/k/v (weights concatenated at run time) and for cross-attention k/v,
-and an incremental-decoding cache (``DecoderCache``) whose cross-attention K/V are computed
-once per *source* sentence and shared by all its beam hypotheses.
+Speed on CPU. Position-wise work (embedding, LayerNorm, projections, feed-forward, dropout)
+runs on the real tokens only, packed as rows of an (N, D) matrix: padding costs no GEMM work.
+Only attention sees the padded (B, H, T, hd) layout, through ``F.scaled_dot_product_attention``
+with ``is_causal=True`` and no mask in decoder self-attention (right padding: a real position
+never looks at a later pad) and a (B, 1, 1, S) key-padding mask only when a batch has padding.
+q/k/v (self-attention) and k/v (cross-attention) cost one GEMM each, their weights being
+concatenated at run time. Incremental decoding keeps a ``DecoderCache`` whose cross-attention
+K/V are computed once per source sentence and shared by all its beam hypotheses.
 
 Parameter names (stable API; pruning masks and patterns key on them). D = d_model,
 F = d_ff, V = vocab_size, i = layer index:
@@ -39,8 +44,8 @@ F = d_ff, V = vocab_size, i = layer index:
 Only parameters with two or more dimensions are meant to be pruned. The sinusoidal table is a
 non-persistent buffer, so ``state_dict()`` holds exactly the parameters above.
 
-Shapes: B batch (sentences or hypotheses), S source length, T target length, D model width,
-H heads, hd = D / H, V vocabulary.
+Shapes: B batch (sentences or hypotheses), S source length, T target length, N real (non-pad)
+tokens of a batch, D model width, H heads, hd = D / H, V vocabulary.
 """
 
 import math
@@ -50,6 +55,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 LAYER_NORM_EPS = 1e-6  # tensor2tensor's layer_norm epsilon
 
@@ -65,14 +71,18 @@ class TransformerConfig:
     decoder_layers: int = 6
     d_ff: int = 2048
     dropout: float = 0.1  # on embeddings and on every sublayer output before the residual add
-    attention_dropout: float = 0.0  # on attention weights; > 0 leaves SDPA's fused CPU kernel
+    attention_dropout: float = 0.0  # on attention weights (elementwise, inside SDPA)
     activation_dropout: float = 0.0  # after the FFN's ReLU (t2t "relu_dropout")
     pre_norm: bool = True  # True: t2t v2 (LayerNorm before each sublayer); False: Vaswani/t2t v1
-    dropout_broadcast: bool = True  # sublayer/ReLU dropout masks shared by all positions (t2t TPU)
     max_positions: int = 1024  # rows of the sinusoidal table: longest source or target
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2
+    # Sublayer and ReLU dropout draw one mask per sentence and channel, shared by its positions
+    # (t2t TPU hparams, which the paper used); T times fewer random numbers, most of dropout's
+    # CPU cost. False: a fresh mask entry per position (Vaswani). Embedding dropout is always
+    # elementwise, as in t2t.
+    dropout_broadcast: bool = True
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_heads", "encoder_layers", "decoder_layers",
@@ -102,7 +112,7 @@ class TransformerConfig:
 class EncoderOut(NamedTuple):
     """Encoder output as the decoder and the search read it."""
 
-    memory: Tensor  # (B, S, D) top encoder states; rows at padded positions are meaningless
+    memory: Tensor  # (B, S, D) top encoder states; zeros at padded positions
     src_pad: Tensor  # (B, S) bool, True = padding
 
 
@@ -113,14 +123,14 @@ class DecoderCache:
     Self-attention K/V grow by the new tokens on every ``decode`` call. Cross-attention K/V are
     computed once by ``Transformer.new_cache`` and kept per *source* row: hypothesis row j
     reads source row ``j // group``, so the ``group`` beams of one sentence share them and
-    attend to them as one query block (no copy per beam, no reorder per step).
+    attend to them as one block of queries (no copy per beam, no reorder per step).
     """
 
-    self_k: list[Tensor]  # per layer (N, H, t, hd), N = hypotheses, t = length decoded so far
+    self_k: list[Tensor]  # per layer (N, H, t, hd), N hypotheses, t tokens decoded so far
     self_v: list[Tensor]
-    cross_k: list[Tensor]  # per layer (N // group, H, S, hd)
+    cross_k: list[Tensor]  # per layer (N / group, H, S, hd)
     cross_v: list[Tensor]
-    cross_mask: Tensor | None  # (N // group, 1, 1, S) bool, True = attend; None = no padding
+    cross_mask: Tensor | None  # (N / group, 1, 1, S) bool, True = attend; None = no padding
     group: int = 1
 
     @property
@@ -149,203 +159,64 @@ def sinusoidal_positions(max_positions: int, d_model: int) -> Tensor:
     return F.pad(table, (0, d_model % 2)).float()  # (P, D)
 
 
-def _split_heads(x: Tensor, n_heads: int) -> Tensor:
-    """(B, T, D) -> (B, H, T, hd), a view."""
-    batch, length, width = x.shape
-    return x.view(batch, length, n_heads, width // n_heads).transpose(1, 2)
+class Packing(NamedTuple):
+    """Where the N real tokens of a right-padded (B, L) batch sit, for packing them as rows.
 
-
-def _merge_heads(x: Tensor) -> Tensor:
-    """(B, H, T, hd) -> (B, T, D)."""
-    batch, heads, length, head_dim = x.shape
-    return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
-
-
-class MultiHeadAttention(nn.Module):
-    """Scaled dot-product attention over H heads with separate q/k/v/out matrices.
-
-    The matrices stay separate parameters (each is pruned with its own threshold); at run time
-    they are concatenated so that q/k/v (self-attention) or k/v (cross-attention) cost one GEMM.
+    Position-wise layers run on (N, C) rows; attention unpacks them to (B, L, C) and back.
+    ``index`` is None when nothing is padded: rows are then a plain view of (B, L, C).
     """
 
-    def __init__(self, d_model: int, n_heads: int, attention_dropout: float) -> None:
-        super().__init__()
-        self.n_heads = n_heads
-        self.attention_dropout = attention_dropout
-        self.q_proj = nn.Linear(d_model, d_model, bias=False)
-        self.k_proj = nn.Linear(d_model, d_model, bias=False)
-        self.v_proj = nn.Linear(d_model, d_model, bias=False)
-        self.out_proj = nn.Linear(d_model, d_model, bias=False)
+    batch: int
+    length: int
+    index: Tensor | None  # (N,) flat positions b * L + t of the real tokens, ascending
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool) -> Tensor:
-        """q (B, H, T, hd), k/v (B, H, S, hd), mask broadcastable to (B, H, T, S) -> (B, T, D)."""
-        dropout_p = self.attention_dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
-                                             is_causal=causal)  # (B, H, T, hd)
-        return self.out_proj(_merge_heads(out))  # (B, T, D)
+    @staticmethod
+    def of(pad: Tensor) -> "Packing":
+        """Packing of a (B, L) bool padding mask (True = pad)."""
+        batch, length = pad.shape
+        index = (~pad).flatten().nonzero().squeeze(1) if bool(pad.any()) else None  # (N,)
+        return Packing(batch, length, index)
 
-    def self_attention(self, x: Tensor, key_mask: Tensor | None = None, causal: bool = False,
-                       cache: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """Self-attention of x (B, T, D); returns (output (B, T, D), k, v (B, H, t + T, hd)).
+    def positions(self, device: torch.device) -> Tensor:
+        """(N,) position t of every row within its sentence."""
+        if self.index is None:
+            return torch.arange(self.length, device=device).repeat(self.batch)
+        return self.index % self.length
 
-        ``key_mask`` (B, 1, 1, T) bool masks padded keys (encoder). ``causal`` lets position i
-        see positions <= i (decoder). ``cache`` holds the keys/values of the t earlier positions;
-        the new tokens continue after them.
+    def pack(self, padded: Tensor) -> Tensor:
+        """(B, L, ...) -> (N, ...), the real positions only."""
+        flat = padded.flatten(0, 1)  # (B*L, ...)
+        return flat if self.index is None else flat.index_select(0, self.index)
+
+    def unpack(self, rows: Tensor) -> Tensor:
+        """(N, C) -> (B, L, C) with zeros at padded positions."""
+        if self.index is None:
+            return rows.view(self.batch, self.length, rows.size(1))
+        padded = rows.new_zeros(self.batch * self.length, rows.size(1))
+        return padded.index_put_((self.index,), rows).view(self.batch, self.length, rows.size(1))
+
+    def pack_heads(self, heads: Tensor) -> Tensor:
+        """Attention output (B, H, L, hd) -> rows (N, H * hd) in one gather."""
+        by_position = heads.transpose(1, 2)  # (B, L, H, hd), a view
+        if self.index is None:
+            return by_position.reshape(self.batch * self.length, -1)
+        rows = by_position[self.index // self.length, self.index % self.length]  # (N, H, hd)
+        return rows.flatten(1)
+
+    def dropout(self, rows: Tensor, p: float, training: bool, broadcast: bool) -> Tensor:
+        """Dropout of rows (N, C); with ``broadcast`` one (C,) mask per sentence serves all its rows.
+
+        The broadcast form is tensor2tensor's ``dropout_with_broadcast_dims`` over the length
+        axis (see ``TransformerConfig.dropout_broadcast``).
         """
-        n_heads = self.n_heads
-        batch, length, width = x.shape
-        w_qkv = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])  # (3D, D)
-        qkv = F.linear(x, w_qkv).view(batch, length, 3, n_heads, width // n_heads)  # (B, T, 3, H, hd)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, T, hd)
-        if cache is not None and cache[0].size(2) > 0:
-            k = torch.cat([cache[0], k], dim=2)  # (B, H, t + T, hd)
-            v = torch.cat([cache[1], v], dim=2)
-            if causal and length > 1:  # new tokens see all cached ones and their own prefix
-                offset = k.size(2) - length
-                key_mask = torch.ones(length, k.size(2), dtype=torch.bool, device=x.device).tril(offset)
-            causal = False  # a single new token sees every cached key: no mask at all
-        return self._attend(q, k, v, key_mask, causal and length > 1), k, v
-
-    def memory_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
-        """Cross-attention keys and values of memory (B, S, D) -> two (B, H, S, hd)."""
-        n_heads = self.n_heads
-        batch, length, width = memory.shape
-        w_kv = torch.cat([self.k_proj.weight, self.v_proj.weight])  # (2D, D)
-        kv = F.linear(memory, w_kv).view(batch, length, 2, n_heads, width // n_heads)  # (B, S, 2, H, hd)
-        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, S, hd)
-        return k, v
-
-    def cross_attention(self, x: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None,
-                        group: int = 1) -> Tensor:
-        """Attention of x (N, T, D) to memory keys/values k, v (N / group, H, S, hd) -> (N, T, D).
-
-        Rows j*group ... (j+1)*group - 1 of x all read memory row j; they are stacked as one
-        block of group*T queries, which is exact because cross-attention has no causal order.
-        """
-        rows, length, width = x.shape
-        q = self.q_proj(x).view(rows // group, group * length, width)  # (N/G, G*T, D)
-        out = self._attend(_split_heads(q, self.n_heads), k, v, key_mask, causal=False)  # (N/G, G*T, D)
-        return out.view(rows, length, width)  # (N, T, D)
-
-
-def dropout(x: Tensor, p: float, training: bool, broadcast: bool) -> Tensor:
-    """Dropout of x (B, T, C); with ``broadcast`` one (B, 1, C) mask serves every position.
-
-    The broadcast form is tensor2tensor's ``dropout_with_broadcast_dims`` with the paper's TPU
-    settings (``layer_prepostprocess_dropout_broadcast_dims = relu_dropout_broadcast_dims =
-    "1"``, the length axis). It draws T times fewer random numbers, which on CPU is most of
-    dropout's cost.
-    """
-    if not training or p == 0.0:
-        return x
-    if not broadcast:
-        return F.dropout(x, p, training=True)
-    keep = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1.0 - p).div_(1.0 - p)  # (B, 1, C)
-    return x * keep
-
-
-class FeedForward(nn.Module):
-    """Position-wise ReLU feed-forward: fc2(dropout(relu(fc1(x))))."""
-
-    def __init__(self, d_model: int, d_ff: int, activation_dropout: float, dropout_broadcast: bool) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(d_model, d_ff)
-        self.fc2 = nn.Linear(d_ff, d_model)
-        self.activation_dropout = activation_dropout
-        self.dropout_broadcast = dropout_broadcast
-
-    def forward(self, x: Tensor) -> Tensor:
-        # Not in-place: relu_ on linear's (viewed) output costs a CopySlices copy in backward.
-        hidden = F.relu(self.fc1(x))  # (B, T, F)
-        hidden = dropout(hidden, self.activation_dropout, self.training, self.dropout_broadcast)
-        return self.fc2(hidden)  # (B, T, D)
-
-
-class _Sublayers(nn.Module):
-    """Residual wiring shared by encoder and decoder layers: pre-norm or post-norm."""
-
-    def __init__(self, config: TransformerConfig) -> None:
-        super().__init__()
-        self.pre_norm = config.pre_norm
-        self.dropout = config.dropout
-        self.dropout_broadcast = config.dropout_broadcast
-
-    def _residual(self, x: Tensor, norm: nn.LayerNorm, sublayer, *args, **kwargs):
-        """x + dropout(sublayer(norm(x))) (pre-norm) or norm(x + dropout(sublayer(x))) (post-norm).
-
-        ``sublayer`` may return (output, *extras); the extras are passed through.
-        """
-        result = sublayer(norm(x) if self.pre_norm else x, *args, **kwargs)
-        out, extras = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
-        out = x + dropout(out, self.dropout, self.training, self.dropout_broadcast)
-        if not self.pre_norm:
-            out = norm(out)
-        return (out, *extras) if extras else out
-
-
-class EncoderLayer(_Sublayers):
-    """Self-attention over the source, then the feed-forward block."""
-
-    def __init__(self, config: TransformerConfig) -> None:
-        super().__init__(config)
-        d = config.d_model
-        self.self_attn = MultiHeadAttention(d, config.n_heads, config.attention_dropout)
-        self.self_attn_norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
-        self.ffn = FeedForward(d, config.d_ff, config.activation_dropout, config.dropout_broadcast)
-        self.ffn_norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
-
-    def forward(self, x: Tensor, key_mask: Tensor | None) -> Tensor:
-        """x (B, S, D), key_mask (B, 1, 1, S) bool or None -> (B, S, D)."""
-        x, _, _ = self._residual(x, self.self_attn_norm, self.self_attn.self_attention, key_mask)
-        return self._residual(x, self.ffn_norm, self.ffn)
-
-
-class DecoderLayer(_Sublayers):
-    """Causal self-attention, cross-attention to the encoder memory, then feed-forward."""
-
-    def __init__(self, config: TransformerConfig) -> None:
-        super().__init__(config)
-        d = config.d_model
-        self.self_attn = MultiHeadAttention(d, config.n_heads, config.attention_dropout)
-        self.self_attn_norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
-        self.cross_attn = MultiHeadAttention(d, config.n_heads, config.attention_dropout)
-        self.cross_attn_norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
-        self.ffn = FeedForward(d, config.d_ff, config.activation_dropout, config.dropout_broadcast)
-        self.ffn_norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
-
-    def forward(self, x: Tensor, memory_k: Tensor, memory_v: Tensor, memory_mask: Tensor | None,
-                group: int = 1, cache: tuple[Tensor, Tensor] | None = None
-                ) -> tuple[Tensor, Tensor, Tensor]:
-        """x (N, T, D); memory k/v (N/group, H, S, hd) -> (N, T, D) and self-attention k, v."""
-        x, k, v = self._residual(x, self.self_attn_norm, self.self_attn.self_attention,
-                                 None, True, cache)
-        x = self._residual(x, self.cross_attn_norm, self.cross_attn.cross_attention,
-                           memory_k, memory_v, memory_mask, group)
-        return self._residual(x, self.ffn_norm, self.ffn), k, v
-
-
-class Encoder(nn.Module):
-    """A stack of encoder layers (plus the final LayerNorm of pre-norm models)."""
-
-    def __init__(self, config: TransformerConfig) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.encoder_layers))
-        self.norm = nn.LayerNorm(config.d_model, eps=LAYER_NORM_EPS) if config.pre_norm else None
-
-    def forward(self, x: Tensor, key_mask: Tensor | None) -> Tensor:
-        """x (B, S, D) embedded source -> memory (B, S, D)."""
-        for layer in self.layers:
-            x = layer(x, key_mask)
-        return self.norm(x) if self.norm is not None else x
-
-
-class Decoder(nn.Module):
-    """A stack of decoder layers (plus the final LayerNorm of pre-norm models)."""
-
-    def __init__(self, config: TransformerConfig) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.decoder_layers))
-        self.norm = nn.LayerNorm(config.d_model, eps=LAYER_NORM_EPS) if config.pre_norm else None
+        if not training or p == 0.0:
+            return rows
+        if not broadcast:
+            return F.dropout(rows, p, training=True)
+        keep = rows.new_empty(self.batch, 1, rows.size(1)).bernoulli_(1.0 - p).div_(1.0 - p)  # (B, 1, C)
+        if self.index is None:
+            return (rows.view(self.batch, self.length, -1) * keep).view_as(rows)
+        return rows * keep.squeeze(1).index_select(0, self.index // self.length)  # (N, C)
 
 
 def _key_mask(src_pad: Tensor) -> Tensor | None:
@@ -358,16 +229,216 @@ def _key_mask(src_pad: Tensor) -> Tensor | None:
     return ~src_pad[:, None, None, :]  # (B, 1, 1, S)
 
 
+def _sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool, dropout_p: float) -> Tensor:
+    """F.scaled_dot_product_attention; on CPU in bf16/fp16 its MATH backend, 4x faster there
+    than the flash kernel's backward (torch 2.13, measured on sequences of ~25 tokens)."""
+    if q.device.type == "cpu" and q.dtype != torch.float32:
+        with sdpa_kernel(SDPBackend.MATH):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
+                                                  is_causal=causal)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
+
+
+class MultiHeadAttention(nn.Module):
+    """Scaled dot-product attention over H heads with separate q/k/v/out matrices.
+
+    The matrices stay separate parameters (each is pruned with its own threshold); at run time
+    they are concatenated so that q/k/v (self-attention) or k/v (cross-attention) cost one GEMM.
+    Inputs and outputs are packed rows (see ``Packing``).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, attention_dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.attention_dropout = attention_dropout
+        self.q_proj = nn.Linear(d_model, d_model, bias=False)
+        self.k_proj = nn.Linear(d_model, d_model, bias=False)
+        self.v_proj = nn.Linear(d_model, d_model, bias=False)
+        self.out_proj = nn.Linear(d_model, d_model, bias=False)
+
+    def project_qkv(self, x: Tensor) -> Tensor:
+        """Rows (N, D) -> [q | k | v] (N, 3D) in one GEMM (a subclass may swap the matmul)."""
+        return F.linear(x, torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]))
+
+    def project_kv(self, memory: Tensor) -> Tensor:
+        """Rows (N, D) -> [k | v] (N, 2D) in one GEMM."""
+        return F.linear(memory, torch.cat([self.k_proj.weight, self.v_proj.weight]))
+
+    def _heads(self, padded: Tensor, parts: int) -> tuple[Tensor, ...]:
+        """(B, L, parts * D) -> ``parts`` views (B, H, L, hd)."""
+        batch, length, width = padded.shape
+        head_dim = width // (parts * self.n_heads)
+        split = padded.view(batch, length, parts, self.n_heads, head_dim).unbind(2)  # parts x (B, L, H, hd)
+        # unbind(2), not permute + unbind(0): the backward then stacks straight into (B, L, parts, D)
+        return tuple(part.transpose(1, 2) for part in split)
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool) -> Tensor:
+        """q (B, H, T, hd), k/v (B, H, S, hd), mask broadcastable to (B, H, T, S) -> (B, H, T, hd)."""
+        return _sdpa(q, k, v, mask, causal, self.attention_dropout if self.training else 0.0)
+
+    def self_attention(self, x: Tensor, packing: Packing, key_mask: Tensor | None = None,
+                       causal: bool = False, cache: tuple[Tensor, Tensor] | None = None
+                       ) -> tuple[Tensor, Tensor, Tensor]:
+        """Self-attention of rows x (N, D); returns (output rows (N, D), k, v (B, H, t + T, hd)).
+
+        ``key_mask`` (B, 1, 1, T) bool masks padded keys (encoder). ``causal`` lets position i
+        see positions <= i (decoder). ``cache`` holds the keys/values of t earlier positions;
+        the T new tokens continue after them.
+        """
+        q, k, v = self._heads(packing.unpack(self.project_qkv(x)), 3)  # each (B, H, T, hd)
+        length = q.size(2)
+        if cache is not None and cache[0].size(2) > 0:
+            k = torch.cat([cache[0], k], dim=2)  # (B, H, t + T, hd)
+            v = torch.cat([cache[1], v], dim=2)
+            if causal and length > 1:  # new tokens see all cached ones and their own prefix
+                key_mask = torch.ones(length, k.size(2), dtype=torch.bool, device=x.device).tril(
+                    k.size(2) - length)  # (T, t + T)
+            causal = False  # a single new token may see every cached key
+        out = self._attend(q, k, v, key_mask, causal and length > 1)  # (B, H, T, hd)
+        return self.out_proj(packing.pack_heads(out)), k, v
+
+    def memory_kv(self, memory: Tensor, packing: Packing) -> tuple[Tensor, Tensor]:
+        """Cross-attention keys and values of memory rows (N_src, D) -> two (B, H, S, hd)."""
+        k, v = self._heads(packing.unpack(self.project_kv(memory)), 2)  # each (B, H, S, hd)
+        return k, v
+
+    def cross_attention(self, x: Tensor, packing: Packing, k: Tensor, v: Tensor,
+                        key_mask: Tensor | None, group: int = 1) -> Tensor:
+        """Attention of rows x (N, D) to memory keys/values k, v (B / group, H, S, hd) -> (N, D).
+
+        Hypotheses j*group ... (j+1)*group - 1 all read memory row j; their queries are stacked
+        as one block of group*T queries, exact because cross-attention has no causal order.
+        """
+        q = packing.unpack(self.q_proj(x))  # (B, T, D)
+        batch, length, width = q.shape
+        if group == 1:
+            (q,) = self._heads(q, 1)  # (B, H, T, hd)
+            return self.out_proj(packing.pack_heads(self._attend(q, k, v, key_mask, causal=False)))
+        if packing.index is not None:
+            raise ValueError("grouped cross-attention (group > 1) takes unpadded rows only")
+        (q,) = self._heads(q.reshape(batch // group, group * length, width), 1)  # (B/G, H, G*T, hd)
+        out = self._attend(q, k, v, key_mask, causal=False)  # (B/G, H, G*T, hd)
+        return self.out_proj(out.transpose(1, 2).reshape(batch * length, width))  # (N, D), rows (hyp, t)
+
+
+class FeedForward(nn.Module):
+    """Position-wise ReLU feed-forward: fc2(dropout(relu(fc1(x))))."""
+
+    def __init__(self, d_model: int, d_ff: int, activation_dropout: float, dropout_broadcast: bool) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(d_model, d_ff)
+        self.fc2 = nn.Linear(d_ff, d_model)
+        self.activation_dropout = activation_dropout
+        self.dropout_broadcast = dropout_broadcast
+
+    def forward(self, x: Tensor, packing: Packing) -> Tensor:
+        """Rows (N, D) -> (N, D)."""
+        # Not in-place: relu_ on linear's output would add a CopySlices copy to the backward.
+        hidden = F.relu(self.fc1(x))  # (N, F)
+        hidden = packing.dropout(hidden, self.activation_dropout, self.training, self.dropout_broadcast)
+        return self.fc2(hidden)  # (N, D)
+
+
+class _ResidualBlocks(nn.Module):
+    """Residual wiring shared by encoder and decoder layers: pre-norm or post-norm."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.pre_norm = config.pre_norm
+        self.dropout = config.dropout
+        self.dropout_broadcast = config.dropout_broadcast
+
+    def _residual(self, x: Tensor, packing: Packing, norm: nn.LayerNorm, sublayer, *args):
+        """x + dropout(sublayer(norm(x))) (pre-norm) or norm(x + dropout(sublayer(x))) (post-norm).
+
+        ``sublayer(rows, packing, *args)`` may return (output, *extras); extras pass through.
+        """
+        result = sublayer(norm(x) if self.pre_norm else x, packing, *args)
+        out, extras = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
+        out = x + packing.dropout(out, self.dropout, self.training, self.dropout_broadcast)
+        if not self.pre_norm:
+            out = norm(out)
+        return (out, *extras) if extras else out
+
+
+class EncoderLayer(_ResidualBlocks):
+    """Self-attention over the source, then the feed-forward block."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__(config)
+        d = config.d_model
+        self.self_attn = MultiHeadAttention(d, config.n_heads, config.attention_dropout)
+        self.self_attn_norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
+        self.ffn = FeedForward(d, config.d_ff, config.activation_dropout, config.dropout_broadcast)
+        self.ffn_norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
+
+    def forward(self, x: Tensor, packing: Packing, key_mask: Tensor | None) -> Tensor:
+        """Rows x (N, D), key_mask (B, 1, 1, S) bool or None -> (N, D)."""
+        x, _, _ = self._residual(x, packing, self.self_attn_norm, self.self_attn.self_attention, key_mask)
+        return self._residual(x, packing, self.ffn_norm, self.ffn)
+
+
+class DecoderLayer(_ResidualBlocks):
+    """Causal self-attention, cross-attention to the encoder memory, then feed-forward."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__(config)
+        d = config.d_model
+        self.self_attn = MultiHeadAttention(d, config.n_heads, config.attention_dropout)
+        self.self_attn_norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
+        self.cross_attn = MultiHeadAttention(d, config.n_heads, config.attention_dropout)
+        self.cross_attn_norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
+        self.ffn = FeedForward(d, config.d_ff, config.activation_dropout, config.dropout_broadcast)
+        self.ffn_norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
+
+    def forward(self, x: Tensor, packing: Packing, memory_k: Tensor, memory_v: Tensor,
+                memory_mask: Tensor | None, group: int = 1,
+                cache: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Rows x (N, D); memory k/v (B/group, H, S, hd) -> rows (N, D) and self-attention k, v."""
+        x, k, v = self._residual(x, packing, self.self_attn_norm, self.self_attn.self_attention,
+                                 None, True, cache)
+        x = self._residual(x, packing, self.cross_attn_norm, self.cross_attn.cross_attention,
+                           memory_k, memory_v, memory_mask, group)
+        return self._residual(x, packing, self.ffn_norm, self.ffn), k, v
+
+
+class Encoder(nn.Module):
+    """A stack of encoder layers (plus the final LayerNorm of pre-norm models)."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.encoder_layers))
+        self.norm = nn.LayerNorm(config.d_model, eps=LAYER_NORM_EPS) if config.pre_norm else None
+
+    def forward(self, x: Tensor, packing: Packing, key_mask: Tensor | None) -> Tensor:
+        """Embedded source rows (N, D) -> memory rows (N, D)."""
+        for layer in self.layers:
+            x = layer(x, packing, key_mask)
+        return self.norm(x) if self.norm is not None else x
+
+
+class Decoder(nn.Module):
+    """A stack of decoder layers (plus the final LayerNorm of pre-norm models).
+
+    ``Transformer.decode`` drives the layers, since it owns the cache and the memory K/V.
+    """
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.decoder_layers))
+        self.norm = nn.LayerNorm(config.d_model, eps=LAYER_NORM_EPS) if config.pre_norm else None
+
+
 class Transformer(nn.Module):
     """Encoder-decoder Transformer with a tied embedding and incremental decoding.
 
     ``forward(src, tgt_in)`` returns decoder hidden states, not logits: the training loss calls
-    ``logits`` only on non-padding positions, which saves the (T, V) GEMM on pads. Decoding uses
-    ``encode`` once, then ``new_cache`` and ``decode`` per step with ``reorder_cache`` /
-    ``reorder_encoder_out`` when beams are reselected (see ``lightning_slt.model.search``).
+    ``logits`` only on non-padding positions, which saves the (T, V) GEMM on pads. Decoding
+    calls ``encode`` once, then ``new_cache`` and ``decode`` per step, with ``reorder_cache``
+    / ``reorder_encoder_out`` when beams are reselected (``lightning_slt.model.search``).
 
     Sequences are right-padded with ``pad_id``; the target input starts with ``bos_id``.
-    Every source must have at least one non-padding token.
+    Every source needs at least one non-padding token.
 
     Args:
         config: sizes, dropout and special token ids; kept as ``self.config``.
@@ -381,7 +452,6 @@ class Transformer(nn.Module):
         self.decoder = Decoder(config)
         self.register_buffer("positions", sinusoidal_positions(config.max_positions, config.d_model),
                              persistent=False)  # (P, D)
-        self.embed_scale = math.sqrt(config.d_model)
         self.reset_parameters()
 
     @torch.no_grad()
@@ -398,16 +468,16 @@ class Transformer(nn.Module):
                 module.reset_parameters()
         self.embed.weight.normal_(0.0, self.config.d_model ** -0.5)
 
-    def _embed(self, tokens: Tensor, offset: int = 0) -> Tensor:
-        """tokens (B, T) -> dropout(sqrt(D) * embedding + position) (B, T, D), positions from offset."""
-        length = tokens.size(1)
-        if offset + length > self.config.max_positions:
+    def _embed(self, tokens: Tensor, packing: Packing, offset: int = 0) -> Tensor:
+        """Rows of dropout(sqrt(D) * embedding + position) (N, D) for tokens (B, T)."""
+        if offset + tokens.size(1) > self.config.max_positions:
             raise ValueError(
-                f"sequence needs positions up to {offset + length}, but max_positions is "
+                f"sequence needs positions up to {offset + tokens.size(1)}, but max_positions is "
                 f"{self.config.max_positions}; shorten the input or raise max_positions"
             )
-        x = self.embed(tokens) * self.embed_scale + self.positions[offset:offset + length]  # (B, T, D)
-        return F.dropout(x, self.config.dropout, self.training)
+        positions = self.positions.index_select(0, packing.positions(tokens.device) + offset)  # (N, D)
+        x = torch.add(positions, self.embed(packing.pack(tokens)), alpha=math.sqrt(self.config.d_model))
+        return F.dropout(x, self.config.dropout, self.training)  # (N, D)
 
     def encode(self, src: Tensor) -> EncoderOut:
         """src (B, S) token ids, right-padded -> EncoderOut(memory (B, S, D), src_pad (B, S))."""
@@ -417,33 +487,45 @@ class Transformer(nn.Module):
         if bool(src_pad.all(dim=1).any()):
             raise ValueError("every source sentence needs at least one non-padding token; "
                              f"got an all-padding row (pad_id={self.config.pad_id})")
-        memory = self.encoder(self._embed(src), _key_mask(src_pad))  # (B, S, D)
-        return EncoderOut(memory, src_pad)
+        packing = Packing.of(src_pad)
+        memory = self.encoder(self._embed(src, packing), packing, _key_mask(src_pad))  # (N, D)
+        return EncoderOut(packing.unpack(memory), src_pad)
+
+    def _memory_kv(self, enc: EncoderOut) -> list[tuple[Tensor, Tensor]]:
+        """Cross-attention K/V (B, H, S, hd) of every decoder layer, from the real source rows only."""
+        packing = Packing.of(enc.src_pad)
+        memory = packing.pack(enc.memory)  # (N_src, D)
+        return [layer.cross_attn.memory_kv(memory, packing) for layer in self.decoder.layers]
 
     def decode(self, tgt_in: Tensor, enc: EncoderOut, cache: DecoderCache | None = None) -> Tensor:
-        """Decoder hidden states (B, T, D) for target input tgt_in (B, T) (starting with bos).
+        """Decoder hidden states (B, T, D) for target input tgt_in (B, T), starting with bos.
 
-        Without a cache, tgt_in is the whole prefix and attention is causal. With a cache,
-        tgt_in holds only the new tokens, their positions continue from ``cache.length``, the
-        cache grows by them in place, and cross-attention reads the K/V and padding mask stored
-        by ``new_cache`` (enc is then only checked for consistency).
+        Without a cache, tgt_in is the whole prefix (right-padded) and hidden states at padded
+        positions are zero. With a cache, tgt_in holds only the new tokens, their positions
+        continue from ``cache.length``, the cache grows by them in place, and cross-attention
+        reads the K/V and padding mask stored by ``new_cache``.
         """
-        x = self._embed(tgt_in, cache.length if cache is not None else 0)  # (B, T, D)
-        layers = self.decoder.layers
         if cache is None:
-            memory_mask = _key_mask(enc.src_pad)
-            for layer in layers:
-                memory_k, memory_v = layer.cross_attn.memory_kv(enc.memory)  # (B, H, S, hd)
-                x, _, _ = layer(x, memory_k, memory_v, memory_mask)
+            packing = Packing.of(tgt_in.eq(self.config.pad_id))
+            memory_mask, group = _key_mask(enc.src_pad), 1
+            memory_kv = self._memory_kv(enc)
+            self_kv: list = [None] * len(memory_kv)
         else:
             if tgt_in.size(0) != cache.batch_size:
                 raise ValueError(f"tgt_in has {tgt_in.size(0)} rows but the cache has "
                                  f"{cache.batch_size}; reorder the cache together with the batch")
-            for i, layer in enumerate(layers):
-                x, cache.self_k[i], cache.self_v[i] = layer(
-                    x, cache.cross_k[i], cache.cross_v[i], cache.cross_mask, cache.group,
-                    (cache.self_k[i], cache.self_v[i]))
-        return self.decoder.norm(x) if self.decoder.norm is not None else x
+            packing = Packing(tgt_in.size(0), tgt_in.size(1), None)  # new tokens are never padding
+            memory_mask, group = cache.cross_mask, cache.group
+            memory_kv = list(zip(cache.cross_k, cache.cross_v))
+            self_kv = list(zip(cache.self_k, cache.self_v))
+        x = self._embed(tgt_in, packing, cache.length if cache is not None else 0)  # (N, D)
+        for i, layer in enumerate(self.decoder.layers):
+            x, k, v = layer(x, packing, *memory_kv[i], memory_mask, group, self_kv[i])
+            if cache is not None:
+                cache.self_k[i], cache.self_v[i] = k, v
+        if self.decoder.norm is not None:
+            x = self.decoder.norm(x)
+        return packing.unpack(x)  # (B, T, D)
 
     def logits(self, hidden: Tensor) -> Tensor:
         """hidden (..., D) -> (..., V) through the tied output projection (the embedding)."""
@@ -455,13 +537,12 @@ class Transformer(nn.Module):
 
     def new_cache(self, enc: EncoderOut) -> DecoderCache:
         """An empty self-attention cache and the cross-attention K/V of every decoder layer."""
-        memory = enc.memory  # (B, S, D)
-        batch, heads = memory.size(0), self.config.n_heads
-        empty = memory.new_empty(batch, heads, 0, self.config.d_model // heads)  # (B, H, 0, hd)
-        cross = [layer.cross_attn.memory_kv(memory) for layer in self.decoder.layers]
+        batch, heads = enc.memory.size(0), self.config.n_heads
+        empty = enc.memory.new_empty(batch, heads, 0, self.config.d_model // heads)  # (B, H, 0, hd)
+        memory_kv = self._memory_kv(enc)
         return DecoderCache(
-            self_k=[empty] * len(cross), self_v=[empty] * len(cross),
-            cross_k=[k for k, _ in cross], cross_v=[v for _, v in cross],
+            self_k=[empty] * len(memory_kv), self_v=[empty] * len(memory_kv),
+            cross_k=[k for k, _ in memory_kv], cross_v=[v for _, v in memory_kv],
             cross_mask=_key_mask(enc.src_pad), group=1,
         )
 

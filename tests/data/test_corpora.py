@@ -106,7 +106,8 @@ def test_download_from_file_url_verifies_and_resolves(data_root, tmp_path):
     folder = download_corpus("multi30k", "de-en", root=root, base_url=upstream_dir.as_uri())
     assert folder == root / "multi30k"
     names = sorted(path.name for path in folder.iterdir())
-    assert names == sorted(f"{split}.{lang}.gz" for split in ("train", "valid", "test", "test2017") for lang in "en de".split())
+    splits = ("train", "valid", "test", "test2017")
+    assert names == sorted(f"{split}.{lang}.gz" for split in splits for lang in ("en", "de"))
     for name in names:
         assert (folder / name).read_bytes() == (data_root / "multi30k" / name).read_bytes()
     src, tgt = resolve_corpus("multi30k", "en-de", "valid", root=root)
@@ -120,8 +121,10 @@ def test_download_fetches_only_byte_identical_splits(data_root, tmp_path):
     upstream_dir, root = tmp_path / "upstream", tmp_path / "root"
     _fake_upstream(data_root, upstream_dir, "wmt14-ende/")
     download_corpus("wmt14", "en-de", root=root, base_url=upstream_dir.as_uri())
-    assert sorted(path.name for path in (root / "wmt14-ende").iterdir()) == ["test.de", "test.en", "valid.de", "valid.en"]
-    assert sha256_file(root / "wmt14-ende/test.de") == "ae5d110486bc33d7175e9e28c7d0051eb3e5fcd2166dd93371089852c091a20e"
+    names = sorted(path.name for path in (root / "wmt14-ende").iterdir())
+    assert names == ["test.de", "test.en", "valid.de", "valid.en"]
+    expected = "ae5d110486bc33d7175e9e28c7d0051eb3e5fcd2166dd93371089852c091a20e"
+    assert sha256_file(root / "wmt14-ende/test.de") == expected
     with pytest.raises(LocalOnlyCorpusError):
         resolve_corpus("wmt14", "en-de", "train", root=root)
 

@@ -78,7 +78,9 @@ def test_length_filter_drops_long_training_pairs_only(make_data):
     kept = set(train.line_numbers.tolist())
     tokenizer = data.tokenizer
     dropped = [i for i in range(2000) if i not in kept]
-    assert all(max(len(s), len(t)) > 20 for s, t in zip(tokenizer.encode([src[i] for i in dropped]), tokenizer.encode([tgt[i] for i in dropped])))
+    dropped_src = tokenizer.encode([src[i] for i in dropped])
+    dropped_tgt = tokenizer.encode([tgt[i] for i in dropped])
+    assert all(max(len(s), len(t)) > 20 for s, t in zip(dropped_src, dropped_tgt))
     assert len(data.dataset("valid")) == 300  # evaluation is never filtered
 
 
@@ -88,7 +90,8 @@ def test_evaluation_truncates_at_max_positions_with_a_warning(make_data):
         data.setup("validate")
     batches = list(data.val_dataloader())
     assert sum(len(batch["index"]) for batch in batches) == 300
-    assert max(batch["src"].shape[1] for batch in batches) == 8 and max(batch["tgt_out"].shape[1] for batch in batches) == 8
+    assert max(batch["src"].shape[1] for batch in batches) == 8
+    assert max(batch["tgt_out"].shape[1] for batch in batches) == 8
 
 
 def test_predict_reads_source_files(make_data, data_root):
@@ -136,7 +139,8 @@ def test_download_flag_fills_an_empty_root(make_data, data_root, tmp_path, monke
     monkeypatch.setattr(corpora, "DEFAULT_BASE_URL", upstream.as_uri())
     data = make_data(data_root=str(tmp_path / "root"), download=True)
     data.prepare_data()
-    assert (tmp_path / "root/multi30k/test2017.de.gz").read_bytes() == (data_root / "multi30k/test2017.de.gz").read_bytes()
+    downloaded = (tmp_path / "root/multi30k/test2017.de.gz").read_bytes()
+    assert downloaded == (data_root / "multi30k/test2017.de.gz").read_bytes()
     assert data.vocab_size == 1000
 
 
@@ -184,5 +188,6 @@ def test_bad_arguments_fail_in_init(make_data, overrides, message):
 
 def test_unknown_split_is_reported_at_first_use(make_data):
     data = make_data(valid_split="dev")
-    with pytest.raises(ValueError, match=r"split of corpus 'multi30k' \(en-de\) must be one of \['train', 'valid', 'test', 'test2017'\], got 'dev'"):
+    expected = r"split of corpus 'multi30k' \(en-de\) must be one of \['train', 'valid', 'test', 'test2017'\], got 'dev'"
+    with pytest.raises(ValueError, match=expected):
         data.setup("validate")

@@ -1,0 +1,175 @@
+"""Greedy decoding speed of one pruned model, dense kernels vs CSR (``sparsify_``), on Multi30k test2016.
+
+Model: a TranslationModule checkpoint (``--checkpoint``), else ``Transformer(transformer_base(33000))``
+with random init (d_model 512, FFN 2048, 33k vocab). For each sparsity (default 90 % and 95 %)
+every >= 2-dim tensor is pruned layer-wise by magnitude (nested in a checkpoint's own zeros),
+then the *same* pruned weights decode the test set with dense kernels and, in a deep copy,
+with ``sparsify_(mode="auto")``: CSR wherever the per-layer timing at this batch size says so.
+
+Protocol: sentences sorted by length into batches of at most ``--batch-tokens`` source
+tokens; one warm-up pass each, then ``--repeats`` interleaved passes (dense, sparse, dense,
+...); sentences/s from the median pass time. Also reported: how many sentences' outputs differ
+between the two, BLEU of both against test.de when a checkpoint is given (null otherwise: a
+random model's output is not a translation), and the per-layer table (shape x sparsity x rows
+-> dense ms, sparse ms, winner) that "auto" measured.
+
+Run: ``LIGHTNING_SLT_DATA=../shared/data .venv/bin/python benchmarks/sparse_inference.py``.
+Prints one JSON line.
+"""
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+
+from lightning_slt._runtime import configure_cpu  # noqa: E402
+from lightning_slt.data.corpora import data_root, resolve_corpus  # noqa: E402
+from lightning_slt.data.text import read_parallel  # noqa: E402
+from lightning_slt.export.checkpoint import masks_from_zeros  # noqa: E402
+from lightning_slt.export.sparse_linear import sparsify_  # noqa: E402
+from lightning_slt.model.presets import transformer_base  # noqa: E402
+from lightning_slt.model.search import greedy_search  # noqa: E402
+from lightning_slt.model.transformer import Transformer  # noqa: E402
+from lightning_slt.pruning import magnitude_masks  # noqa: E402
+
+
+def load_model(checkpoint: str | None, vocab: int, tokenizer_vocab: int):
+    """(Transformer, Tokenizer, description)."""
+    if checkpoint:
+        from lightning_slt.model.module import TranslationModule
+
+        module = TranslationModule.load_from_checkpoint(checkpoint, map_location="cpu")
+        return module.model.eval(), module.tokenizer, f"checkpoint {Path(checkpoint).name}"
+    from lightning_slt.data.corpora import user_cache_dir
+    from lightning_slt.data.tokenizer import train_tokenizer
+
+    src, tgt = read_parallel(*resolve_corpus("multi30k", "en-de", "train", root=data_root()))
+    tokenizer = train_tokenizer(src + tgt, user_cache_dir() / "spm", vocab_size=tokenizer_vocab)
+    torch.manual_seed(0)
+    model = Transformer(transformer_base(vocab)).eval()
+    return model, tokenizer, f"transformer_base vocab {vocab}, random init (source ids from a {tokenizer_vocab}-piece spm)"
+
+
+def prune_copy(model: Transformer, sparsity: float) -> Transformer:
+    """A copy with every >= 2-dim tensor pruned layer-wise by magnitude to `sparsity`."""
+    pruned = copy.deepcopy(model)
+    params = {n: p for n, p in pruned.named_parameters() if p.dim() >= 2}
+    current = masks_from_zeros({n: p.detach() for n, p in params.items()})
+    masks = magnitude_masks({n: p.detach() for n, p in params.items()}, sparsity, current=current)
+    with torch.no_grad():
+        for name, mask in masks.items():
+            params[name].mul_(mask).add_(0.0)
+    return pruned
+
+
+def length_batches(sources: list[list[int]], batch_tokens: int, pad_id: int) -> list[tuple[list[int], torch.Tensor]]:
+    """(sentence indices, (B, S) padded LongTensor) in ascending length, <= batch_tokens padded tokens."""
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    batches, current = [], []
+    for i in order:
+        if current and len(sources[i]) * (len(current) + 1) > batch_tokens:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    out = []
+    for ids in batches:
+        src = torch.full((len(ids), max(len(sources[i]) for i in ids)), pad_id, dtype=torch.long)
+        for row, i in enumerate(ids):
+            src[row, : len(sources[i])] = torch.tensor(sources[i])
+        out.append((ids, src))
+    return out
+
+
+def decode_all(model: Transformer, batches, n: int) -> list[list[int]]:
+    outputs: list[list[int]] = [[] for _ in range(n)]
+    for ids, src in batches:
+        for i, hyp in zip(ids, greedy_search(model, src)):
+            outputs[i] = hyp
+    return outputs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", help="TranslationModule checkpoint (else random transformer_base)")
+    parser.add_argument("--sparsities", type=float, nargs="+", default=[0.9, 0.95])
+    parser.add_argument("--sentences", type=int, default=1000, help="first N sentences of test2016")
+    parser.add_argument("--batch-tokens", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--mode", choices=("auto", "on"), default="auto")
+    parser.add_argument("--vocab", type=int, default=33000)
+    parser.add_argument("--tokenizer-vocab", type=int, default=8000)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra-op threads (default 1: on a shared machine, multi-threaded kernels wait on "
+                             "descheduled threads, which swamps any difference between the kernels)")
+    args = parser.parse_args()
+    configure_cpu()
+    torch.set_num_threads(args.threads)
+    model, tokenizer, description = load_model(args.checkpoint, args.vocab, args.tokenizer_vocab)
+    src_text, ref_text = read_parallel(*resolve_corpus("multi30k", "en-de", "test", root=data_root()))
+    src_text, ref_text = src_text[: args.sentences], ref_text[: args.sentences]
+    eos, limit = model.config.eos_id, model.config.max_positions
+    sources = [ids[: limit - 1] + [eos] for ids in tokenizer.encode(src_text)]
+    batches = length_batches(sources, args.batch_tokens, model.config.pad_id)
+    rows = round(statistics.median(len(ids) for ids, _ in batches))
+    encoder_rows = round(statistics.median(src.numel() for _, src in batches))
+
+    results = {}
+    for sparsity in args.sparsities:
+        dense = prune_copy(model, sparsity)
+        sparse = copy.deepcopy(dense)
+        start = time.perf_counter()
+        choices = sparsify_(sparse, args.mode, rows=rows, encoder_rows=encoder_rows)
+        setup_s = time.perf_counter() - start
+        outputs = {"dense": decode_all(dense, batches, len(sources)), "sparse": decode_all(sparse, batches, len(sources))}
+        seconds: dict[str, list[float]] = {"dense": [], "sparse": []}
+        for rep in range(args.repeats):
+            for name in (("dense", "sparse") if rep % 2 == 0 else ("sparse", "dense")):
+                start = time.perf_counter()
+                decode_all(dense if name == "dense" else sparse, batches, len(sources))
+                seconds[name].append(time.perf_counter() - start)
+        speed = {name: len(sources) / statistics.median(values) for name, values in seconds.items()}
+        bleu = {"dense": None, "sparse": None}
+        if args.checkpoint:
+            import sacrebleu
+
+            for name in bleu:
+                bleu[name] = round(sacrebleu.corpus_bleu(tokenizer.decode(outputs[name]), [ref_text]).score, 2)
+        results[f"{sparsity:.2f}"] = {
+            "sentences_per_s_dense": round(speed["dense"], 2),
+            "sentences_per_s_sparse": round(speed["sparse"], 2),
+            "speedup": round(speed["sparse"] / speed["dense"], 3),
+            "pass_seconds": {name: [round(v, 2) for v in values] for name, values in seconds.items()},
+            "outputs_differing": sum(a != b for a, b in zip(outputs["dense"], outputs["sparse"])),
+            "bleu_dense": bleu["dense"],
+            "bleu_sparse": bleu["sparse"],
+            "sparsify_seconds": round(setup_s, 2),
+            "sparse_layers": f"{sum(c.sparse for c in choices)}/{len(choices)}",
+            "layers": [
+                {"name": c.name, "shape": f"{c.out_features}x{c.in_features}", "sparsity": c.sparsity, "rows": c.rows,
+                 "dense_ms": c.dense_ms, "sparse_ms": c.sparse_ms, "winner": "sparse" if c.sparse else "dense"}
+                for c in choices
+            ],
+        }
+    print(json.dumps({
+        "benchmark": "sparse_inference",
+        "model": description,
+        "data": f"multi30k test2016 en, first {len(sources)} sentences",
+        "decoding": "greedy_search, max_len 1.2 * src + 10",
+        "batch_tokens": args.batch_tokens, "batches": len(batches), "rows_median": rows,
+        "encoder_rows_median": encoder_rows, "mode": args.mode, "repeats": args.repeats,
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "sparsity": results,
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""The ``lightning-slt`` command: LightningCLI runs, callbacks from several configs, errors, dispatch."""
+
+import csv
+
+import pytest
+import yaml
+
+from lightning_slt import cli
+
+CALLS: list[list[str]] = []
+
+
+def _record(argv: list[str]) -> int:
+    CALLS.append(argv)
+    return 7
+
+
+@pytest.fixture
+def tiny_config(tmp_path, data_root):
+    """A complete fit config for a tiny model on 256 Multi30k pairs, with a ModelCheckpoint."""
+    config = {
+        "seed_everything": 0,
+        "trainer": {
+            "max_steps": 3, "limit_val_batches": 1, "num_sanity_val_steps": 0, "log_every_n_steps": 1,
+            "enable_progress_bar": False, "enable_model_summary": False, "default_root_dir": str(tmp_path),
+            "logger": {"class_path": "pytorch_lightning.loggers.CSVLogger",
+                       "init_args": {"save_dir": str(tmp_path / "logs"), "name": "tiny"}},
+            "callbacks": [{"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+                           "init_args": {"dirpath": str(tmp_path / "ckpt"), "save_last": True}}],
+        },
+        "model": {"d_model": 32, "n_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "d_ff": 64,
+                  "max_positions": 128, "warmup_steps": 2, "beam_size": 1, "max_len_b": 3},
+        "data": {"data_root": str(data_root), "cache_dir": str(tmp_path / "spm"), "vocab_size": 300,
+                 "train_subset": 256, "valid_subset": 16, "test_subset": 16, "max_tokens": 512, "max_len": 64,
+                 "eval_max_tokens": 1024},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def write(tmp_path, name: str, config: dict):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_fit_with_a_second_config_keeps_both_configs_callbacks(tiny_config, tmp_path):
+    lr_monitor = write(tmp_path, "second.yaml", {"trainer": {"callbacks": [
+        {"class_path": "pytorch_lightning.callbacks.LearningRateMonitor", "init_args": {"logging_interval": "step"}}]}})
+
+    assert cli.main(["fit", "--config", str(tiny_config), "--config", lr_monitor]) == 0
+
+    assert (tmp_path / "ckpt" / "last.ckpt").is_file()  # the base config's ModelCheckpoint ran
+    with open(tmp_path / "logs" / "tiny" / "version_0" / "metrics.csv") as f:
+        columns = next(csv.reader(f))
+    assert any(c.startswith("lr-AdamW") for c in columns)  # the second config's LearningRateMonitor ran
+    assert {"train/loss", "lr"} <= set(columns)
+
+
+def test_callbacks_concatenate_in_config_order_and_the_model_gets_the_vocab(tiny_config, tmp_path):
+    stopper = write(tmp_path, "stop.yaml", {"trainer": {"callbacks": {
+        "class_path": "pytorch_lightning.callbacks.EarlyStopping", "init_args": {"monitor": "val/bleu", "mode": "max"}}}})
+    monitor = write(tmp_path, "monitor.yaml", {"trainer": {"callbacks": [
+        {"class_path": "pytorch_lightning.callbacks.LearningRateMonitor"}]}, "model": {"lr": 0.0005}})
+
+    config = cli.parse_config(["fit", "--config", str(tiny_config), "--config", stopper, "--config", monitor])
+
+    assert [c.class_path for c in config.fit.trainer.callbacks] == [
+        "pytorch_lightning.callbacks.ModelCheckpoint",
+        "pytorch_lightning.callbacks.EarlyStopping",
+        "pytorch_lightning.callbacks.LearningRateMonitor",
+    ]
+    assert config.fit.model.lr == 0.0005 and config.fit.model.d_model == 32  # other keys still merge
+
+
+def test_command_line_callbacks_still_replace_the_list(tiny_config):
+    config = cli.parse_config(["fit", "--config", str(tiny_config), "--trainer.callbacks=[]"])
+    assert config.fit.trainer.callbacks == []
+
+
+def test_unknown_config_key_is_named_in_the_error(tiny_config, tmp_path, capsys):
+    typo = write(tmp_path, "typo.yaml", {"model": {"d_modle": 64}})
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["fit", "--config", str(tiny_config), "--config", typo])
+    assert exit_info.value.code != 0
+    assert "model.d_modle" in capsys.readouterr().err
+
+
+def test_link_fills_model_vocab_size_from_the_data(tiny_config):
+    result = cli.TranslationCLI(args=["--config", str(tiny_config)], run=False)  # builds, runs nothing
+    assert result.model.hparams.vocab_size == result.datamodule.vocab_size == 300
+    assert result.datamodule.max_positions == 128  # linked from model.max_positions
+
+
+def test_extra_subcommands_are_dispatched_before_lightning(monkeypatch):
+    monkeypatch.setitem(cli.COMMANDS, "record", f"{__name__}:_record")
+    assert cli.main(["record", "--flag", "x"]) == 7
+    assert CALLS[-1] == ["--flag", "x"]
+
+
+def test_top_level_help_lists_extra_subcommands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "extra subcommands: demo" in out and "fit" in out
+
+
+def test_demo_trains_tests_and_prints_bleu(tmp_path, data_root, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # quickstart logs to ./runs
+    overrides = [
+        "--trainer.max_steps=2", "--trainer.val_check_interval=2", "--model.d_model=32", "--model.n_heads=2",
+        "--model.encoder_layers=1", "--model.decoder_layers=1", "--model.d_ff=64", "--model.max_len_b=3",
+        f"--data.data_root={data_root}", f"--data.cache_dir={tmp_path / 'spm'}", "--data.vocab_size=300",
+        "--data.train_subset=256", "--data.valid_subset=8", "--data.test_subset=8", "--data.max_len=64",
+    ]
+    assert cli.main(["demo", *overrides]) == 0
+    out = capsys.readouterr().out
+    assert "Multi30k test en->de: BLEU" in out and "(8 sentences, beam 4)" in out
+    version = tmp_path / "runs" / "quickstart" / "version_0"
+    assert (version / "hypotheses_test.txt").read_text().count("\n") == 8
+    assert (version / "metrics_test.json").is_file()
