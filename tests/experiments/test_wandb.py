@@ -1,0 +1,34 @@
+"""W&B offline: the runs' own files hold the logged keys, config, group and job type."""
+
+import os
+from pathlib import Path
+
+from lightning_slt.experiments import ExperimentConfig, run_experiment
+
+from .wandb_files import runs_under
+
+BASE = str(Path(__file__).parent / "tiny_base.yaml")
+
+
+def test_offline_runs_and_report_reach_wandb_files(tmp_path, data_root, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    config = ExperimentConfig(base=[BASE], methods=["slt"], targets=[0.5], output_dir=str(tmp_path / "exp"),
+                              wandb=True, wandb_project="lightning_slt_test", name="wandb-test")
+    run_experiment(config)
+    runs = {r["run"]["display_name"]: r for r in runs_under(tmp_path / "exp")}
+    assert set(runs) == {"seed0/dense", "seed0/dense/slt_0.50", "report"}
+    slt = runs["seed0/dense/slt_0.50"]
+    assert slt["run"]["group"] == "wandb-test" and slt["run"]["job_type"] == "slt"
+    assert slt["config"]["sparsity"] == 0.5 and slt["config"]["lineage"] == ["dense"]
+    assert slt["config"]["mask_from"] == "dense" and slt["config"]["weights_from"] == "dense"
+    keys = set().union(*slt["history"])
+    assert {"train/loss", "val/bleu", "val/chrf", "val/ter", "sparsity/global", "params/remaining",
+            "mask/jaccard_previous", "sign/agreement_rewind", "test/bleu"} <= keys
+    assert any(k.startswith("sparsity/model.") for k in keys)  # per-layer sparsity
+    assert [h["sparsity/global"] for h in slt["history"] if "sparsity/global" in h][-1] == 0.5
+    report = runs["report"]
+    assert report["run"]["job_type"] == "report"
+    logged = {k: v for h in report["history"] for k, v in h.items()}  # nested keys are dotted
+    assert logged["results._type"] == "table-file" and logged["results.nrows"] == 2  # dense + 50 %
+    assert logged["bleu_vs_sparsity._type"] == "image-file" and logged["bleu_vs_sparsity.format"] == "png"
+    assert os.environ["WANDB_MODE"] == "offline"

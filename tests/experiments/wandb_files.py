@@ -1,0 +1,63 @@
+"""Reading what W&B wrote in offline mode, without W&B's servers: the run's ``.wandb`` file is a
+LevelDB-style log (32 KiB blocks, 7-byte record headers) of ``wandb_internal_pb2.Record``s."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+from wandb.proto import wandb_internal_pb2
+
+BLOCK = 32768
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+
+
+def _payloads(path: Path):
+    data = path.read_bytes()
+    ident, magic, _version = struct.unpack("<4sHB", data[:7])
+    if ident != b":W&B" or magic != 0xBEE1:
+        raise ValueError(f"{path} is not a W&B transaction log")
+    pos, pending = 7, b""
+    while pos + 7 <= len(data):
+        left = BLOCK - pos % BLOCK
+        if left < 7:
+            pos += left
+            continue
+        _checksum, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if kind == 0 and length == 0:
+            pos += left
+            continue
+        chunk = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind == FULL:
+            yield chunk
+        elif kind == FIRST:
+            pending = chunk
+        elif kind == MIDDLE:
+            pending += chunk
+        elif kind == LAST:
+            yield pending + chunk
+            pending = b""
+
+
+def read_run(path: Path) -> dict:
+    """{"run": run record fields, "config": {...}, "history": [ {key: value}, ... ]}."""
+    out = {"run": {}, "config": {}, "history": []}
+    for payload in _payloads(path):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(payload)
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            run = record.run
+            out["run"] = {"group": run.run_group, "job_type": run.job_type, "display_name": run.display_name, "id": run.run_id}
+            out["config"].update({u.key: json.loads(u.value_json) for u in run.config.update})
+        elif kind == "config":
+            out["config"].update({u.key: json.loads(u.value_json) for u in record.config.update})
+        elif kind == "history":
+            out["history"].append({(i.key or ".".join(i.nested_key)): json.loads(i.value_json) for i in record.history.item})
+    return out
+
+
+def runs_under(folder: Path) -> list[dict]:
+    return [read_run(path) for path in sorted(Path(folder).glob("**/wandb/offline-run-*/run-*.wandb"))]
