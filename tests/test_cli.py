@@ -1,6 +1,7 @@
 """The ``lightning-slt`` command: LightningCLI runs, callbacks from several configs, errors, dispatch."""
 
 import csv
+import json
 
 import pytest
 import yaml
@@ -56,6 +57,17 @@ def test_fit_with_a_second_config_keeps_both_configs_callbacks(tiny_config, tmp_
         columns = next(csv.reader(f))
     assert any(c.startswith("lr-AdamW") for c in columns)  # the second config's LearningRateMonitor ran
     assert {"train/loss", "lr"} <= set(columns)
+
+
+def test_test_subcommand_writes_hypotheses_and_metrics_of_the_checkpoint(tiny_config, tmp_path):
+    assert cli.main(["fit", "--config", str(tiny_config)]) == 0
+    checkpoint = tmp_path / "ckpt" / "last.ckpt"
+    assert cli.main(["test", "--config", str(tiny_config), "--ckpt_path", str(checkpoint)]) == 0
+
+    run_dir = tmp_path / "logs" / "tiny" / "version_1"  # version_0 was the fit
+    metrics = json.loads((run_dir / "metrics_test.json").read_text())
+    assert (metrics["checkpoint"], metrics["global_step"], metrics["n_sentences"]) == (str(checkpoint), 3, 16)
+    assert (run_dir / "hypotheses_test.txt").read_text(encoding="utf-8").count("\n") == 16
 
 
 def test_callbacks_concatenate_in_config_order_and_the_model_gets_the_vocab(tiny_config, tmp_path):

@@ -1,6 +1,7 @@
 """Under Lightning DDP (2 CPU processes, ddp_spawn) every rank holds identical masks."""
 
 import hashlib
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -15,7 +16,7 @@ class MaskDigest(pl.Callback):
     """Writes each rank's mask digest and checks all ranks agree through the strategy."""
 
     def __init__(self, out_dir):
-        self.out_dir = out_dir
+        self.out_dir = Path(out_dir)
 
     def on_train_end(self, trainer, pl_module):
         masks = session_of(trainer).masks.state_dict()

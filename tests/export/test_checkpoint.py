@@ -122,3 +122,24 @@ def test_export_and_translate_commands(pruned_checkpoint, tmp_path, capsys) -> N
     assert translate_main(["--checkpoint", str(pruned_checkpoint), "--input", str(source), "--output", str(out),
                            "--beam", "1", "--sparse", "on"]) == 0
     assert out.read_text(encoding="utf-8").split("\n")[:-1] == expected
+
+
+def test_translate_reads_stdin_and_writes_stdout(pruned_checkpoint, tmp_path, monkeypatch, capsys) -> None:
+    import io
+    import sys
+
+    ticket_path = tmp_path / "m.ticket"
+    export_checkpoint(pruned_checkpoint, ticket_path)
+    expected = load_ticket(ticket_path).translate(SENTENCES, beam_size=2)
+    stdin = io.TextIOWrapper(io.BytesIO(("\n".join(SENTENCES) + "\n").encode("utf-8")), encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    assert translate_main(["--ticket", str(ticket_path), "--beam", "2", "--sparse", "on"]) == 0
+    assert capsys.readouterr().out.split("\n")[:-1] == expected
+
+
+def test_translate_needs_exactly_one_model_source(capsys) -> None:
+    with pytest.raises(SystemExit):
+        translate_main(["--input", "x.txt"])
+    assert "one of the arguments --ticket --checkpoint is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="--batch-tokens must be >= 1, got 0"):
+        translate_main(["--ticket", "m.ticket", "--batch-tokens", "0"])
