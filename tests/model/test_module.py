@@ -221,3 +221,26 @@ def test_resume_mid_epoch_is_bit_identical_to_an_uninterrupted_run(make_data, tm
 
     for (name, expected), actual in zip(uninterrupted.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(expected, actual), name
+
+
+# ---------------------------------------------------------------- DDP
+
+
+def test_ddp_test_gathers_all_ranks_and_matches_a_single_process(make_data, tmp_path):
+    """2 CPU ranks: the sharded test set (an odd number of batches, so one rank repeats a batch)
+    is gathered, de-duplicated by index and scored once; outputs equal the 1-process run's."""
+    data = make_data(eval_max_tokens=160)
+    module = make_module(data)
+    make_trainer(tmp_path, max_steps=10, limit_val_batches=0).fit(module, datamodule=data)
+    assert data.test_dataloader().batch_sampler.num_batches == 11
+
+    module.hparams.output_dir = str(tmp_path / "single")
+    make_trainer(tmp_path).test(module, datamodule=data, verbose=False)
+    module.hparams.output_dir = str(tmp_path / "ddp")
+    make_trainer(tmp_path, devices=2, strategy="ddp_spawn", use_distributed_sampler=False).test(
+        module, datamodule=make_data(eval_max_tokens=160), verbose=False)
+
+    single, ddp = (json.loads((tmp_path / d / "metrics_test.json").read_text()) for d in ("single", "ddp"))
+    assert ddp["n_sentences"] == single["n_sentences"] == 32
+    assert (ddp["bleu"], ddp["chrf"], ddp["ter"]) == (single["bleu"], single["chrf"], single["ter"])
+    assert (tmp_path / "ddp" / "hypotheses_test.txt").read_text() == (tmp_path / "single" / "hypotheses_test.txt").read_text()

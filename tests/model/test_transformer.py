@@ -101,7 +101,7 @@ def test_parameter_names_and_shapes_are_the_documented_api(pre_norm):
     state = model.state_dict()
     assert {name: tuple(t.shape) for name, t in state.items()} == expected_parameter_shapes(model.config)
     assert set(state) == {name for name, _ in model.named_parameters()}  # no buffers in checkpoints
-    assert len(state) == (54 if pre_norm else 50)
+    assert len(state) == (65 if pre_norm else 61)
     matrices = [name for name, p in model.named_parameters() if p.dim() >= 2]
     assert len(matrices) == 1 + 2 * 6 + 2 * 10  # embedding, 6 per encoder layer, 10 per decoder layer
 
@@ -243,10 +243,10 @@ def test_bf16_autocast_trains():
     model = tiny_model().train()
     src, tgt = padded_batch([5, 3]), padded_batch([4, 2], seed=2, start_bos=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        hidden = model(src, tgt)
-        loss = F.cross_entropy(model.logits(hidden[tgt.ne(PAD)]).float(), tgt[tgt.ne(PAD)])
+        logits = model.logits(model(src, tgt)[tgt.ne(PAD)])
+        loss = F.cross_entropy(logits.float(), tgt[tgt.ne(PAD)])
     loss.backward()
-    assert hidden.dtype == torch.bfloat16 and torch.isfinite(loss)
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
