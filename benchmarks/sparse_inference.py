@@ -25,7 +25,13 @@ import sys
 import time
 from pathlib import Path
 
+import warnings
+
 import torch
+
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+warnings.filterwarnings("ignore", message="Sparse BSR tensor support is in beta")
+warnings.filterwarnings("ignore", message="Sparse CSC tensor support is in beta")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
@@ -95,6 +101,47 @@ def decode_all(model: Transformer, batches, n: int) -> list[list[int]]:
         for i, hyp in zip(ids, greedy_search(model, src)):
             outputs[i] = hyp
     return outputs
+
+
+def kernel_survey(rows: int, sparsity: float, repeats: int) -> list[dict]:
+    """Median ms of each torch sparse layout for x (rows, in) @ W^T, W of the model's shapes.
+
+    Why CsrMatmul uses CSR with int32 indices as ``csr @ x.T``: every other layout torch offers
+    on CPU is slower here (COO, CSC, BSR 8x8, dense @ sparse-transposed, int64 CSR).
+    """
+    import torch.nn.functional as F
+
+    from lightning_slt.export.sparse_linear import CsrMatmul
+
+    generator = torch.Generator().manual_seed(0)
+    table = []
+    for out_features, in_features in ((1536, 512), (2048, 512), (512, 2048), (33000, 512)):
+        weight = torch.randn(out_features, in_features, generator=generator)
+        weight *= torch.rand(weight.shape, generator=generator) >= sparsity
+        x = torch.randn(rows, in_features, generator=generator)
+        coo, csr64, csc = weight.to_sparse(), weight.to_sparse_csr(), weight.to_sparse_csc()
+        bsr, csr_t = weight.to_sparse_bsr((8, 8)), weight.t().contiguous().to_sparse_csr()
+        csr32 = CsrMatmul(weight)
+        kernels = {
+            "dense_linear": lambda: F.linear(x, weight),
+            "csr_int32_csr@xT": lambda: csr32(x),
+            "csr_int64_csr@xT": lambda: torch.sparse.mm(csr64, x.t()),
+            "coo_coo@xT": lambda: torch.sparse.mm(coo, x.t()),
+            "csc_csc@xT": lambda: torch.sparse.mm(csc, x.t()),
+            "bsr8x8_bsr@xT": lambda: torch.sparse.mm(bsr, x.t()),
+            "x@csr(W^T)": lambda: torch.mm(x, csr_t),
+        }
+        times = {name: [] for name in kernels}
+        for kernel in kernels.values():
+            kernel()
+        for _ in range(repeats):
+            for name, kernel in kernels.items():
+                start = time.perf_counter()
+                kernel()
+                times[name].append(time.perf_counter() - start)
+        table.append({"shape": f"{out_features}x{in_features}", "rows": rows, "sparsity": sparsity,
+                      **{name: round(statistics.median(v) * 1e3, 3) for name, v in times.items()}})
+    return table
 
 
 def main() -> None:
@@ -168,6 +215,7 @@ def main() -> None:
         "encoder_rows_median": encoder_rows, "mode": args.mode, "repeats": args.repeats,
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "sparsity": results,
+        "kernel_survey_ms": kernel_survey(rows, args.sparsities[0], repeats=5),
     }))
 
 

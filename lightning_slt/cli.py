@@ -97,7 +97,8 @@ class TranslationCLI(LightningCLI):
     """LightningCLI over ``TranslationModule`` and ``TranslationDataModule``.
 
     ``model.vocab_size`` is linked from ``data.vocab_size`` (the sentencepiece model's size,
-    known once the datamodule is built), configs concatenate their callbacks (see
+    known once the datamodule is built), ``data.max_positions`` from ``model.max_positions``
+    (set it on the model only), configs concatenate their callbacks (see
     ``CallbackAppendingParser``), the seed defaults to 0 and the saved ``config.yaml`` may be
     overwritten when a run reuses its folder.
 
@@ -118,6 +119,12 @@ class TranslationCLI(LightningCLI):
             auto_configure_optimizers=False, args=args, run=run, **kwargs,
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        # Our own entry points pass ``args`` while sys.argv holds the command: not a mistake.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
+            super().parse_arguments(parser, args)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         # One length limit: the position table the model builds is what the data may fill.
@@ -135,17 +142,13 @@ class TranslationCLI(LightningCLI):
 def parse_config(args: list[str]) -> Namespace:
     """Parse and type-check a command line such as ``["fit", "--config", "conf/x.yaml"]``
     without building the model, the data or a Trainer (used to check every shipped config)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
-        return TranslationCLI(args=args, parse_only=True).config
+    return TranslationCLI(args=args, parse_only=True).config
 
 
 def run_lightning_cli(args: list[str] | None = None) -> TranslationCLI:
     """Run LightningCLI (``fit``/``validate``/``test``/``predict``) and return it (trainer,
     model and datamodule are attributes)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
-        return TranslationCLI(args=args)
+    return TranslationCLI(args=args)
 
 
 def demo(argv: list[str]) -> int:

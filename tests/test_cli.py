@@ -71,8 +71,9 @@ def test_test_subcommand_writes_hypotheses_and_metrics_of_the_checkpoint(tiny_co
 
 
 def test_callbacks_concatenate_in_config_order_and_the_model_gets_the_vocab(tiny_config, tmp_path):
-    stopper = write(tmp_path, "stop.yaml", {"trainer": {"callbacks": {
-        "class_path": "pytorch_lightning.callbacks.EarlyStopping", "init_args": {"monitor": "val/bleu", "mode": "max"}}}})
+    early_stopping = {"class_path": "pytorch_lightning.callbacks.EarlyStopping",
+                      "init_args": {"monitor": "val/bleu", "mode": "max"}}
+    stopper = write(tmp_path, "stop.yaml", {"trainer": {"callbacks": early_stopping}})  # a single callback
     monitor = write(tmp_path, "monitor.yaml", {"trainer": {"callbacks": [
         {"class_path": "pytorch_lightning.callbacks.LearningRateMonitor"}]}, "model": {"lr": 0.0005}})
 

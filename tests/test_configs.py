@@ -7,6 +7,7 @@ experiment-runner files, not LightningCLI configs; they have their own test.
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lightning_slt.cli import parse_config
 
@@ -47,3 +48,16 @@ def test_fragments_compose_with_the_baseline():
     assert (config.fit.model.d_model, config.fit.model.optimizer) == (512, "adafactor")
     assert config.fit.data.vocab_size == 8000
     assert [c.class_path for c in config.fit.trainer.callbacks] == ["pytorch_lightning.callbacks.ModelCheckpoint"]
+
+
+PRUNING = sorted((CONF / "pruning").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PRUNING, ids=lambda path: path.name)
+def test_pruning_config_adds_its_callbacks_after_the_baselines(path):
+    """`--config conf/multi30k_cpu.yaml --config conf/pruning/X.yaml` keeps the ModelCheckpoint."""
+    config = parse_config(["fit", "--config", str(CONF / "multi30k_cpu.yaml"), "--config", str(path)])
+    added = (yaml.safe_load(path.read_text()).get("trainer") or {}).get("callbacks") or []
+    added = added if isinstance(added, list) else [added]
+    names = [c.class_path.rsplit(".", 1)[-1] for c in config.fit.trainer.callbacks]
+    assert names == ["ModelCheckpoint"] + [c["class_path"].rsplit(".", 1)[-1] for c in added]

@@ -171,7 +171,7 @@ def sparsify_(
                 full_name = f"{name}.{child_name}" if name else child_name
                 if type(child) is not nn.Linear or full_name in fused_only:
                     continue
-                n_rows = encoder_rows if full_name.startswith("encoder.") else rows
+                n_rows = encoder_rows if _in_encoder(full_name) else rows
                 matmul = decide(full_name, child.weight, child.bias, n_rows)
                 if matmul is not None:
                     setattr(module, child_name, SparseLinear(child, matmul))
@@ -192,17 +192,23 @@ def _sparsify_attention(model: nn.Module, decide, rows: int, encoder_rows: int) 
                 continue
             full_name = f"{name}.{child_name}" if name else child_name
             cross = child_name == "cross_attn"
-            fused_only.update(f"{full_name}.{proj}" for proj in (("k_proj", "v_proj") if cross else ("q_proj", "k_proj", "v_proj")))
+            read_fused = ("k_proj", "v_proj") if cross else ("q_proj", "k_proj", "v_proj")
+            fused_only.update(f"{full_name}.{proj}" for proj in read_fused)
             if cross:  # k/v read the encoder memory: once per batch, over all source tokens
                 fused = torch.cat([child.k_proj.weight, child.v_proj.weight])  # (2D, D)
                 matmul = decide(f"{full_name}.kv(fused)", fused, None, encoder_rows)
             else:
                 fused = torch.cat([child.q_proj.weight, child.k_proj.weight, child.v_proj.weight])  # (3D, D)
-                n_rows = encoder_rows if full_name.startswith("encoder.") else rows
+                n_rows = encoder_rows if _in_encoder(full_name) else rows
                 matmul = decide(f"{full_name}.qkv(fused)", fused, None, n_rows)
             if matmul is not None:
                 setattr(module, child_name, SparseMultiHeadAttention(child, matmul, cross))
     return fused_only
+
+
+def _in_encoder(name: str) -> bool:
+    """Whether a module name lies in an encoder (sees whole source batches, not decoding steps)."""
+    return name.startswith("encoder.") or ".encoder." in name
 
 
 def _sparsify_output_projection(model: nn.Module, decide, rows: int) -> None:
@@ -220,16 +226,16 @@ def _time_dense_vs_sparse(weight: Tensor, bias: Tensor | None, matmul: CsrMatmul
                           repeats: int) -> tuple[float, float]:
     """Median milliseconds of dense F.linear and of `matmul` on a (rows, in) input, interleaved."""
     x = torch.randn(rows, weight.size(1))
-    dense = lambda: F.linear(x, weight, bias)  # noqa: E731
+    kernels = {"dense": lambda: F.linear(x, weight, bias), "sparse": lambda: matmul(x)}
     timings: dict[str, list[float]] = {"dense": [], "sparse": []}
-    for function in (dense, matmul, dense, matmul):  # warm-up: allocator, MKL handles
-        function(x) if function is matmul else function()
+    for kernel in (*kernels.values(), *kernels.values()):  # warm-up: allocator, MKL handles, caches
+        kernel()
     for _ in range(repeats):
-        for key, function in (("dense", dense), ("sparse", lambda: matmul(x))):
+        for key, kernel in kernels.items():
             start = time.perf_counter()
-            function()
+            kernel()
             timings[key].append(time.perf_counter() - start)
-    return (round(statistics.median(timings["dense"]) * 1e3, 4), round(statistics.median(timings["sparse"]) * 1e3, 4))
+    return round(statistics.median(timings["dense"]) * 1e3, 4), round(statistics.median(timings["sparse"]) * 1e3, 4)
 
 
 class SparseMultiHeadAttention(MultiHeadAttention):

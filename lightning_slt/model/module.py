@@ -216,6 +216,7 @@ class TranslationModule(pl.LightningModule):
         self._signature_logged = False
         self._rng_after_train_step: tuple[int, dict] | None = None  # (global_step, states)
         self._rng_to_restore: dict | None = None  # from a checkpoint, applied in on_train_start
+        self._loaded_global_step = 0  # step of the last checkpoint loaded (for test reports)
 
     def _validate(self) -> None:
         hp = self.hparams
@@ -253,7 +254,7 @@ class TranslationModule(pl.LightningModule):
     def pad_id(self) -> int:
         return self.model.config.pad_id
 
-    def set_tokenizer(self, tokenizer: Any) -> None:
+    def set_tokenizer(self, tokenizer: Tokenizer) -> None:
         """Attach the sentencepiece ``Tokenizer`` used to detokenize output and to translate.
 
         Raises ``ValueError`` when its vocabulary or special ids differ from the model's, or when
@@ -276,7 +277,7 @@ class TranslationModule(pl.LightningModule):
             )
         self.tokenizer = tokenizer
 
-    def _require_tokenizer(self) -> Any:
+    def _require_tokenizer(self) -> Tokenizer:
         if self.tokenizer is None:
             raise RuntimeError(
                 "no tokenizer attached: run with a TranslationDataModule, load a checkpoint, or "
@@ -386,7 +387,7 @@ class TranslationModule(pl.LightningModule):
                 outputs[i] = text
         return outputs
 
-    def _encode_sources(self, tokenizer: Any, sentences: list[str]) -> list[list[int]]:
+    def _encode_sources(self, tokenizer: Tokenizer, sentences: list[str]) -> list[list[int]]:
         """Source token ids as the datamodule builds them: pieces, then eos, truncated to fit."""
         limit = self.model.config.max_positions
         eos = self.model.config.eos_id
@@ -459,6 +460,8 @@ class TranslationModule(pl.LightningModule):
         unique, scores, values = self._finish_evaluation("test")
         datamodule = getattr(self.trainer, "datamodule", None)
         split = getattr(datamodule, "test_split", "test")
+        ckpt_path = self.trainer.ckpt_path
+        checkpoint = str(Path(ckpt_path).resolve()) if ckpt_path and "://" not in str(ckpt_path) else ckpt_path
         self.last_test_metrics = {
             "bleu": scores.bleu, "chrf": scores.chrf, "ter": scores.ter,
             "loss": values["test/loss"], "nll": values["test/nll"],
@@ -466,8 +469,9 @@ class TranslationModule(pl.LightningModule):
             "split": split, "corpus": getattr(datamodule, "corpus", None),
             "src_lang": getattr(datamodule, "src_lang", None), "tgt_lang": getattr(datamodule, "tgt_lang", None),
             "beam_size": self.hparams.beam_size, "length_penalty": self.hparams.length_penalty,
-            "checkpoint": str(self.trainer.ckpt_path) if self.trainer.ckpt_path else None,
-            "global_step": self.global_step,
+            "checkpoint": checkpoint,
+            # trainer.test(ckpt_path=...) does not restore the step counter: take the checkpoint's.
+            "global_step": self._loaded_global_step if checkpoint else self.global_step,
         }
         if self.trainer.is_global_zero:
             self._write_test_outputs(split, [record[1] for record in unique])
@@ -486,7 +490,8 @@ class TranslationModule(pl.LightningModule):
 
     @override
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        return {"index": batch["index"].tolist(), "hypotheses": self._decode_batch(batch["src"], self.hparams.beam_size)}
+        hypotheses = self._decode_batch(batch["src"], self.hparams.beam_size)
+        return {"index": batch["index"].tolist(), "hypotheses": hypotheses}
 
     # ------------------------------------------------------------------ checkpoint and exact resume
 
@@ -517,6 +522,7 @@ class TranslationModule(pl.LightningModule):
         if TOKENIZER_KEY in checkpoint:
             self.set_tokenizer(Tokenizer.from_proto(checkpoint[TOKENIZER_KEY].numpy().tobytes()))
         self._rng_to_restore = checkpoint.get(RNG_KEY)
+        self._loaded_global_step = int(checkpoint.get("global_step", 0))
 
     @override
     def on_train_start(self) -> None:

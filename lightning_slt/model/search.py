@@ -52,10 +52,15 @@ def beam_step(lprobs: Tensor, scores: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     batch, beam, vocab = lprobs.shape
     if scores.shape != (batch, beam):
         raise ValueError(f"scores must have shape {(batch, beam)}, got {tuple(scores.shape)}")
-    total = (scores.unsqueeze(2) + lprobs).view(batch, beam * vocab)  # (B, K*V)
-    cand_scores, flat = total.topk(min(2 * beam, beam * vocab), dim=1)  # (B, 2K)
-    cand_beams = torch.div(flat, vocab, rounding_mode="floor")  # (B, 2K)
-    return cand_scores, flat - cand_beams * vocab, cand_beams
+    # At most 2K winners come from one hypothesis, so each one's 2K best tokens suffice: a
+    # (B, K, 2K) short list instead of adding scores to, and ranking, all K*V continuations.
+    per_beam = min(2 * beam, vocab)
+    top_lprobs, top_tokens = lprobs.topk(per_beam, dim=2)  # (B, K, 2K')
+    total = (scores.unsqueeze(2) + top_lprobs).view(batch, beam * per_beam)  # (B, K*2K')
+    cand_scores, flat = total.topk(min(2 * beam, beam * per_beam), dim=1)  # (B, 2K)
+    cand_beams = torch.div(flat, per_beam, rounding_mode="floor")  # (B, 2K)
+    cand_tokens = top_tokens.view(batch, beam * per_beam).gather(1, flat)  # (B, 2K)
+    return cand_scores, cand_tokens, cand_beams
 
 
 def _validate(src: Tensor, max_len_a: float, max_len_b: int) -> None:

@@ -29,7 +29,9 @@ def test_inverse_sqrt_warms_up_linearly_then_decays(step, expected):
     assert inverse_sqrt(step, 4000) == expected
 
 
-@pytest.mark.parametrize(("step", "expected"), [(1, 0.01), (9999, 0.01), (10000, 0.01), (40000, 0.005), (1000000, 0.001)])
+@pytest.mark.parametrize(
+    ("step", "expected"), [(1, 0.01), (9999, 0.01), (10000, 0.01), (40000, 0.005), (1000000, 0.001)]
+)
 def test_rsqrt_decay_is_the_papers_t2t_rule(step, expected):
     # lr(t) = 1 / sqrt(max(t, 10k)): 0.01 through warm-up, then halves every 4x steps.
     assert rsqrt_decay(step, 10000) == pytest.approx(expected, rel=1e-15)
