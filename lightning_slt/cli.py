@@ -19,6 +19,7 @@ where the function takes the remaining arguments (``list[str]``) and returns an 
 None. Everything else goes to LightningCLI.
 """
 
+import inspect
 import os
 import sys
 import warnings
@@ -30,10 +31,12 @@ from typing import Any
 import torch
 import yaml
 from jsonargparse import Namespace, get_loader
+from pytorch_lightning import Trainer
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from lightning_slt._runtime import configure_cpu
 from lightning_slt.data import TranslationDataModule
+from lightning_slt.experiments.checkpointing import read_checkpoint, use_atomic_checkpoints
 from lightning_slt.model.module import TranslationModule
 
 # name -> "module:function(argv: list[str]) -> int | None"; add new subcommands here.
@@ -100,7 +103,9 @@ class TranslationCLI(LightningCLI):
     known once the datamodule is built), ``data.max_positions`` from ``model.max_positions``
     (set it on the model only), configs concatenate their callbacks (see
     ``CallbackAppendingParser``), the seed defaults to 0 and the saved ``config.yaml`` may be
-    overwritten when a run reuses its folder.
+    overwritten when a run reuses its folder. Checkpoints are written atomically
+    (``AtomicCheckpointIO``, unless the config sets another checkpoint IO), and a ``--ckpt_path``
+    is checked against the model before anything runs.
 
     Args:
         args: command-line style arguments; None reads ``sys.argv``.
@@ -112,6 +117,7 @@ class TranslationCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, run: bool = True, parse_only: bool = False,
                  **kwargs: Any) -> None:
         self._parse_only = parse_only
+        self._checkpoint: dict | None = None  # --ckpt_path, read once before the run to check it
         kwargs.setdefault("seed_everything_default", 0)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         super().__init__(
@@ -124,6 +130,14 @@ class TranslationCLI(LightningCLI):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
             super().parse_arguments(parser, args)
+        # LightningCLI torch.loads --ckpt_path right after parsing (for its hyper-parameters), where
+        # a truncated file fails with a zip-reader error; read it here first to say what is wrong.
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        self._checkpoint = None
+        if ckpt_path is not None and not _resolved_by_lightning(str(ckpt_path)):
+            self._checkpoint = read_checkpoint(ckpt_path, mmap=True)
+            _check_written_by_translation_module(self._checkpoint, str(ckpt_path))
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
@@ -137,6 +151,51 @@ class TranslationCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         if not self._parse_only:
             super().instantiate_classes()
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        use_atomic_checkpoints(trainer)  # Lightning's own writer is atomic only if $TMPDIR shares the disk
+        return trainer
+
+    def before_fit(self) -> None:
+        self._check_ckpt_path()
+
+    def before_validate(self) -> None:
+        self._check_ckpt_path()
+
+    def before_test(self) -> None:
+        self._check_ckpt_path()
+
+    def before_predict(self) -> None:
+        self._check_ckpt_path()
+
+    def _check_ckpt_path(self) -> None:
+        """Refuse a ``--ckpt_path`` that cannot be restored into this model before the Trainer
+        starts, so that a missing, corrupt or mismatched checkpoint leaves no logs, config copy or
+        checkpoint behind (Lightning would find out only after its setup hooks wrote them)."""
+        if self._checkpoint is None:
+            return
+        ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
+        tokenizer = self.datamodule.tokenizer if self.datamodule is not None else None
+        self.model.check_checkpoint(self._checkpoint, f"checkpoint {ckpt_path}", tokenizer=tokenizer)
+        self._checkpoint = None  # Lightning loads it again for the run; free the mapped copy
+
+
+def _check_written_by_translation_module(checkpoint: dict, ckpt_path: str) -> None:
+    """LightningCLI parses a checkpoint's hyper-parameters as ``model`` arguments; those of another
+    LightningModule would fail there with "does not accept option", so say what the file is."""
+    arguments = inspect.signature(TranslationModule.__init__).parameters
+    foreign = sorted(k for k in checkpoint.get("hyper_parameters") or {} if not k.startswith("_") and k not in arguments)
+    if foreign:
+        raise ValueError(
+            f"checkpoint {ckpt_path} was not written by a TranslationModule: its hyper-parameters {foreign[:5]} are "
+            "not TranslationModule arguments; pass a checkpoint of `lightning-slt fit`"
+        )
+
+
+def _resolved_by_lightning(ckpt_path: str) -> bool:
+    """Lightning's ckpt_path keywords ("last", "best", "hpc", "registry:...") and remote URLs."""
+    return ckpt_path in ("last", "best", "hpc") or ckpt_path.startswith("registry") or "://" in ckpt_path
 
 
 def parse_config(args: list[str]) -> Namespace:

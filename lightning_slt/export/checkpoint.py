@@ -75,7 +75,8 @@ def export_checkpoint(
         masks = {name: mask.bool() for name, mask in stored.items()} if stored else masks_from_zeros(state_dict)
     for name, mask in masks.items():
         if name in state_dict and mask.shape == state_dict[name].shape:
-            state_dict[name] = state_dict[name] * mask + 0.0  # + 0.0: pruned -0.0 -> +0.0
+            tensor = state_dict[name]  # pruned entries -> +0.0; kept ones untouched, -0.0 included
+            state_dict[name] = torch.where(mask, tensor, torch.zeros((), dtype=tensor.dtype))
     from lightning_slt.model.module import TOKENIZER_KEY
 
     tokenizer = checkpoint.get(TOKENIZER_KEY)

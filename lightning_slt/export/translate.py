@@ -70,7 +70,9 @@ def translate_main(argv: list[str] | None = None) -> int:
     configure_cpu()
     module = load_module(args.ticket, args.checkpoint)
     if module.tokenizer is None:
-        raise SystemExit("the model has no tokenizer (ticket written without it); re-export with the tokenizer embedded")
+        raise SystemExit(
+            "the model has no tokenizer (ticket written without it); re-export with the tokenizer embedded"
+        )
     sentences = _read_lines(args.input)
     beam = args.beam if args.beam is not None else module.hparams.beam_size
     rows, encoder_rows = decoding_rows(module, sentences, args.batch_tokens, beam)

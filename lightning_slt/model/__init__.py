@@ -6,5 +6,6 @@ from lightning_slt.model.transformer import DecoderCache, EncoderOut, Transforme
 
 __all__ = [
     "PRESETS", "DecoderCache", "EncoderOut", "Transformer", "TransformerConfig",
-    "beam_search", "beam_step", "get_preset", "gnmt_length_penalty", "greedy_search", "transformer_base", "transformer_cpu",
+    "beam_search", "beam_step", "get_preset", "gnmt_length_penalty", "greedy_search",
+    "transformer_base", "transformer_cpu",
 ]

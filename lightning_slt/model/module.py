@@ -7,6 +7,7 @@ carries its sentencepiece model (so it can translate on its own) and the RNG sta
 Lightning does not save (so a killed run resumes bit-identically).
 """
 
+import hashlib
 import json
 import os
 import random
@@ -91,11 +92,15 @@ def _atomic_write_text(path: Path, text: str) -> None:
     a half-written file, and a crash leaves the previous version."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write leaves neither a partial target nor a stray temp file
+        raise
 
 
 def _gather_objects(records: list, world_size: int) -> list:
@@ -305,13 +310,24 @@ class TranslationModule(pl.LightningModule):
     def _check_finite(self, loss: Tensor) -> None:
         if bool(torch.isfinite(loss)):
             return
-        callback = self.trainer.checkpoint_callback
-        last_good = (callback.last_model_path or callback.best_model_path) if callback is not None else ""
-        where = f"resume from the last good checkpoint {last_good}" if last_good else "no checkpoint was saved yet"
         raise FloatingPointError(
-            f"training loss is {loss.item()} at global step {self.global_step}; {where}. "
+            f"training loss is {loss.item()} at global step {self.global_step}; {self._last_good_checkpoint()}. "
             "Lower lr, lengthen warm-up or set trainer.gradient_clip_val."
         )
+
+    def _last_good_checkpoint(self) -> str:
+        """Where to resume after a numerical failure: the newest checkpoint any ModelCheckpoint wrote.
+
+        Every callback is asked, not only ``trainer.checkpoint_callback`` (the first one): the
+        experiment runner's first is best-by-BLEU, its ``last.ckpt`` comes from a second one.
+        Checkpoints are always finite (``on_save_checkpoint`` refuses non-finite weights).
+        """
+        paths = [path for callback in self.trainer.checkpoint_callbacks
+                 for path in (getattr(callback, "last_model_path", ""), getattr(callback, "best_model_path", ""))
+                 if path and os.path.isfile(path)]
+        if not paths:
+            return "no checkpoint was saved yet"
+        return f"resume from the last good checkpoint {max(paths, key=os.path.getmtime)}"
 
     @override
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -508,6 +524,16 @@ class TranslationModule(pl.LightningModule):
 
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A weight that became NaN/inf (an inf gradient through Adam) must not overwrite the last
+        # good checkpoint: the loss check only fires one step later, naming that checkpoint.
+        broken = [name for name, tensor in checkpoint["state_dict"].items()
+                  if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+        if broken:
+            raise FloatingPointError(
+                f"weights {broken[:3]} became NaN or infinite by global step {self.global_step}; not writing a "
+                f"checkpoint with them: {self._last_good_checkpoint() if self._trainer else 'no checkpoint kept'}. "
+                "Lower lr, lengthen warm-up or set trainer.gradient_clip_val."
+            )
         if self.tokenizer is not None:
             checkpoint[TOKENIZER_KEY] = torch.frombuffer(bytearray(self.tokenizer.model_proto), dtype=torch.uint8)
         states = rng_states()
@@ -517,8 +543,61 @@ class TranslationModule(pl.LightningModule):
                 states = after_step
         checkpoint[RNG_KEY] = states
 
+    def check_checkpoint(self, checkpoint: dict[str, Any], where: str = "the checkpoint",
+                         tokenizer: Tokenizer | None = None) -> None:
+        """Refuse a checkpoint this module cannot continue from, naming what differs and the fix.
+
+        Checked before Lightning copies anything (``on_load_checkpoint``; the CLI also calls it
+        before a run starts), so a wrong ``ckpt_path`` fails with a sentence instead of a
+        ``size mismatch`` list, and nothing has trained or been written.
+
+        Args:
+            checkpoint: a loaded Lightning checkpoint of a TranslationModule.
+            where: how to name it in messages (its path).
+            tokenizer: the tokenizer the data will be encoded with (default: the attached one).
+
+        Raises:
+            ValueError: another vocabulary size or sentencepiece model, or tensors of other shapes.
+        """
+        tokenizer = tokenizer if tokenizer is not None else self.tokenizer
+        saved_hp = checkpoint.get("hyper_parameters") or {}
+        state = checkpoint.get("state_dict") or {}
+        embed = state.get("model.embed.weight")
+        saved_vocab = saved_hp.get("vocab_size", embed.shape[0] if isinstance(embed, Tensor) else None)
+        if saved_vocab is not None and saved_vocab != self.hparams.vocab_size:
+            raise ValueError(
+                f"{where} was trained with a vocabulary of {saved_vocab} sentencepiece pieces, but this model "
+                f"has {self.hparams.vocab_size} (the size of the data's tokenizer{_spm_file(tokenizer)}): encode the "
+                "data with the sentencepiece model the checkpoint was trained with (data.spm_model, or the same "
+                "data.vocab_size and training data)"
+            )
+        saved_proto = checkpoint.get(TOKENIZER_KEY)
+        if tokenizer is not None and isinstance(saved_proto, Tensor):
+            saved_sha = hashlib.sha256(saved_proto.numpy().tobytes()).hexdigest()
+            if saved_sha != tokenizer.sha256:
+                raise ValueError(
+                    f"{where} was trained with another sentencepiece model (sha256 {saved_sha[:12]}) than the one "
+                    f"the data uses ({tokenizer.sha256[:12]}{_spm_file(tokenizer)}): the same ids "
+                    "would mean other pieces. Use the checkpoint's model (data.spm_model) or the same data settings"
+                )
+        mine = self.state_dict()
+        wrong = [f"{name} {tuple(value.shape)} there, {tuple(mine[name].shape)} here" for name, value in state.items()
+                 if name in mine and isinstance(value, Tensor) and value.shape != mine[name].shape]
+        missing = [name for name in mine if name not in state]
+        if wrong or missing:
+            differ = [f"{k}={saved_hp[k]} (here {self.hparams[k]})" for k in _ARCH_FIELDS
+                      if k in saved_hp and saved_hp[k] != self.hparams[k]]
+            raise ValueError(
+                f"{where} holds a model of other shapes: " + "; ".join(wrong[:3] or [f"no {missing[:3]}"])
+                + (f" (its settings: {', '.join(differ)})" if differ else "")
+                + ". Build the model with the checkpoint's settings (its hyper_parameters) or start a new run"
+            )
+
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        trainer = self._trainer
+        where = f"checkpoint {trainer.ckpt_path}" if trainer is not None and trainer.ckpt_path else "the checkpoint"
+        self.check_checkpoint(checkpoint, where)
         if TOKENIZER_KEY in checkpoint:
             self.set_tokenizer(Tokenizer.from_proto(checkpoint[TOKENIZER_KEY].numpy().tobytes()))
         self._rng_to_restore = checkpoint.get(RNG_KEY)
@@ -533,6 +612,12 @@ class TranslationModule(pl.LightningModule):
         if self._rng_to_restore is not None and self.trainer.ckpt_path:
             set_rng_states(self._rng_to_restore)
         self._rng_to_restore = None
+
+
+def _spm_file(tokenizer: Tokenizer | None) -> str:
+    """`` <path>`` of the sentencepiece model file a tokenizer came from (given or cached), else ``""``."""
+    path = getattr(tokenizer, "path", None)
+    return f" {path}" if path else ""
 
 
 def _length_batches(order: list[int], lengths: list[int], max_tokens: int) -> list[list[int]]:

@@ -20,16 +20,18 @@ def transformer_base(vocab_size: int = 33000) -> TransformerConfig:
 
 
 def transformer_cpu(vocab_size: int = 8000) -> TransformerConfig:
-    """A small Transformer that trains to useful BLEU on Multi30k with 2 CPU cores.
+    """A small Transformer sized to train on Multi30k with 2 CPU cores.
 
     3 + 3 layers, d_model 256, 4 heads, FFN 1024, pre-norm, dropout 0.1. Why these numbers:
     Multi30k has 29k short sentences (~13 words), for which 3-layer models of width 256 are the
-    usual strong size; base's ratios are kept (FFN = 4 * d_model, head width 64), so pruning
-    results transfer in shape; attention and ReLU dropout stay 0 so that SDPA keeps its fused
-    CPU kernel, and dropout 0.1 on sublayer outputs is enough regularisation next to label
-    smoothing. With an 8k shared sentencepiece vocabulary: 7,569,408 parameters
-    (embedding 2,048,000 + encoder 2,366,720 + decoder 3,154,688), about 45 MFLOP per
-    source + target token pair in a training step.
+    usual size in the literature; base's ratios are kept (FFN = 4 * d_model, head width 64), so
+    every weight matrix has the shape family of the paper's model and per-matrix pruning behaves
+    alike; attention and ReLU dropout stay 0 so that SDPA keeps its fused CPU kernel, and
+    dropout 0.1 on sublayer outputs regularises next to label smoothing. With an 8k shared
+    sentencepiece vocabulary: 7,569,408 parameters (embedding 2,048,000 + encoder 2,366,720 +
+    decoder 3,154,688), about 45 MFLOP per source + target token pair in a training step. On
+    the 2-core AVX-512 machines a 64-sentence step takes ~0.3-0.5 s in fp32 (~40 % less with
+    bf16 autocast), so a Multi30k epoch takes a few minutes.
     """
     return TransformerConfig(
         vocab_size=vocab_size, d_model=256, n_heads=4, encoder_layers=3, decoder_layers=3,

@@ -156,7 +156,7 @@ def _beam_search(model: Transformer, src: Tensor, beam: int, alpha: float, max_l
     config = model.config
     batch, device = src.size(0), src.device
     enc = model.encode(src)
-    expand = torch.arange(batch, device=device).repeat_interleave(beam)  # (B*K,) sentence of each hypothesis row
+    expand = torch.arange(batch, device=device).repeat_interleave(beam)  # (B*K,) sentence of each row
     if use_cache:
         cache, enc = model.reorder_cache(model.new_cache(enc), expand), None
     else:
@@ -197,7 +197,8 @@ def _beam_search(model: Transformer, src: Tensor, beam: int, alpha: float, max_l
         rank = is_eos.long() * is_eos.size(1) + torch.arange(is_eos.size(1), device=device)  # (A, 2K)
         live = rank.topk(beam, dim=1, largest=False).indices.sort(dim=1).values  # (A, K)
         scores = cand_scores.gather(1, live)  # (A, K)
-        source_rows = torch.arange(alive.numel(), device=device)[:, None] * beam + cand_beams.gather(1, live)  # (A, K)
+        group_start = torch.arange(alive.numel(), device=device)[:, None] * beam  # (A, 1)
+        source_rows = group_start + cand_beams.gather(1, live)  # (A, K) hypothesis row each one extends
         new_tokens = cand_tokens.gather(1, live)  # (A, K)
 
         done = _sentences_done(alive, scores, at_limit, n_finished, best_score, bound_penalty, beam)
@@ -223,6 +224,7 @@ def _sentences_done(alive: Tensor, scores: Tensor, at_limit: Tensor, n_finished:
     """
     sentences = alive.tolist()
     finished = torch.tensor([n_finished[s] for s in sentences], device=scores.device)  # (A,)
-    best = torch.tensor([best_score[s] for s in sentences], dtype=torch.float64, device=scores.device)  # (A,)
+    best = torch.tensor([best_score[s] for s in sentences], dtype=torch.float64,
+                        device=scores.device)  # (A,)
     reachable = scores[:, 0].double() / bound_penalty[alive]  # (A,)
     return at_limit | finished.ge(beam) | best.gt(reachable)

@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lightning_slt.export.sparse_linear import CsrMatmul, SparseLinear, SparseMultiHeadAttention, sparsify_
@@ -169,3 +170,17 @@ def test_sparse_attention_respects_train_and_eval_mode() -> None:
     assert isinstance(attention, SparseMultiHeadAttention) and attention.training is False
     model.train()
     assert attention.training is True
+
+
+def test_wrapped_transformer_keeps_encoder_rows_and_output_projection() -> None:
+    """sparsify_ on a wrapper (as a LightningModule holds ``.model``) finds the encoder and the logits."""
+    wrapper = nn.Module()
+    wrapper.model = _tiny_transformer()
+    choices = {c.name: c for c in sparsify_(wrapper, "on", rows=2, encoder_rows=20)}
+    assert choices["model.encoder.layers.0.ffn.fc1"].rows == 20
+    assert choices["model.encoder.layers.1.self_attn.qkv(fused)"].rows == 20
+    assert choices["model.decoder.layers.0.ffn.fc2"].rows == 2
+    assert choices["model.logits(embed.weight)"].rows == 2
+    hidden = torch.randn(3, 32)
+    torch.testing.assert_close(wrapper.model.logits(hidden), F.linear(hidden, wrapper.model.embed.weight),
+                               rtol=0, atol=1e-5)

@@ -227,6 +227,8 @@ def test_dropout_is_active_in_training_only_and_broadcast_over_positions():
     assert torch.equal(model(src, tgt), model(src, tgt))  # eval: deterministic
     model.train()
     assert not torch.equal(model(src, tgt), model(src, tgt))
+    elementwise_model = tiny_model(dropout=0.3, activation_dropout=0.2, dropout_broadcast=False).train()
+    assert not torch.equal(elementwise_model(src, tgt), elementwise_model(src, tgt))
 
     rows = torch.ones(8, 1000)  # sentence 0: rows 0-2, sentence 1: rows 3-7
     packing = Packing(batch=2, length=5, index=torch.tensor([0, 1, 2, 5, 6, 7, 8, 9]))
