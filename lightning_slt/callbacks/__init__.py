@@ -6,6 +6,7 @@ from .gradual import GradualMagnitudePruning
 from .random_mask import RandomMask
 from .reinit import RandomReinit, SignOnlyReinit
 from .sparsity_monitor import SparsityMonitor
+from .time_budget import TrainTimeBudget
 from .weight_rewind import WeightRewind
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "RandomReinit",
     "SignOnlyReinit",
     "SparsityMonitor",
+    "TrainTimeBudget",
     "WeightRewind",
     "session_of",
 ]

@@ -151,7 +151,10 @@ def _run_config(config: ExperimentConfig, base: dict, schedule: Schedule, run: R
     paths = run_paths(config.output_dir, seed, run.name)
     cfg = yaml.safe_load(yaml.safe_dump(base))  # deep copy
     trainer = cfg["trainer"]
-    kept = [cb for cb in trainer.get("callbacks") or [] if not str(cb.get("class_path", "")).endswith("ModelCheckpoint")]
+    # The runner owns checkpointing, and runs are bounded by max_steps (the schedule is in steps):
+    # the base config's ModelCheckpoint and TrainTimeBudget would fight that.
+    replaced = ("ModelCheckpoint", "TrainTimeBudget")
+    kept = [cb for cb in trainer.get("callbacks") or [] if not str(cb.get("class_path", "")).endswith(replaced)]
     every = max(1, schedule.max_steps // 20)
     checkpoints = [
         {"class_path": CHECKPOINT, "init_args": {"dirpath": str(paths.checkpoints), "filename": "best", "monitor": "val/bleu",
