@@ -184,6 +184,11 @@ class TranslationCLI(LightningCLI):
 def _check_written_by_translation_module(checkpoint: dict, ckpt_path: str) -> None:
     """LightningCLI parses a checkpoint's hyper-parameters as ``model`` arguments; those of another
     LightningModule would fail there with "does not accept option", so say what the file is."""
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(
+            f"checkpoint {ckpt_path} holds a {type(checkpoint).__name__} without 'state_dict': it is not a Lightning "
+            "checkpoint (a plain state_dict or mask file goes to ConvergedMask/WeightRewind instead)"
+        )
     arguments = inspect.signature(TranslationModule.__init__).parameters
     foreign = sorted(k for k in checkpoint.get("hyper_parameters") or {} if not k.startswith("_") and k not in arguments)
     if foreign:

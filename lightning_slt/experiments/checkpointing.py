@@ -27,7 +27,7 @@ _READ_ERRORS = (RuntimeError, EOFError, OSError, zipfile.BadZipFile, pickle.Unpi
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_only: bool | None = None,
                     mmap: bool = False) -> dict[str, Any]:
-    """``torch.load`` of a Lightning checkpoint, with errors that name the file and the fix.
+    """``torch.load`` of a checkpoint file, with errors that name the file and the fix.
 
     Args:
         weights_only: as ``torch.load`` (None: torch's default, True since torch 2.6).
@@ -35,7 +35,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file is truncated, corrupt, not a checkpoint, or holds objects that
+        ValueError: the file is truncated, corrupt, not a torch file, or holds objects that
             ``weights_only`` loading refuses.
     """
     if not Path(path).is_file():
@@ -51,11 +51,6 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_
             f"({type(err).__name__}: {str(err).splitlines()[0][:200]}). Use another checkpoint (e.g. an earlier "
             "step's), or delete it to train that run again from its start"
         ) from err
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(
-            f"checkpoint {os.fspath(path)!r} holds a {type(checkpoint).__name__} without 'state_dict': it is not a "
-            "Lightning checkpoint (a plain state_dict or mask file goes to ConvergedMask/WeightRewind instead)"
-        )
     return checkpoint
 
 

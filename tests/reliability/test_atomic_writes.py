@@ -246,6 +246,13 @@ def test_corpus_download(monkeypatch, data_root, tmp_path, tally):
     tally("files")
 
 
+def test_atomic_files_get_the_usual_permissions(pruned, tmp_path):
+    AtomicCheckpointIO().save_checkpoint(pruned.checkpoint, tmp_path / "last.ckpt")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "last.ckpt").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0o600
+
+
 def test_the_cli_and_the_runner_write_checkpoints_atomically(data_root, spm_cache, tmp_path):
     from lightning_slt.cli import TranslationCLI
 

@@ -139,6 +139,9 @@ def test_experiment_killed_between_runs_and_during_a_run_never_redoes_a_finished
     assert file_states(dense / "metrics.json", dense / "mask.pt", dense / "theta_k.pt", dense / "checkpoints") == finished
     assert _versions(dense) == ["version_0"]  # never trained, validated or tested again
     assert _versions(slt) == ["version_0", "version_1"]  # the killed attempt and the resumed one
+    with open(slt / "logs" / "version_1" / "metrics.csv") as handle:
+        resumed_steps = sorted({int(row["step"]) for row in csv.DictReader(handle) if row.get("train/loss")})
+    assert resumed_steps == [6, 7, 8, 9]  # it went on from its step-6 checkpoint, not from the start
     whole_root = tmp_path / "whole" / "seed0" / "dense" / "slt_0.50"
     for name in ("last.ckpt", "best.ckpt"):
         ours = torch.load(slt / "checkpoints" / name, weights_only=True)
