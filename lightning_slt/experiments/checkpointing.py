@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 from typing_extensions import override
@@ -26,7 +27,7 @@ _READ_ERRORS = (RuntimeError, EOFError, OSError, zipfile.BadZipFile, pickle.Unpi
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_only: bool | None = None,
-                    mmap: bool = False) -> dict[str, Any]:
+                    mmap: bool = False) -> Any:
     """``torch.load`` of a checkpoint file, with errors that name the file and the fix.
 
     Args:
@@ -40,8 +41,8 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_
     """
     if not Path(path).is_file():
         raise FileNotFoundError(
-            f"checkpoint {os.fspath(path)!r} does not exist; check the path (ckpt_path), or leave it unset to "
-            "start training from scratch"
+            f"checkpoint {os.fspath(path)!r} does not exist; check the path (ckpt_path), or leave ckpt_path unset "
+            "to train from scratch"
         )
     try:
         checkpoint = _load(path, map_location, weights_only, mmap)
@@ -55,8 +56,6 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_
 
 
 def _load(path: str | os.PathLike, map_location: Any, weights_only: bool | None, mmap: bool) -> Any:
-    import torch
-
     if mmap and zipfile.is_zipfile(path):  # mmap needs the zip format; the legacy format is read whole
         return torch.load(path, map_location=map_location, weights_only=weights_only, mmap=True)
     return torch.load(path, map_location=map_location, weights_only=weights_only)

@@ -32,7 +32,7 @@ from lightning_slt.experiments.files import write_json
 from lightning_slt.experiments.runner import _manifest
 from lightning_slt.export import TicketError, export_checkpoint, load_ticket, read_ticket
 
-from tests.callbacks import tiny as tiny_callbacks_module
+from tests.callbacks.tiny import fresh_module as fresh_tiny_module  # a LightningModule that is not ours
 
 from .tiny import REPO_ROOT, StepCounter, cli_config, file_states, make_data, make_module, make_trainer
 
@@ -67,7 +67,7 @@ def inputs(tmp_path_factory, data_root, spm_cache) -> SimpleNamespace:
     other_vocab = train_tokenizer(train_src[:96] + train_tgt[:96], root / "spm150", vocab_size=150)
     other_spm = train_tokenizer(train_src[200:400] + train_tgt[200:400], root / "spm200", vocab_size=200)
     export_checkpoint(good, root / "good.ticket")
-    foreign = tiny_callbacks_module.fresh_module(0)  # another LightningModule altogether
+    foreign = fresh_tiny_module(0)
     foreign_trainer = make_trainer(root, max_steps=1)
     foreign_trainer.fit(foreign)
     foreign_trainer.save_checkpoint(root / "foreign.ckpt")
@@ -137,7 +137,7 @@ def _truncated_gzip(folder, src, tgt):
 
 def _misaligned_valid(folder, src, tgt):
     files = [_write(folder / "valid.en", src), _write(folder / "valid.de", tgt + ["one more"])]
-    return {"valid_files": files}, MisalignedCorpusError, [str(files[0]), "10 lines", "11 lines"]
+    return {"valid_files": files}, MisalignedCorpusError, [str(files[0]), str(files[1]), "10 lines", "11 lines"]
 
 
 def _corpus_not_under_root(folder, src, tgt):
@@ -180,43 +180,48 @@ def _cli_args(tmp_path: Path, cfg: Path, extra: dict | None, args: list[str]) ->
     return ["fit", "--config", str(cfg), *more, *args]
 
 
-CONFIG_CASES = [  # (id, extra YAML, command-line args, the key the message must name)
-    ("value_not_int", None, ["--model.d_model=wide"], "model.d_model"),
-    ("value_not_float", None, ["--model.lr=fast"], "model.lr"),
-    ("yaml_value_wrong_type", {"data": {"max_tokens": "lots"}}, [], "data.max_tokens"),
-    ("yaml_key_misspelt", {"trainer": {"max_step": 4}}, [], "trainer.max_step"),
+CONFIG_CASES = [  # (id, extra YAML, command-line args, what jsonargparse's message says)
+    ("value_not_int", None, ["--model.d_model=wide"], ['Parser key "model.d_model"', "Expected a <class 'int'>. Got value: wide"]),
+    ("value_not_float", None, ["--model.lr=fast"], ['Parser key "model.lr"', "Expected a <class 'float'>. Got value: fast"]),
+    ("yaml_value_wrong_type", {"data": {"max_tokens": "lots"}}, [],
+     ['Parser key "data.max_tokens"', "Expected a <class 'int'>. Got value: lots"]),
+    ("yaml_key_misspelt", {"trainer": {"max_step": 4}}, [], ["does not accept option 'trainer.max_step'"]),
     ("callback_arg_wrong_type", {"trainer": {"callbacks": [{"class_path": "lightning_slt.WeightRewind",
-                                                             "init_args": {"step": "early"}}]}}, [], "step"),
+                                                             "init_args": {"step": "early"}}]}}, [],
+     ["class_path 'lightning_slt.WeightRewind'", 'Parser key "step"', "Expected a <class 'int'>. Got value: early"]),
 ]
 
 
-@pytest.mark.parametrize(("extra", "args", "key"), [c[1:] for c in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES])
-def test_config_of_the_wrong_type_is_named_by_the_cli(extra, args, key, data_root, spm_cache, tmp_path, capsys, tally):
+@pytest.mark.parametrize(("extra", "args", "says"), [c[1:] for c in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES])
+def test_config_of_the_wrong_type_is_named_by_the_cli(extra, args, says, data_root, spm_cache, tmp_path, capsys, tally):
     command = _cli_args(tmp_path, cli_config(tmp_path, data_root, spm_cache), extra, args)
     before = file_states(tmp_path, spm_cache)
     with pytest.raises(SystemExit) as info:
         cli.main(command)
     assert info.value.code != 0
-    assert key in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert all(fragment in err for fragment in says), err[-2000:]
     assert not (tmp_path / "run").exists()
     assert file_states(tmp_path, spm_cache) == before
     tally("bad_inputs")
 
 
 EXPERIMENT_YAML_CASES = [
-    ("targets_not_a_list", "targets: high\n", "targets"),
-    ("seeds_not_ints", "seeds: [one]\n", "seeds"),
-    ("key_misspelt", "method: [slt]\n", "method"),
+    ("targets_not_a_list", "targets: high\n", ['Parser key "targets"', "Expected a <class 'list'>. Got value: high"]),
+    ("seeds_not_ints", "seeds: [one]\n", ['Parser key "seeds"', "Expected a <class 'int'>. Got value: one"]),
+    ("key_misspelt", "method: [slt]\n", ["Option 'method' is not accepted"]),
 ]
 
 
-@pytest.mark.parametrize(("line", "key"), [c[1:] for c in EXPERIMENT_YAML_CASES], ids=[c[0] for c in EXPERIMENT_YAML_CASES])
-def test_experiment_yaml_of_the_wrong_type_is_named(line, key, tmp_path, tally):
+@pytest.mark.parametrize(("line", "says"), [c[1:] for c in EXPERIMENT_YAML_CASES], ids=[c[0] for c in EXPERIMENT_YAML_CASES])
+def test_experiment_yaml_of_the_wrong_type_is_named(line, says, tmp_path, tally):
+    from jsonargparse import ArgumentError
+
     path = tmp_path / "exp.yaml"
     path.write_text(f"base: [{TINY_EXPERIMENT_BASE}]\nmethods: [slt]\noutput_dir: {tmp_path / 'out'}\n" + line)
-    with pytest.raises(Exception) as info:  # jsonargparse's ArgumentError (or ValueError), never SystemExit
+    with pytest.raises(ArgumentError) as info:
         load_config(path)
-    assert key in str(info.value)
+    _says(info.value, *says)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp.yaml"]
     tally("bad_inputs")
 
