@@ -250,9 +250,8 @@ class SparseMultiHeadAttention(MultiHeadAttention):
     """A ``MultiHeadAttention`` whose fused q/k/v (or cross-attention k/v) GEMM is one CSR matmul.
 
     Shares the original's ``q_proj``/``k_proj``/``v_proj``/``out_proj`` (which may themselves be
-    ``SparseLinear``), so the state_dict is unchanged. ``self_attention`` / ``memory_kv``
-    repeat the parent's code with ``F.linear(x, cat(weights))`` replaced by the CSR matmul
-    (the parent concatenates its weights inline, so there is no smaller seam to override);
+    ``SparseLinear``), so the state_dict is unchanged. Only the projection seams
+    (``project_qkv`` / ``project_kv``) are overridden: the attention itself is the parent's;
     tests/export/test_sparse_linear.py pins the two to identical decoding outputs.
     """
 
@@ -263,27 +262,15 @@ class SparseMultiHeadAttention(MultiHeadAttention):
         self.fused, self.cross = fused, cross
         self.train(dense.training)  # attention dropout reads self.training
 
-    def self_attention(self, x: Tensor, packing, key_mask: Tensor | None = None, causal: bool = False,
-                       cache: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """As ``MultiHeadAttention.self_attention``, with the (3D, D) q/k/v projection sparse."""
+    def project_qkv(self, x: Tensor) -> Tensor:
+        """Rows (N, D) -> [q | k | v] (N, 3D) through the CSR matmul (self-attention)."""
         if self.cross:
-            return super().self_attention(x, packing, key_mask, causal, cache)
+            return super().project_qkv(x)
         # contiguous: SDPA takes its fused kernel only for unit-stride head dims (else a slower math path)
-        q, k, v = self._heads(packing.unpack(self.fused(x).contiguous()), 3)  # each (B, H, T, hd)
-        length = q.size(2)
-        if cache is not None and cache[0].size(2) > 0:
-            k = torch.cat([cache[0], k], dim=2)  # (B, H, t + T, hd)
-            v = torch.cat([cache[1], v], dim=2)
-            if causal and length > 1:  # new tokens see all cached ones and their own prefix
-                key_mask = torch.ones(length, k.size(2), dtype=torch.bool, device=x.device).tril(
-                    k.size(2) - length)  # (T, t + T)
-            causal = False  # a single new token may see every cached key
-        out = self._attend(q, k, v, key_mask, causal and length > 1)  # (B, H, T, hd)
-        return self.out_proj(packing.pack_heads(out)), k, v
+        return self.fused(x).contiguous()
 
-    def memory_kv(self, memory: Tensor, packing) -> tuple[Tensor, Tensor]:
-        """As ``MultiHeadAttention.memory_kv``, with the (2D, D) k/v projection sparse."""
+    def project_kv(self, memory: Tensor) -> Tensor:
+        """Rows (N, D) -> [k | v] (N, 2D) through the CSR matmul (cross-attention memory)."""
         if not self.cross:
-            return super().memory_kv(memory, packing)
-        k, v = self._heads(packing.unpack(self.fused(memory).contiguous()), 2)  # each (B, H, S, hd)
-        return k, v
+            return super().project_kv(memory)
+        return self.fused(memory).contiguous()
