@@ -37,7 +37,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from lightning_slt._runtime import configure_cpu
 from lightning_slt.data import TranslationDataModule
 from lightning_slt.experiments.checkpointing import read_checkpoint, use_atomic_checkpoints
-from lightning_slt.model.module import TranslationModule
+from lightning_slt.model.module import ARCHITECTURE_ARGUMENTS, TranslationModule
 
 # name -> "module:function(argv: list[str]) -> int | None"; add new subcommands here.
 COMMANDS: dict[str, str] = {
@@ -138,6 +138,19 @@ class TranslationCLI(LightningCLI):
         if ckpt_path is not None and not _resolved_by_lightning(str(ckpt_path)):
             self._checkpoint = read_checkpoint(ckpt_path, mmap=True)
             _check_written_by_translation_module(self._checkpoint, str(ckpt_path))
+
+    def _parse_ckpt_path(self) -> None:
+        """Take the model's architecture from ``--ckpt_path``, and nothing else.
+
+        LightningCLI (2.6) replaces every ``model`` argument by the checkpoint's hyper-parameters,
+        so ``test --ckpt_path x.ckpt --model.beam_size=5`` silently decoded with the training
+        run's beam size and wrote to its ``output_dir``. The sizes must follow the checkpoint;
+        decoding, optimisation and output settings stay as this command configures them.
+        """
+        saved = (self._checkpoint or {}).get("hyper_parameters") or {}
+        architecture = {name: saved[name] for name in ARCHITECTURE_ARGUMENTS if name in saved}
+        if architecture:
+            self.config = self.parser.parse_object({self.config.subcommand: {"model": architecture}}, self.config)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")

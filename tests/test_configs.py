@@ -47,7 +47,14 @@ def test_fragments_compose_with_the_baseline():
                            "--config", str(CONF / "model" / "transformer_base.yaml")])
     assert (config.fit.model.d_model, config.fit.model.optimizer) == (512, "adafactor")
     assert config.fit.data.vocab_size == 8000
-    assert [c.class_path for c in config.fit.trainer.callbacks] == ["pytorch_lightning.callbacks.ModelCheckpoint"]
+    assert [c.class_path.rsplit(".", 1)[-1] for c in config.fit.trainer.callbacks] == _baseline_callbacks()
+
+
+def _baseline_callbacks() -> list[str]:
+    """Class names of conf/multi30k_cpu.yaml's own callbacks, in order (a ModelCheckpoint among them)."""
+    names = [c["class_path"].rsplit(".", 1)[-1] for c in yaml.safe_load((CONF / "multi30k_cpu.yaml").read_text())["trainer"]["callbacks"]]
+    assert "ModelCheckpoint" in names
+    return names
 
 
 PRUNING = sorted((CONF / "pruning").glob("*.yaml"))
@@ -60,4 +67,5 @@ def test_pruning_config_adds_its_callbacks_after_the_baselines(path):
     added = (yaml.safe_load(path.read_text()).get("trainer") or {}).get("callbacks") or []
     added = added if isinstance(added, list) else [added]
     names = [c.class_path.rsplit(".", 1)[-1] for c in config.fit.trainer.callbacks]
-    assert names == ["ModelCheckpoint"] + [c["class_path"].rsplit(".", 1)[-1] for c in added]
+    assert names == _baseline_callbacks() + [c["class_path"].rsplit(".", 1)[-1] for c in added]
+    assert config.fit.trainer.callbacks[names.index("ModelCheckpoint")].init_args.monitor == "val/bleu"

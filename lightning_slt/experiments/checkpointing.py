@@ -21,7 +21,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 from typing_extensions import override
 
-from .files import write_torch
+from lightning_slt.atomic import write_torch
 
 _READ_ERRORS = (RuntimeError, EOFError, OSError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError)
 

@@ -14,7 +14,7 @@ import statistics
 from importlib import resources
 from pathlib import Path
 
-from .files import read_json, write_text
+from lightning_slt.atomic import read_json, write_bytes, write_text
 
 METHOD_LABELS = {
     "mp": "MP", "lt": "LT", "slt": "SLT", "clt": "CLT", "slt_mp": "SLT-MP", "mp_slt": "MP-SLT",
@@ -125,9 +125,7 @@ def plot(methods: list[str], summary: dict, path: Path, paper: str | None = "wmt
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
-    from .files import _atomic
-
-    _atomic(path, lambda handle: handle.write(buffer.getvalue()))
+    write_bytes(path, buffer.getvalue())
 
 
 def write_report(output_dir: str | Path, paper: str | None = "wmt14_ende", wandb: bool | None = None) -> dict[str, Path]:

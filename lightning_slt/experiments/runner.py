@@ -34,7 +34,7 @@ from lightning_slt.pruning.sources import STATE_KEY
 
 from .chains import RunSpec, build_runs
 from .config import ExperimentConfig, Schedule
-from .files import read_json, write_json, write_text, write_torch
+from lightning_slt.atomic import read_json, write_json, write_text, write_torch
 
 MANIFEST = "experiment.json"
 CHECKPOINT = "lightning_slt.experiments.checkpointing.BestAfterStep"

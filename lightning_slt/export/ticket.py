@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lightning_slt.atomic import write_bytes
 from lightning_slt.export.mask_codec import EncodedMask, decode_mask, encode_mask
 
 MAGIC = b"LSLTTKT\x00"
@@ -163,7 +164,7 @@ def write_ticket(
         }
     header_bytes = json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8")
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes), hashlib.sha256(header_bytes).digest())
-    _write_atomically(Path(path), [prefix, header_bytes, payload, tokenizer_section])
+    write_bytes(Path(path), [prefix, header_bytes, payload, tokenizer_section])
     sizes.update(
         header=len(prefix) + len(header_bytes),
         payload=len(payload),
@@ -378,17 +379,3 @@ def _json_ready(argument: str, value: dict[str, Any]) -> dict[str, Any]:
         return json.loads(json.dumps(value))
     except (TypeError, ValueError) as error:
         raise ValueError(f"{argument} must be JSON-serializable: {error}") from None
-
-
-def _write_atomically(path: Path, parts: list[bytes]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            for part in parts:
-                handle.write(part)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -13,12 +13,12 @@ pruned projection at this run's batch size and keeps the faster (``sparse_linear
 
 import argparse
 import io
-import json
 import statistics
 import sys
 import time
 from typing import Any
 
+from lightning_slt.atomic import write_json, write_text
 from lightning_slt.export.sparse_linear import sparsify_
 
 
@@ -86,8 +86,7 @@ def translate_main(argv: list[str] | None = None) -> int:
             "sentences": len(sentences), "seconds": round(seconds, 3), "beam": beam, "sparse": args.sparse,
             "rows": rows, "encoder_rows": encoder_rows, "layers": [choice.as_dict() for choice in choices],
         }
-        with open(args.report, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=1)
+        write_json(args.report, report)
     return 0
 
 
@@ -105,5 +104,4 @@ def _write_lines(path: str | None, lines: list[str]) -> None:
         sys.stdout.buffer.write(text.encode("utf-8"))
         sys.stdout.flush()
         return
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    write_text(path, text)

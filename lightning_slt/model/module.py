@@ -9,7 +9,6 @@ Lightning does not save (so a killed run resumes bit-identically).
 
 import hashlib
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +22,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 from typing_extensions import override
 
+from lightning_slt.atomic import write_text
 from lightning_slt.data.tokenizer import Tokenizer
 from lightning_slt.model.metrics import TranslationScores, score_translations
 from lightning_slt.model.presets import get_preset
@@ -34,9 +34,10 @@ from lightning_slt.model.transformer import Transformer, TransformerConfig
 TOKENIZER_KEY = "tokenizer_model_proto"  # uint8 tensor of the sentencepiece model bytes
 RNG_KEY = "rng_states"  # dict from ``rng_states()``
 
-# Fields shared by TranslationModule's arguments and TransformerConfig.
-_ARCH_FIELDS = ("d_model", "n_heads", "encoder_layers", "decoder_layers", "d_ff", "dropout",
-                "attention_dropout", "activation_dropout", "pre_norm", "max_positions")
+# Fields shared by TranslationModule's arguments and TransformerConfig: the architecture, which a
+# checkpoint fixes (the CLI takes them from --ckpt_path).
+ARCHITECTURE_ARGUMENTS = ("d_model", "n_heads", "encoder_layers", "decoder_layers", "d_ff", "dropout",
+                          "attention_dropout", "activation_dropout", "pre_norm", "max_positions")
 
 
 def label_smoothed_nll_loss(lprobs: Tensor, target: Tensor, epsilon: float) -> tuple[Tensor, Tensor]:
@@ -85,22 +86,6 @@ def set_rng_states(states: dict[str, Any]) -> None:
                          states["numpy_cached_gaussian"]))
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``: readers never see
-    a half-written file, and a crash leaves the previous version."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a failed write leaves neither a partial target nor a stray temp file
-        raise
 
 
 def _gather_objects(records: list, world_size: int) -> list:
@@ -250,7 +235,7 @@ class TranslationModule(pl.LightningModule):
         ``transformer_cpu``; see ``lightning_slt.model.presets``); ``kwargs`` set or override
         any other constructor argument (optimizer, schedule, decoding, even sizes)."""
         config = get_preset(preset)(vocab_size=vocab_size)
-        arch = {name: getattr(config, name) for name in _ARCH_FIELDS}
+        arch = {name: getattr(config, name) for name in ARCHITECTURE_ARGUMENTS}
         return cls(vocab_size=vocab_size, **{**arch, **kwargs})
 
     # ------------------------------------------------------------------ tokenizer
@@ -500,8 +485,8 @@ class TranslationModule(pl.LightningModule):
 
     def _write_test_outputs(self, split: str, hypotheses: list[str]) -> None:
         folder = self.test_output_dir()
-        _atomic_write_text(folder / f"hypotheses_{split}.txt", "".join(h + "\n" for h in hypotheses))
-        _atomic_write_text(folder / f"metrics_{split}.json", json.dumps(self.last_test_metrics, indent=2) + "\n")
+        write_text(folder / f"hypotheses_{split}.txt", "".join(h + "\n" for h in hypotheses))
+        write_text(folder / f"metrics_{split}.json", json.dumps(self.last_test_metrics, indent=2) + "\n")
         rank_zero_info(f"test BLEU {self.last_test_metrics['bleu']:.2f} on {split}; outputs in {folder}")
 
     @override
@@ -585,7 +570,7 @@ class TranslationModule(pl.LightningModule):
                  if name in mine and isinstance(value, Tensor) and value.shape != mine[name].shape]
         missing = [name for name in mine if name not in state]
         if wrong or missing:
-            differ = [f"{k}={saved_hp[k]} (here {self.hparams[k]})" for k in _ARCH_FIELDS
+            differ = [f"{k}={saved_hp[k]} (here {self.hparams[k]})" for k in ARCHITECTURE_ARGUMENTS
                       if k in saved_hp and saved_hp[k] != self.hparams[k]]
             raise ValueError(
                 f"{where} holds a model of other shapes: " + "; ".join(wrong[:3] or [f"no {missing[:3]}"])

@@ -3,15 +3,15 @@
 Audit (writer of each file, all through a temporary file beside the target and ``os.replace``):
 
     Lightning checkpoints   experiments.checkpointing.AtomicCheckpointIO (installed by the CLI,
-                            hence by the experiment runner) -> experiments.files.write_torch
-    mask.pt, theta_k.pt     experiments.runner._finish -> files.write_torch
-    metrics.json            experiments.runner._finish -> files.write_json
-    experiment.json         experiments.runner.run_experiment -> files.write_json
-    config.yaml (run)       experiments.runner._train -> files.write_text
-    results.csv/.md, .png   experiments.report.write_report -> files.write_text / files._atomic
-    tickets                 export.ticket.write_ticket -> _write_atomically
+                            hence by the experiment runner) -> atomic.write_torch
+    mask.pt, theta_k.pt     experiments.runner._finish -> atomic.write_torch
+    metrics.json            experiments.runner._finish -> atomic.write_json
+    experiment.json         experiments.runner.run_experiment -> atomic.write_json
+    config.yaml (run)       experiments.runner._train -> atomic.write_text
+    results.csv/.md, .png   experiments.report.write_report -> atomic.write_text / atomic.write_bytes
+    tickets                 export.ticket.write_ticket -> atomic.write_bytes
     tokenizer cache         data.tokenizer.train_tokenizer -> _write_atomic
-    hypotheses, metrics     model.module.TranslationModule._write_test_outputs -> _atomic_write_text
+    hypotheses, metrics     model.module.TranslationModule._write_test_outputs -> atomic.write_text
     corpus downloads        data.corpora.download_corpus -> _fetch_verified
 
 For each file the real writer runs with a fault injected into that file's write only: a crash
@@ -20,8 +20,7 @@ and once over an earlier version. Afterwards the target is absent or byte-for-by
 version (same mtime), and no temporary file is left behind. Each file kind is one "file checked".
 
 Not the project's: Lightning's own logs (CSVLogger metrics.csv, hparams.yaml, the CLI's copy of
-its config) and W&B files. ``lightning-slt translate --output/--report`` (export/translate.py)
-is still written in place: marked xfail below until it is fixed.
+its config) and W&B files.
 """
 
 from __future__ import annotations
@@ -260,7 +259,6 @@ def test_the_cli_and_the_runner_write_checkpoints_atomically(data_root, spm_cach
     assert type(cli.trainer.strategy.checkpoint_io) is AtomicCheckpointIO  # the runner builds its runs this way
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="export/translate.py _write_lines writes --output in place (export engineer)")
 def test_translate_output(monkeypatch, pruned, tmp_path):
     from lightning_slt.export.translate import translate_main
 

@@ -28,7 +28,7 @@ from lightning_slt.data import (
     train_tokenizer,
 )
 from lightning_slt.experiments import ExperimentConfig, load_config, plan, run_experiment
-from lightning_slt.experiments.files import write_json
+from lightning_slt.atomic import write_json
 from lightning_slt.experiments.runner import _manifest
 from lightning_slt.export import TicketError, export_checkpoint, load_ticket, read_ticket
 

@@ -1,11 +1,13 @@
-"""Atomic writes: every file the experiment runner writes goes through a temporary file and
-``os.replace``, so a kill never leaves a half-written file that a later step would trust."""
+"""Atomic writes, the one implementation the package uses: every file goes through a temporary
+file beside its target and ``os.replace``, so a kill never leaves a half-written file that a
+later step would trust (checkpoints, masks, tickets, metrics, reports, test outputs)."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,12 @@ def _atomic(path: Path, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_bytes(path: Path, parts: bytes | Iterable[bytes]) -> None:
+    """Write ``parts`` (one bytes object or several, in order) as the whole file."""
+    chunks = [parts] if isinstance(parts, (bytes, bytearray, memoryview)) else parts
+    _atomic(Path(path), lambda handle: [handle.write(chunk) for chunk in chunks])
 
 
 def write_text(path: Path, text: str) -> None:
