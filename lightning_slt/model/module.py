@@ -9,6 +9,7 @@ Lightning does not save (so a killed run resumes bit-identically).
 
 import hashlib
 import json
+import os
 import random
 from pathlib import Path
 from typing import Any, Literal
