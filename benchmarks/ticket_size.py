@@ -15,7 +15,6 @@ Prints one JSON line.
 """
 
 import argparse
-import io
 import json
 import statistics
 import sys

@@ -13,7 +13,6 @@ from lightning_slt.data import (
     EOS_ID,
     PAD_ID,
     Tokenizer,
-    TranslationDataModule,
     read_parallel,
     resolve_corpus,
 )
