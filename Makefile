@@ -25,6 +25,7 @@ demo: install
 	$(VENV)/bin/lightning-slt demo
 
 test: install
+	$(VENV)/bin/ruff check --select F,E9 lightning_slt tests benchmarks results
 	$(PY) -m pytest -q
 
 bench: install
