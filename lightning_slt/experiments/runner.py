@@ -124,25 +124,40 @@ def _check_manifest(output_dir: Path, manifest: dict) -> None:
         raise ValueError(f"{output_dir} is not empty and holds no {MANIFEST}: it is not an experiment folder of ours")
 
 
-def run_experiment(config: ExperimentConfig) -> Path:
+def run_experiment(config: ExperimentConfig | str | os.PathLike) -> Path:
     """Train every run of the experiment that is not finished yet, then write the report.
 
+    Args:
+        config: an ExperimentConfig, or the path of an experiment YAML.
+
     Returns the experiment directory. Safe to call again after a crash or with more methods
-    or seeds: finished runs are skipped, killed runs resume from their last checkpoint.
+    or seeds: finished runs are skipped, killed runs resume from their last checkpoint. Under
+    a DDP launcher that starts one process per rank, every rank walks the same chain (decisions
+    come from files that rank 0 writes before the ranks leave a run together); only rank 0
+    writes the experiment's files.
     """
+    if not isinstance(config, ExperimentConfig):
+        config = load_config(config)
     base, schedule, runs = plan(config)
     output_dir = Path(config.output_dir)
     manifest = _manifest(config, base, schedule)
     _check_manifest(output_dir, manifest)
-    write_json(output_dir / MANIFEST, {**manifest, "config": config.to_dict()})
+    if _rank_zero():
+        write_json(output_dir / MANIFEST, {**manifest, "config": config.to_dict()})
     for seed in config.seeds:
         last_ckpt = {run.name: str(run_paths(output_dir, seed, run.name).last) for run in runs}
         for run in runs:
             _train(config, base, schedule, run, seed, last_ckpt)
     from .report import write_report
 
-    write_report(output_dir)
+    if _rank_zero():
+        write_report(output_dir)
     return output_dir
+
+
+def _rank_zero() -> bool:
+    """True unless this process is a non-zero rank started by a distributed launcher."""
+    return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0"
 
 
 def _run_config(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpec, seed: int,
@@ -202,11 +217,12 @@ def _train(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpe
         return
     resume = paths.last if paths.last.exists() else None
     cfg = _run_config(config, base, schedule, run, seed, last_ckpt)
-    write_text(paths.config, "# written by lightning-slt experiment; re-run with: lightning-slt fit --config this file\n"
-               + yaml.safe_dump(cfg, sort_keys=False))
+    if _rank_zero():
+        write_text(paths.config, "# written by lightning-slt experiment; re-run with: lightning-slt fit --config this file\n"
+                   + yaml.safe_dump(cfg, sort_keys=False))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
-        cli = TranslationCLI(args=["--config", str(paths.config)], run=False)
+        cli = TranslationCLI(args=cfg, run=False)  # the dict itself: no rank waits for rank 0's file
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
