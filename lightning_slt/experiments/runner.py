@@ -250,7 +250,7 @@ def _finish(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths, 
     write_torch(paths.mask, masks)
     snapshots = {state["step"]: state["snapshot"] for key, state in last.get("callbacks", {}).items()
                  if key.startswith("WeightRewind") and state.get("snapshot") is not None}
-    if run.rewind_step in snapshots or snapshots:
+    if snapshots:  # θk (the largest recorded step; the dense run also holds θ0)
         k = max(snapshots)
         write_torch(paths.theta_k, {"step": k, "weights": snapshots[k]})
     weights = last["state_dict"]
