@@ -287,7 +287,7 @@ def _csc_megabytes(weights: dict, masks: dict) -> float:
     for name, tensor in weights.items():
         if not tensor.is_floating_point():
             continue
-        mask = next((m for key, m in masks.items() if key == name or key.endswith("." + name) or name.endswith("." + key)), None)
+        mask = masks.get(name)  # masks and state_dict are keyed by the same module parameter names
         if mask is None or tensor.dim() != 2:
             total += tensor.numel() * 4
         else:
