@@ -30,11 +30,11 @@ from typing import Any
 import torch
 import yaml
 
+from lightning_slt.atomic import read_json, write_json, write_text, write_torch
 from lightning_slt.pruning.sources import STATE_KEY
 
 from .chains import RunSpec, build_runs
 from .config import ExperimentConfig, Schedule
-from lightning_slt.atomic import read_json, write_json, write_text, write_torch
 
 MANIFEST = "experiment.json"
 CHECKPOINT = "lightning_slt.experiments.checkpointing.BestAfterStep"
