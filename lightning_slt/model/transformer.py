@@ -198,12 +198,14 @@ class Packing(NamedTuple):
         return padded.index_put_((self.index,), rows).view(self.batch, self.length, rows.size(1))
 
     def pack_heads(self, heads: Tensor) -> Tensor:
-        """Attention output (B, H, L, hd) -> rows (N, H * hd) in one gather."""
-        by_position = heads.transpose(1, 2)  # (B, L, H, hd), a view
-        if self.index is None:
-            return by_position.reshape(self.batch * self.length, -1)
-        rows = by_position[self.index // self.length, self.index % self.length]  # (N, H, hd)
-        return rows.flatten(1)
+        """Attention output (B, H, L, hd) -> rows (N, H * hd).
+
+        index_select, not advanced indexing: its backward is an index_add, where advanced
+        indexing's is an accumulating index_put that sorts the indices (35 ms of a 0.9 s
+        transformer_cpu step).
+        """
+        rows = heads.transpose(1, 2).reshape(self.batch * self.length, -1)  # (B*L, H*hd)
+        return rows if self.index is None else rows.index_select(0, self.index)
 
     def dropout(self, rows: Tensor, p: float, training: bool, broadcast: bool) -> Tensor:
         """Dropout of rows (N, C); with ``broadcast`` one (C,) mask per sentence serves all its rows.

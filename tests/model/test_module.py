@@ -17,7 +17,6 @@ from lightning_slt.model.module import (
     TOKENIZER_KEY,
     TranslationModule,
     _length_batches,
-    label_smoothed_nll_loss,
     rng_states,
     set_rng_states,
 )
@@ -56,14 +55,6 @@ def make_trainer(root, **overrides) -> pl.Trainer:
 
 
 # ---------------------------------------------------------------- pure pieces
-
-
-def test_label_smoothed_loss_equals_torch_cross_entropy():
-    torch.manual_seed(0)
-    logits, target = torch.randn(7, 11, dtype=torch.float64), torch.randint(0, 11, (7,))
-    loss, nll = label_smoothed_nll_loss(F.log_softmax(logits, -1), target, 0.1)
-    torch.testing.assert_close(loss.sum(), F.cross_entropy(logits, target, label_smoothing=0.1, reduction="sum"))
-    torch.testing.assert_close(nll.sum(), F.cross_entropy(logits, target, reduction="sum"))
 
 
 def test_rng_states_round_trip_all_three_generators():
