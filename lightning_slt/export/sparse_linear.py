@@ -227,7 +227,9 @@ def _sparsify_output_projection(model: nn.Module, decide, rows: int) -> None:
         matmul = decide(f"{prefix}logits(embed.weight)", module.embed.weight, None, rows)
         if matmul is not None:
             # An instance attribute shadows the class method; the model's parameters are untouched.
-            object.__setattr__(module, "logits", matmul)
+            # Row-major logits: argmax / log_softmax over a strided vocabulary axis cost 3.6 ms a
+            # step at 33k x 30 rows, the copy 0.4 ms.
+            object.__setattr__(module, "logits", lambda hidden: matmul(hidden).contiguous())
 
 
 def _time_dense_vs_sparse(weight: Tensor, bias: Tensor | None, matmul: CsrMatmul, rows: int,

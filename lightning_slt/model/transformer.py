@@ -274,6 +274,8 @@ class MultiHeadAttention(nn.Module):
         """(B, L, parts * D) -> ``parts`` views (B, H, L, hd)."""
         batch, length, width = padded.shape
         head_dim = width // (parts * self.n_heads)
+        if padded.stride(-1) != 1:  # e.g. a CSR projection's transposed output: SDPA's fused
+            padded = padded.contiguous()  # kernel needs unit-stride head dims (else its math path, 3x slower)
         split = padded.view(batch, length, parts, self.n_heads, head_dim).unbind(2)  # parts x (B, L, H, hd)
         # unbind(2), not permute + unbind(0): the backward then stacks straight into (B, L, parts, D)
         return tuple(part.transpose(1, 2) for part in split)

@@ -150,6 +150,23 @@ def test_transformer_swaps_fused_attention_and_tied_output_projection() -> None:
         hidden, hidden_sparse = model.decode(tgt, enc), sparse.decode(tgt, enc_sparse)
         torch.testing.assert_close(hidden_sparse, hidden, rtol=0, atol=1e-5)
         torch.testing.assert_close(sparse.logits(hidden), model.logits(hidden), rtol=0, atol=1e-5)
+        assert sparse.logits(hidden).is_contiguous()  # argmax over a strided vocabulary is 9x slower
+
+
+def test_attention_over_csr_projections_takes_the_fused_sdpa_kernel(monkeypatch) -> None:
+    """CSR outputs are transposed views; attention must still see unit-stride head dims."""
+    sparse = _tiny_transformer()
+    sparsify_(sparse, "on", rows=3, encoder_rows=12)
+    strides = []
+    original = F.scaled_dot_product_attention
+
+    def recording(q, k, v, *args, **kwargs):
+        strides.append((q.stride(-1), k.stride(-1), v.stride(-1)))
+        return original(q, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", recording)
+    greedy_search(sparse, torch.randint(4, 97, (3, 7)), max_len_b=3)
+    assert strides and set(strides) == {(1, 1, 1)}
 
 
 def test_transformer_greedy_and_beam_outputs_are_identical() -> None:
