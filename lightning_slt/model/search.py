@@ -101,7 +101,7 @@ def greedy_search(model: Transformer, src: Tensor, max_len_a: float = 1.2, max_l
         with torch.inference_mode():
             max_len = _max_lengths(model, src, max_len_a, max_len_b)  # (B,)
             enc = model.encode(src)
-            cache = model.new_cache(enc) if use_cache else None
+            cache = model.new_cache(enc, capacity=int(max_len.max()) + 1) if use_cache else None
             alive = torch.arange(src.size(0), device=src.device)  # (A,) sentence of each live row
             tokens = src.new_full((src.size(0), 1), config.bos_id)  # (A, t + 1)
             results: list[list[int]] = [[] for _ in range(src.size(0))]
@@ -158,7 +158,7 @@ def _beam_search(model: Transformer, src: Tensor, beam: int, alpha: float, max_l
     enc = model.encode(src)
     expand = torch.arange(batch, device=device).repeat_interleave(beam)  # (B*K,) sentence of each row
     if use_cache:
-        cache, enc = model.reorder_cache(model.new_cache(enc), expand), None
+        cache, enc = model.reorder_cache(model.new_cache(enc, capacity=int(max_len.max()) + 1), expand), None
     else:
         cache, enc = None, model.reorder_encoder_out(enc, expand)
     alive = torch.arange(batch, device=device)  # (A,) sentence of each live group of K rows

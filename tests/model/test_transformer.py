@@ -255,20 +255,20 @@ def test_bf16_autocast_trains():
 # ---------------------------------------------------------------- incremental decoding
 
 
-@pytest.mark.parametrize("pre_norm", [True, False])
-def test_cached_decoding_matches_full_decoding(pre_norm):
+@pytest.mark.parametrize("pre_norm,capacity", [(True, 32), (False, 32), (True, 1), (True, 5)])
+def test_cached_decoding_matches_full_decoding(pre_norm, capacity):
     model = tiny_model(pre_norm=pre_norm)
     src = padded_batch([5, 2, 7])
     tgt = padded_batch([6, 6, 6], seed=2, start_bos=True)
     enc = model.encode(src)
     full = model.decode(tgt, enc)  # (B, T, D)
 
-    cache = model.new_cache(enc)
+    cache = model.new_cache(enc, capacity=capacity)  # 1 and 5: the buffers grow while decoding
     steps = [model.decode(tgt[:, t:t + 1], enc, cache) for t in range(6)]
-    assert cache.length == 6
+    assert cache.length == 6 and cache.self_kv[0].k.size(0) >= 6
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=0, atol=1e-5)
 
-    cache = model.new_cache(enc)  # a prefix of 4 at once, then 2 more: causal mask with offset
+    cache = model.new_cache(enc, capacity=capacity)  # a prefix of 4 at once, then 2 more: causal mask with offset
     chunks = [model.decode(tgt[:, :4], enc, cache), model.decode(tgt[:, 4:], enc, cache)]
     torch.testing.assert_close(torch.cat(chunks, dim=1), full, rtol=0, atol=1e-5)
 
