@@ -8,7 +8,6 @@ import pytest
 import pytorch_lightning as pl
 import sacrebleu
 import torch
-import torch.nn.functional as F
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lightning_slt.data import TranslationDataModule, read_parallel, resolve_corpus
