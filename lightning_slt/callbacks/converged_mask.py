@@ -82,6 +82,9 @@ class ConvergedMask(PruningCallback):
             if previous is None:
                 raise ValueError(f"{what} has no mask; give ConvergedMask a sparsity to prune its weights")
             return previous, previous
+        if source.kind == "winning_ticket":
+            raise ValueError(f"{what} is a winning ticket (θk ⊙ m), not converged weights θT to prune; set "
+                             "sparsity=None to take its mask, or export the run without --winning-ticket")
         if source.weights is None:
             raise ValueError(f"{what} holds only a mask ({source.kind}); set sparsity=None to use it as it is")
         names = match_names(params, source.weights, what)

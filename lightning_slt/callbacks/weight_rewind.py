@@ -99,7 +99,7 @@ class WeightRewind(PruningCallback):
         elif source.weights is None:
             raise ValueError(f"{what} holds only a mask ({source.kind}), no weights to rewind to")
         else:
-            rank_zero_warn(f"{what} is a plain state_dict: taking it as θ_{self.step}")
+            rank_zero_warn(f"{what} holds weights but no recorded θ_{self.step} ({source.kind}): taking its weights as θ_{self.step}")
             weights = source.weights
         params = dict(pl_module.named_parameters())
         names = match_names(params, weights, what)

@@ -4,6 +4,9 @@
 - ``ticket``: the self-describing, checksummed ticket file (`write_ticket`, `read_ticket`).
 - ``checkpoint``: TranslationModule checkpoint -> ticket (`export_checkpoint`) and back
   (`load_ticket`).
+- ``winning_ticket``: θk ⊙ m of a checkpoint as a ticket (`export_winning_ticket`), a source for
+  ``WeightRewind`` and ``ConvergedMask``.
+- ``wandb_artifact``: a ticket as a W&B model artifact (`log_ticket_artifact`).
 - ``sparse_linear``: CSR matmuls for pruned projections where they beat dense (`sparsify_`).
 - ``translate`` / ``cli``: the ``lightning-slt translate`` and ``export`` commands.
 
@@ -25,6 +28,9 @@ _PUBLIC = {
     "export_checkpoint": "lightning_slt.export.checkpoint",
     "load_ticket": "lightning_slt.export.checkpoint",
     "masks_from_zeros": "lightning_slt.export.checkpoint",
+    "export_winning_ticket": "lightning_slt.export.winning_ticket",
+    "log_ticket_artifact": "lightning_slt.export.wandb_artifact",
+    "ticket_metadata": "lightning_slt.export.wandb_artifact",
     "CsrMatmul": "lightning_slt.export.sparse_linear",
     "LayerChoice": "lightning_slt.export.sparse_linear",
     "SparseLinear": "lightning_slt.export.sparse_linear",

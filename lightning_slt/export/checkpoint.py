@@ -15,13 +15,21 @@ import torch
 from torch import Tensor
 
 from lightning_slt import __version__
-from lightning_slt.export.ticket import Ticket, TicketError, read_ticket, write_ticket
+from lightning_slt.export.ticket import (
+    Ticket,
+    TicketError,
+    _storage_key,
+    read_ticket,
+    write_ticket,
+)
+from lightning_slt.pruning.sources import STATE_KEY
+from lightning_slt.pruning.stats import sparsity_report
 
 if TYPE_CHECKING:
     from lightning_slt.model.module import TranslationModule
 
 MODULE_CLASS = "lightning_slt.model.module.TranslationModule"
-_MASKS_STATE_KEY = "lightning_slt"  # == lightning_slt.pruning.sources.STATE_KEY
+TICKET_KIND = "ticket"  # extra["kind"] of a ticket of θT; a winning ticket (θk ⊙ m) says "winning_ticket"
 
 
 def masks_from_zeros(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -51,12 +59,28 @@ def export_checkpoint(
     Masks, first found wins: the `masks` argument, the masks the pruning callbacks stored in
     the checkpoint, else the exact zeros of >= 2-dim tensors (``masks_from_zeros``). Mask
     keys are the checkpoint's state_dict names (``model.encoder...``). Pruned entries are
-    zeroed before writing (pruning keeps them zero anyway).
+    zeroed before writing (pruning keeps them zero anyway). The header's ``extra`` says
+    ``kind: "ticket"`` (the converged weights θT; see ``export_winning_ticket`` for θk ⊙ m).
 
     Raises:
         FileNotFoundError: no such checkpoint.
         ValueError: the file is not a TranslationModule checkpoint (no state_dict or no
             hyper_parameters), or a mask does not fit its tensor.
+    """
+    checkpoint = read_module_checkpoint(ckpt_path)
+    state_dict = checkpoint_tensors(checkpoint)
+    masks, masks_from = checkpoint_masks(checkpoint, state_dict, masks)
+    extra = {"kind": TICKET_KIND, "masks_from": masks_from}
+    return write_module_ticket(out_path, ckpt_path, checkpoint, zero_pruned(state_dict, masks), masks, extra,
+                               values_dtype, embed_tokenizer)
+
+
+def read_module_checkpoint(ckpt_path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint dict, on CPU, after checking it is a Lightning checkpoint of a module.
+
+    Raises:
+        FileNotFoundError: no such checkpoint.
+        ValueError: no ``state_dict`` or no ``hyper_parameters`` in it.
     """
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
@@ -67,26 +91,75 @@ def export_checkpoint(
             f"{ckpt_path} is not a Lightning checkpoint of TranslationModule (needs 'state_dict' and "
             "'hyper_parameters'); export the checkpoint written by `lightning-slt fit`"
         )
-    state_dict = {name: tensor for name, tensor in checkpoint["state_dict"].items() if isinstance(tensor, Tensor)}
-    masks_from = "argument"
-    if masks is None:
-        stored = (checkpoint.get(_MASKS_STATE_KEY) or {}).get("masks")
-        masks_from = "checkpoint" if stored else "zeros"
-        masks = {name: mask.bool() for name, mask in stored.items()} if stored else masks_from_zeros(state_dict)
+    return checkpoint
+
+
+def checkpoint_tensors(checkpoint: dict[str, Any]) -> dict[str, Tensor]:
+    """The tensors of the checkpoint's ``state_dict`` (the converged weights θT)."""
+    return {name: tensor for name, tensor in checkpoint["state_dict"].items() if isinstance(tensor, Tensor)}
+
+
+def checkpoint_masks(
+    checkpoint: dict[str, Any], state_dict: dict[str, Tensor], masks: dict[str, Tensor] | None = None
+) -> tuple[dict[str, Tensor], str]:
+    """(masks, where from): `masks` if given ("argument"), else the ones the pruning callbacks
+    stored ("checkpoint"), else the exact zeros of `state_dict` ("zeros", ``masks_from_zeros``)."""
+    if masks is not None:
+        return masks, "argument"
+    stored = (checkpoint.get(STATE_KEY) or {}).get("masks")
+    if stored:
+        return {name: mask.bool() for name, mask in stored.items()}, "checkpoint"
+    return masks_from_zeros(state_dict), "zeros"
+
+
+def zero_pruned(state_dict: dict[str, Tensor], masks: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A copy of `state_dict` whose pruned entries are +0.0; kept ones untouched, -0.0 included.
+
+    Tensors that share storage (tied weights) are masked once and stay shared, so the ticket
+    stores them once. A mask that does not fit its tensor is left for ``write_ticket`` to name.
+    """
+    out, done = dict(state_dict), {}
     for name, mask in masks.items():
-        if name in state_dict and mask.shape == state_dict[name].shape:
-            tensor = state_dict[name]  # pruned entries -> +0.0; kept ones untouched, -0.0 included
-            state_dict[name] = torch.where(mask, tensor, torch.zeros((), dtype=tensor.dtype))
+        tensor = state_dict.get(name)
+        if tensor is None or mask.shape != tensor.shape:
+            continue
+        key = _storage_key(tensor) or name  # empty tensors have no storage identity
+        if key not in done:
+            done[key] = torch.where(mask, tensor, torch.zeros((), dtype=tensor.dtype))
+        out[name] = done[key]
+    for name, tensor in state_dict.items():  # a tied twin without a mask of its own follows its twin
+        key = _storage_key(tensor)
+        if name not in masks and key is not None and key in done:
+            out[name] = done[key]
+    return out
+
+
+def write_module_ticket(
+    out_path: str | os.PathLike,
+    ckpt_path: str | os.PathLike,
+    checkpoint: dict[str, Any],
+    state_dict: dict[str, Tensor],
+    masks: dict[str, Tensor],
+    extra: dict[str, Any],
+    values_dtype: str = "float32",
+    embed_tokenizer: bool = True,
+) -> dict[str, int]:
+    """Write `state_dict` and `masks` with the checkpoint's hparams and tokenizer; returns the sizes.
+
+    ``extra`` gains what every ticket of a checkpoint records: the checkpoint's file name,
+    global step and epoch, the masks' global sparsity and this package's version.
+    """
     from lightning_slt.model.module import TOKENIZER_KEY
 
     tokenizer = checkpoint.get(TOKENIZER_KEY)
     tokenizer_proto = tokenizer.numpy().tobytes() if isinstance(tokenizer, Tensor) else None
     model_config = {"class": MODULE_CLASS, "hparams": _plain(dict(checkpoint["hyper_parameters"]))}
     extra = {
-        "source_checkpoint": ckpt_path.name,
+        "source_checkpoint": Path(ckpt_path).name,
         "global_step": checkpoint.get("global_step"),
         "epoch": checkpoint.get("epoch"),
-        "masks_from": masks_from,
+        **extra,
+        "sparsity": sparsity_report(masks)["global"],
         "lightning_slt_version": __version__,
     }
     return write_ticket(out_path, state_dict, masks, model_config, tokenizer_proto, values_dtype, extra,

@@ -3,8 +3,11 @@
 Usage::
 
     lightning-slt export runs/slt/s0.90/last.ckpt --out model.ticket [--values fp32|fp16|bf16]
+    lightning-slt export runs/slt/s0.90/last.ckpt --out wt.ticket --winning-ticket [--step K]
+    lightning-slt export ... --wandb-artifact [--wandb-project P] [--artifact-name N] [--artifact-alias A]
 
-Prints one JSON line with the sizes (bytes) of the ticket's parts and of the checkpoint.
+Prints one JSON line with the ticket's kind and the sizes (bytes) of its parts and of the
+checkpoint (and the W&B artifact's name and digest when uploaded).
 """
 
 import argparse
@@ -23,17 +26,73 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dtype of the stored weights: fp32 (bit-identical, default), fp16 or bf16")
     parser.add_argument("--no-tokenizer", action="store_true",
                         help="record only the tokenizer's sha256, not its bytes")
+    parser.add_argument("--winning-ticket", action="store_true",
+                        help="write θk ⊙ m (the weights WeightRewind recorded at step k, under the run's mask) "
+                             "instead of the final weights: the start of the next round, for "
+                             "WeightRewind(step=k, source=...) + ConvergedMask(..., sparsity=None)")
+    parser.add_argument("--step", type=int, default=None,
+                        help="with --winning-ticket: the rewind step k (default: the only one recorded)")
+    parser.add_argument("--wandb-artifact", action="store_true",
+                        help="also log the ticket as a W&B artifact of type 'model' in a new run "
+                             "(job_type 'export'; WANDB_MODE=offline works without network)")
+    parser.add_argument("--wandb-project", default="lightning_slt", help="W&B project of that run")
+    parser.add_argument("--artifact-name", default=None,
+                        help="artifact name (default: the ticket's file name without its suffix)")
+    parser.add_argument("--artifact-alias", action="append", default=None,
+                        help="artifact alias, e.g. best (repeatable; W&B adds 'latest' itself)")
     return parser
 
 
 def export_main(argv: list[str] | None = None) -> int:
-    """Entry point of ``lightning-slt export``; returns the exit code."""
-    from lightning_slt.export.checkpoint import export_checkpoint
+    """Entry point of ``lightning-slt export``; returns the exit code.
 
-    args = build_parser().parse_args(argv)
-    sizes: dict[str, Any] = export_checkpoint(
-        args.checkpoint, args.out, values_dtype=VALUES[args.values], embed_tokenizer=not args.no_tokenizer
+    Raises:
+        SystemExit: a bad argument, or a checkpoint that cannot be exported (the message says why).
+    """
+    from lightning_slt.export.checkpoint import export_checkpoint
+    from lightning_slt.export.winning_ticket import (
+        WINNING_TICKET_KIND,
+        export_winning_ticket,
     )
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.step is not None and not args.winning_ticket:
+        parser.error("--step needs --winning-ticket (a ticket of the final weights has no rewind step)")
+    if not args.wandb_artifact and (args.artifact_name or args.artifact_alias):
+        parser.error("--artifact-name and --artifact-alias need --wandb-artifact")
+    options = {"values_dtype": VALUES[args.values], "embed_tokenizer": not args.no_tokenizer}
+    try:
+        if args.winning_ticket:
+            sizes: dict[str, Any] = export_winning_ticket(args.checkpoint, args.out, step=args.step, **options)
+        else:
+            sizes = export_checkpoint(args.checkpoint, args.out, **options)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"lightning-slt export: {error}") from None
     sizes["checkpoint"] = os.path.getsize(args.checkpoint)
-    print(json.dumps({"ticket": args.out, "values": args.values, "bytes": sizes}))  # the command's output
+    output: dict[str, Any] = {"ticket": args.out, "kind": "ticket", "values": args.values, "bytes": sizes}
+    if args.winning_ticket:
+        from lightning_slt.export.ticket import read_ticket
+
+        output.update(kind=WINNING_TICKET_KIND, step=read_ticket(args.out).extra["rewind_step"])
+    if args.wandb_artifact:
+        output["artifact"] = _log_artifact(args)
+    print(json.dumps(output))  # the command's output
     return 0
+
+
+def _log_artifact(args: argparse.Namespace) -> dict[str, Any]:
+    """Log the written ticket in a run of its own; returns what the JSON line reports of it."""
+    import wandb
+
+    from lightning_slt.export.wandb_artifact import log_ticket_artifact
+
+    run = wandb.init(project=args.wandb_project, job_type="export",
+                     config={"checkpoint": os.path.abspath(args.checkpoint), "winning_ticket": args.winning_ticket,
+                             "step": args.step, "values": args.values})
+    try:
+        artifact = log_ticket_artifact(args.out, run, name=args.artifact_name, aliases=args.artifact_alias)
+    finally:
+        run.finish()
+    return {"name": artifact.name, "type": artifact.type, "digest": artifact.digest, "project": args.wandb_project,
+            "run_id": run.id, "mode": run.settings.mode}

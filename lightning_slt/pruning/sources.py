@@ -1,7 +1,8 @@
 """Reading masks and weights from the files users already have.
 
 Besides our own Lightning checkpoints (masks under ``checkpoint["lightning_slt"]``, θk snapshots
-in ``WeightRewind`` callback state), this reads:
+in ``WeightRewind`` callback state) and our ticket files (``lightning-slt export``: θT and masks;
+with ``--winning-ticket``: θk ⊙ m and m), this reads:
 
 - a plain ``state_dict`` (zeros mark pruned entries of >= 2-dim tensors),
 - a ``torch.nn.utils.prune`` state_dict (``<name>_orig`` + ``<name>_mask``),
@@ -29,7 +30,12 @@ _WRAPPER_SEGMENTS = ("_orig_mod", "module")
 
 @dataclass
 class PruningSource:
-    """What a file provides: weights (θT), masks, θ_step snapshots by step, and its kind."""
+    """What a file provides: weights (θT), masks, θ_step snapshots by step, and its kind.
+
+    Kinds: "lightning_slt" / "lightning" / "lightning_model_pruning" (Lightning checkpoints with
+    our masks, none, or ``ModelPruning``'s), "ticket" (θT and masks), "winning_ticket" (θk ⊙ m as
+    ``snapshots[k]`` and m; no θT), "state_dict", "torch_prune", "openlth_mask".
+    """
 
     path: str
     kind: str
@@ -45,10 +51,13 @@ def load_source(path: str | os.PathLike) -> PruningSource:
     Raises:
         FileNotFoundError: the path does not exist.
         ValueError: the file is not a readable torch file (truncated, corrupt) or holds no tensors.
+        TicketError: (a ValueError) a ticket file that fails its checks, with the ticket's reason.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"pruning source {path!r} does not exist; pass the checkpoint of a finished run")
+    if _is_ticket(path):
+        return _from_ticket(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError) as err:
@@ -71,15 +80,56 @@ def _from_lightning(path: str, ckpt: Mapping) -> PruningSource:
         source.kind = "lightning_slt"
     elif source.kind == "torch_prune":
         source.kind = "lightning_model_pruning"
-    for key, state in (ckpt.get("callbacks") or {}).items():
-        if str(key).startswith("WeightRewind") and isinstance(state, Mapping) and state.get("snapshot"):
-            source.snapshots[int(state["step"])] = state["snapshot"]
+    for step, state in rewind_states(ckpt).items():
+        if state.get("snapshot"):
+            source.snapshots[step] = state["snapshot"]
             if state.get("optimizer") is not None:
-                source.optimizer_states[int(state["step"])] = {
+                source.optimizer_states[step] = {
                     "optimizer": state["optimizer"],
                     "lr_schedulers": state.get("lr_schedulers", []),
                 }
     return source
+
+
+def rewind_states(ckpt: Mapping) -> dict[int, Mapping]:
+    """The ``WeightRewind`` callback states of a Lightning checkpoint, by step.
+
+    A state's ``snapshot`` is θ_step (parameter names of the LightningModule), or None when the
+    checkpoint was saved before that step was reached.
+    """
+    states = {}
+    for key, state in (ckpt.get("callbacks") or {}).items():
+        if str(key).startswith("WeightRewind") and isinstance(state, Mapping) and "step" in state:
+            states[int(state["step"])] = state
+    return states
+
+
+def _is_ticket(path: str) -> bool:
+    """Ticket files start with their magic bytes; a file cut inside them is a truncated ticket."""
+    from lightning_slt.export.ticket import (
+        MAGIC,  # the format module imports torch and numpy only
+    )
+
+    with open(path, "rb") as handle:
+        head = handle.read(len(MAGIC))
+    return bool(head) and MAGIC.startswith(head)
+
+
+def _from_ticket(path: str) -> PruningSource:
+    """A ticket holds θT and its masks; a winning ticket holds θk ⊙ m, offered as ``snapshots[k]``."""
+    from lightning_slt.export.ticket import TicketError, read_ticket
+    from lightning_slt.export.winning_ticket import WINNING_TICKET_KIND
+
+    ticket = read_ticket(path)  # checks magic, version, sizes and checksums; names the file and the fault
+    if ticket.extra.get("kind") != WINNING_TICKET_KIND:
+        return PruningSource(path, "ticket", weights=ticket.state_dict, masks=ticket.masks)
+    step = ticket.extra.get("rewind_step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise TicketError(
+            f"{path}: winning ticket has no valid rewind_step in its header (got {step!r}); "
+            "re-export it with `lightning-slt export <checkpoint> --winning-ticket`"
+        )
+    return PruningSource(path, "winning_ticket", masks=ticket.masks, snapshots={step: ticket.state_dict})
 
 
 def _from_state_dict(path: str, state: dict, kind: str) -> PruningSource:
