@@ -28,7 +28,7 @@ class _LabelSmoothedCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits: Tensor, target: Tensor, epsilon: float) -> tuple[Tensor, Tensor]:
-        lprobs = F.log_softmax(logits, dim=-1)  # (N, V)
+        lprobs = F.log_softmax(logits, dim=-1, dtype=torch.float32 if logits.dtype != torch.float64 else None)  # (N, V)
         nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (N,)
         smooth = -lprobs.mean(dim=-1)  # (N,)
         ctx.save_for_backward(lprobs, target)
@@ -46,7 +46,7 @@ class _LabelSmoothedCrossEntropy(torch.autograd.Function):
         grad = lprobs.exp_()  # (N, V) probabilities, in the saved buffer
         grad.mul_((grad_loss + grad_nll).unsqueeze(-1)).sub_((epsilon / lprobs.size(-1)) * grad_loss.unsqueeze(-1))
         grad.scatter_add_(-1, target.unsqueeze(-1), -((1.0 - epsilon) * grad_loss + grad_nll).unsqueeze(-1))
-        return grad, None, None
+        return grad, None, None  # autograd casts it to a bf16/fp16 input's dtype
 
 
 def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, epsilon: float) -> tuple[Tensor, Tensor]:
@@ -56,8 +56,9 @@ def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, epsilon: float)
     over the vocabulary (Szegedy et al. 2016; tensor2tensor's label_smoothing=0.1).
 
     Args:
-        logits: (N, V) unnormalised scores of the N non-padding target positions; computed in
-            fp32 (bf16/fp16 input is upcast) or fp64.
+        logits: (N, V) unnormalised scores of the N non-padding target positions; the loss is
+            computed in fp32 (a bf16/fp16 input is read by the log-softmax directly, no upcast
+            copy) or fp64.
         target: (N,) gold token ids.
         epsilon: smoothing mass in [0, 1).
 
@@ -66,6 +67,4 @@ def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, epsilon: float)
     """
     if not 0.0 <= epsilon < 1.0:
         raise ValueError(f"label smoothing epsilon must be in [0, 1), got {epsilon!r}")
-    if logits.dtype in (torch.float16, torch.bfloat16):
-        logits = logits.float()
     return _LabelSmoothedCrossEntropy.apply(logits, target, float(epsilon))

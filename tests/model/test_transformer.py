@@ -241,7 +241,7 @@ def test_dropout_is_active_in_training_only_and_broadcast_over_positions():
 
 
 def test_bf16_autocast_trains():
-    """The module may train in bf16-mixed; SDPA then runs its MATH backend on CPU."""
+    """The module may train in bf16-mixed; SDPA then attends in fp32 on CPU and returns bf16."""
     model = tiny_model().train()
     src, tgt = padded_batch([5, 3]), padded_batch([4, 2], seed=2, start_bos=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
