@@ -21,7 +21,7 @@ sparsity, 30 rows; ``benchmarks/sparse_inference.py`` records the full survey): 
 are 3-20x *slower* than dense. int32 indices are within noise of int64 on the 512-2048
 shapes and up to 2x faster on the 33k-row output projection (MKL's LP64 API takes them as
 is). End to end, greedy decoding of Multi30k test2016 with transformer_base shapes runs
-1.8-2.3x faster at 90 % and 3.0-3.1x at 95 % sparsity (two runs), with identical output.
+2.3-2.4x faster at 90 % and 3.1-3.4x at 95 % sparsity (two runs), with identical output.
 With 2 threads on a machine shared with other jobs, CSR's OpenMP barriers made it slower
 than dense: one more reason "auto" measures instead of assuming.
 """
