@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--max-len-b", type=int, default=10)
     args = parser.parse_args()
 
-    configure_cpu()
+    configure_cpu(reuse_freed_memory=True)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     model = load_model(args.checkpoint, args.heads).eval()

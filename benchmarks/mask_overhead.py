@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
-    configure_cpu()
+    configure_cpu(reuse_freed_memory=True)
     torch.manual_seed(0)
     batch, vocab = _batch()
     base = TranslationModule.from_preset("transformer_cpu", vocab_size=vocab)

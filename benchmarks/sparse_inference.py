@@ -158,7 +158,7 @@ def main() -> None:
                         help="intra-op threads (default 1: on a shared machine, multi-threaded kernels wait on "
                              "descheduled threads, which swamps any difference between the kernels)")
     args = parser.parse_args()
-    configure_cpu()
+    configure_cpu(reuse_freed_memory=True)
     torch.set_num_threads(args.threads)
     model, tokenizer, description = load_model(args.checkpoint, args.vocab, args.tokenizer_vocab)
     src_text, ref_text = read_parallel(*resolve_corpus("multi30k", "en-de", "test", root=data_root()))

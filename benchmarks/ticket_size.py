@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tokenizer-vocab", type=int, default=8000)
     args = parser.parse_args()
-    configure_cpu()
+    configure_cpu(reuse_freed_memory=True)
     torch.manual_seed(0)
     model = Transformer(transformer_base(args.vocab))
     state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}

@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16",
                         help="bf16: CPU autocast, as the CPU config's bf16-mixed (default); fp32: no autocast")
     args = parser.parse_args()
-    configure_cpu()
+    configure_cpu(reuse_freed_memory=True)
     torch.manual_seed(0)
     data = TranslationDataModule(corpus="multi30k", vocab_size=8000, max_tokens=args.max_tokens)
     data.setup("fit")

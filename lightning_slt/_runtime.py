@@ -4,15 +4,18 @@ Two settings, both measured on our 2-core machines (a VM, where page faults are 
 
 - Denormal floats (tiny values near zero, common in attention softmax tails and in Adam's
   second moments) take a slow microcode path on x86; flushing them to zero made Transformer
-  training 4x faster.
+  training 4x faster. Always on.
 - glibc serves every allocation above 32 MiB with a fresh ``mmap`` and returns it on free, so
   each step's vocabulary-sized tensors (logits, their gradient: ~110 MiB each on
   transformer_cpu) are page-faulted in anew, step after step. Keeping freed memory in the heap
   for reuse made those tensors' ops 2-3x faster and a transformer_cpu training step 12 % faster
   (and nn.Transformer's, with its padded logits, up to 28 %). The price: the process keeps its
-  peak heap instead of returning it to the OS. ``LIGHTNING_SLT_MALLOC=system`` opts out.
-
-Called once by the CLI, the DataModule, the benchmarks and the tests.
+  peak heap instead of returning it to the OS, so this is for processes that do one job:
+  ``lightning-slt`` turns it on (not in relaunched DDP ranks), the benchmarks do for both sides
+  of each comparison, the library and the test suite do not (a long pytest process holding its
+  peak heap was followed by a 2-rank ddp_spawn test aborting at exit, "terminate called
+  without an active exception", in 2 of 2 full runs; none without). ``LIGHTNING_SLT_MALLOC=system``
+  opts out everywhere.
 """
 
 import ctypes
@@ -39,10 +42,12 @@ def _reuse_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
 
 
-def configure_cpu() -> None:
-    """Flush denormals to zero and keep freed heap memory; harmless on GPUs and other CPUs."""
+def configure_cpu(reuse_freed_memory: bool = False) -> None:
+    """Flush denormals to zero; with `reuse_freed_memory`, keep freed heap memory (see above).
+
+    Harmless on GPUs and on CPUs or C libraries without these knobs.
+    """
     global _configured
     torch.set_flush_denormal(True)
-    if not _configured:
-        _reuse_freed_memory()
-        _configured = True
+    if reuse_freed_memory and not _configured:
+        _configured = _reuse_freed_memory()
