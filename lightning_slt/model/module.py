@@ -460,6 +460,9 @@ class TranslationModule(pl.LightningModule):
         }
         if self.trainer.is_global_zero:
             self._write_test_outputs(split, [record[1] for record in unique])
+        # Every rank leaves the test together, once the files exist: a rank exiting while rank 0
+        # still wrote aborted in gloo's teardown ("terminate called without an active exception").
+        self.trainer.strategy.barrier("test_outputs_written")
 
     def test_output_dir(self) -> Path:
         """Where test outputs go: ``output_dir`` if set, else the trainer's log_dir."""
