@@ -28,6 +28,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 from typing_extensions import override
 
+from lightning_slt._runtime import destroy_gloo_group_at_exit
 from lightning_slt.pruning import ParameterMasks, prunable_parameters
 from lightning_slt.pruning.sources import STATE_KEY
 
@@ -94,6 +95,7 @@ class PruningCallback(Callback):
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        destroy_gloo_group_at_exit()  # CPU DDP ranks: a clean exit (see lightning_slt._runtime)
         if stage == "fit" and self._is_leader(trainer):
             trainer._lightning_slt_session = PruningSession()  # type: ignore[attr-defined]
 

@@ -22,6 +22,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 from typing_extensions import override
 
+from lightning_slt._runtime import destroy_gloo_group_at_exit
 from lightning_slt.atomic import write_text
 from lightning_slt.data.tokenizer import Tokenizer
 from lightning_slt.model.loss import label_smoothed_cross_entropy
@@ -259,6 +260,7 @@ class TranslationModule(pl.LightningModule):
 
     @override
     def setup(self, stage: str) -> None:
+        destroy_gloo_group_at_exit()  # CPU DDP ranks: a clean exit (see _runtime)
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and getattr(datamodule, "tokenizer", None) is not None:
             self.set_tokenizer(datamodule.tokenizer)
