@@ -12,9 +12,8 @@ Two settings, both measured on our 2-core machines (a VM, where page faults are 
   (and nn.Transformer's, with its padded logits, up to 28 %). The price: the process keeps its
   peak heap instead of returning it to the OS, so this is for processes that do one job:
   ``lightning-slt`` turns it on (not in relaunched DDP ranks), the benchmarks do for both sides
-  of each comparison, the library and the test suite do not (a long pytest process holding its
-  peak heap was followed by a 2-rank ddp_spawn test aborting at exit, "terminate called
-  without an active exception", in 2 of 2 full runs; none without). ``LIGHTNING_SLT_MALLOC=system``
+  of each comparison, the library and the test suite do not (a library must not change its
+  caller's allocator; a long test process would hold its peak). ``LIGHTNING_SLT_MALLOC=system``
   opts out everywhere.
 """
 
