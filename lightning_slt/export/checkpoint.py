@@ -18,7 +18,7 @@ from lightning_slt import __version__
 from lightning_slt.export.ticket import (
     Ticket,
     TicketError,
-    _storage_key,
+    storage_key,
     read_ticket,
     write_ticket,
 )
@@ -123,12 +123,12 @@ def zero_pruned(state_dict: dict[str, Tensor], masks: dict[str, Tensor]) -> dict
         tensor = state_dict.get(name)
         if tensor is None or mask.shape != tensor.shape:
             continue
-        key = _storage_key(tensor) or name  # empty tensors have no storage identity
+        key = storage_key(tensor) or name  # empty tensors have no storage identity
         if key not in done:
             done[key] = torch.where(mask, tensor, torch.zeros((), dtype=tensor.dtype))
         out[name] = done[key]
     for name, tensor in state_dict.items():  # a tied twin without a mask of its own follows its twin
-        key = _storage_key(tensor)
+        key = storage_key(tensor)
         if name not in masks and key is not None and key in done:
             out[name] = done[key]
     return out

@@ -128,7 +128,7 @@ def write_ticket(
     for name, tensor in state_dict.items():
         tensor = tensor.detach().cpu()
         record: dict[str, Any] = {"name": name, "shape": list(tensor.shape), "dtype": _dtype_name(name, tensor)}
-        key = _storage_key(tensor)
+        key = storage_key(tensor)
         if key is not None and key in first_by_storage:  # tied weight: store once
             record.update(storage="alias", alias_of=first_by_storage[key], masked=name in masks)
             records.append(record)
@@ -333,7 +333,7 @@ def _stored_dtype(dtype: torch.dtype, values_dtype: str) -> torch.dtype:
     return VALUES_DTYPES[values_dtype] if dtype.is_floating_point else dtype
 
 
-def _storage_key(tensor: torch.Tensor) -> tuple | None:
+def storage_key(tensor: torch.Tensor) -> tuple | None:
     """Identity of a tensor's memory view: equal keys mean the same (tied) weights."""
     if tensor.numel() == 0:
         return None

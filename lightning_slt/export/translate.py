@@ -67,7 +67,7 @@ def translate_main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--beam must be >= 1 (1 = greedy), got {args.beam}")
     from lightning_slt._runtime import configure_cpu
 
-    configure_cpu(reuse_freed_memory=True)
+    configure_cpu()  # `lightning-slt translate` got the heap setting from cli.main already
     module = load_module(args.ticket, args.checkpoint)
     if module.tokenizer is None:
         raise SystemExit(

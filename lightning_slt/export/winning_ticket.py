@@ -23,7 +23,7 @@ from lightning_slt.export.checkpoint import (
     write_module_ticket,
     zero_pruned,
 )
-from lightning_slt.export.ticket import _storage_key
+from lightning_slt.export.ticket import storage_key
 from lightning_slt.pruning.sources import rewind_states
 
 WINNING_TICKET_KIND = "winning_ticket"
@@ -134,10 +134,10 @@ def _with_snapshot(
                 f"{ckpt_path}: θ_{step}[{name!r}] has shape {tuple(value.shape)}, the state_dict's is "
                 f"{tuple(converged[name].shape)}; the snapshot was recorded from another model"
             )
-    twins = {_storage_key(converged[name]): name for name in snapshot}
+    twins = {storage_key(converged[name]): name for name in snapshot}
     twins.pop(None, None)  # empty tensors have no storage identity
     out = {}
     for name, tensor in converged.items():
-        source = name if name in snapshot else twins.get(_storage_key(tensor))
+        source = name if name in snapshot else twins.get(storage_key(tensor))
         out[name] = snapshot[source] if source is not None else tensor
     return out

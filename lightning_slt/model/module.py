@@ -462,8 +462,8 @@ class TranslationModule(pl.LightningModule):
         }
         if self.trainer.is_global_zero:
             self._write_test_outputs(split, [record[1] for record in unique])
-        # Every rank leaves the test together, once the files exist: a rank exiting while rank 0
-        # still wrote aborted in gloo's teardown ("terminate called without an active exception").
+        # Every rank leaves the test together, once the files exist. (The aborts at exit seen under
+        # ddp_spawn were gloo's teardown, fixed by _runtime.destroy_gloo_group_at_exit, not this.)
         self.trainer.strategy.barrier("test_outputs_written")
 
     def test_output_dir(self) -> Path:

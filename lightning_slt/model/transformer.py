@@ -368,14 +368,15 @@ class MultiHeadAttention(nn.Module):
         """
         q, k, v = self._heads(packing.unpack(self.project_qkv(x)), 3)  # each (B, H, T, hd)
         length = q.size(2)
-        if cache is not None and cache.length == 0:
-            cache.append(k, v)
-        elif cache is not None:
-            k, v = cache.append(k, v)  # (B, H, t + T, hd)
-            if causal and length > 1:  # new tokens see all cached ones and their own prefix
-                key_mask = torch.ones(length, k.size(2), dtype=torch.bool, device=x.device).tril(
-                    k.size(2) - length)  # (T, t + T)
-            causal = False  # a single new token may see every cached key
+        if cache is not None:
+            cached = cache.length
+            keys, values = cache.append(k, v)  # (B, H, t + T, hd)
+            if cached > 0:  # else the new tokens attend among themselves, as without a cache
+                k, v = keys, values
+                if causal and length > 1:  # new tokens see all cached ones and their own prefix
+                    key_mask = torch.ones(length, k.size(2), dtype=torch.bool, device=x.device).tril(
+                        k.size(2) - length)  # (T, t + T)
+                causal = False  # a single new token may see every cached key
         out = self._attend(q, k, v, key_mask, causal and length > 1)  # (B, H, T, hd)
         return self.out_proj(packing.pack_heads(out))
 
