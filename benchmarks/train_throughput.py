@@ -10,6 +10,13 @@ user would write: torch.nn.Transformer(batch_first=True, norm_first=True), a sha
 scaled by sqrt(d), sinusoidal positions, key-padding and causal masks, and the output projection
 plus loss over every target position (cross_entropy(ignore_index=pad)).
 
+Timing starts in steady state: every model first takes one untimed pass over all the batches
+(``--warmup-passes``), so the heap has grown to its peak and no timed step pays page faults for
+memory a larger earlier batch would have mapped (with three models interleaved and no warm-up
+pass, the first steps of the shortest step paid ~2,000 minor faults each and ran 25 % slow: an
+artefact of the first minute of a run, not of the model). Minor page faults per timed step are
+reported so this stays checked.
+
 Tokens/s counts non-padding target tokens. Model FLOP utilisation (MFU) = the FLOPs a step does
 (counted by torch.utils.flop_counter on that model's own step: forward + backward) / step time /
 the fp32 matmul FLOP/s measured in this process (median of square 2048 GEMMs).
@@ -23,7 +30,7 @@ fp32); ``--precision fp32`` runs both in fp32. ``mfu`` is always against the fp3
 FLOP/s (the definition the project tracks); in bf16 ``mfu_vs_bf16_peak`` is also given, against
 the bf16 matmul FLOP/s, which is ~7x the fp32 one on this CPU.
 
-Prints one JSON line. Usage: python benchmarks/train_throughput.py [--steps 12] [--warmup 2] [--precision bf16|fp32]
+Prints one JSON line. Usage: python benchmarks/train_throughput.py [--steps 12] [--warmup-passes 1] [--precision bf16|fp32]
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import resource
 import statistics
 import time
 
@@ -124,7 +132,8 @@ def matmul_flops_per_s(n: int = 2048, repeats: int = 7, dtype=torch.float32) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--warmup-passes", type=int, default=1,
+                        help="untimed passes over all the batches before the timed one (steady-state heap)")
     parser.add_argument("--max-tokens", type=int, default=4096)
     parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16",
                         help="bf16: CPU autocast, as the CPU config's bf16-mixed (default); fp32: no autocast")
@@ -134,7 +143,7 @@ def main() -> None:
     data = TranslationDataModule(corpus="multi30k", vocab_size=8000, max_tokens=args.max_tokens)
     data.setup("fit")
     loader = iter(data.train_dataloader())
-    batches = [{k: v for k, v in next(loader).items() if isinstance(v, torch.Tensor)} for _ in range(args.warmup + args.steps)]
+    batches = [{k: v for k, v in next(loader).items() if isinstance(v, torch.Tensor)} for _ in range(args.steps)]
     user = _user_batches(data, batches)
     bf16 = args.precision == "bf16"
     ours = TranslationModule.from_preset("transformer_cpu", vocab_size=data.vocab_size)
@@ -150,17 +159,21 @@ def main() -> None:
     times = {name: [] for name in models}
     flops = {name: [] for name in models}
     tokens = {name: [] for name in models}
-    for i in range(len(batches)):
-        for name, (loss_fn, optimizer, feed) in models.items():
-            elapsed = _step(loss_fn, optimizer, feed[i], bf16)
-            if i >= args.warmup:
-                times[name].append(elapsed)
-                tokens[name].append(int(feed[i]["tgt_out"].ne(PAD).sum()))
-                if len(flops[name]) < 3:
-                    flops[name].append(_flops(loss_fn, feed[i]) / tokens[name][-1])
-                    optimizer.zero_grad(set_to_none=True)
+    faults = {name: [] for name in models}
+    for timed in [False] * args.warmup_passes + [True]:
+        for i in range(len(batches)):
+            for name, (loss_fn, optimizer, feed) in models.items():
+                faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                elapsed = _step(loss_fn, optimizer, feed[i], bf16)
+                if timed:
+                    faults[name].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before)
+                    times[name].append(elapsed)
+                    tokens[name].append(int(feed[i]["tgt_out"].ne(PAD).sum()))
+                    if len(flops[name]) < 3:
+                        flops[name].append(_flops(loss_fn, feed[i]) / tokens[name][-1])
+                        optimizer.zero_grad(set_to_none=True)
     result = {"benchmark": "train_throughput", "precision": args.precision, "threads": torch.get_num_threads(),
-              "flush_denormal": True, "batches": args.steps, "max_tokens": args.max_tokens,
+              "flush_denormal": True, "batches": args.steps, "warmup_passes": args.warmup_passes, "max_tokens": args.max_tokens,
               "matmul_gflops_fp32": round(peak / 1e9, 1)}
     if bf16:
         result["matmul_gflops_bf16"] = round(peak_bf16 / 1e9, 1)
@@ -168,7 +181,8 @@ def main() -> None:
         per_token_flops = statistics.median(flops[name])
         tps = statistics.median([t / s for t, s in zip(tokens[name], times[name])])
         result[name] = {"tokens_per_s": round(tps, 1), "median_step_s": round(statistics.median(times[name]), 4),
-                        "flops_per_target_token": round(per_token_flops), "mfu": round(tps * per_token_flops / peak, 4)}
+                        "flops_per_target_token": round(per_token_flops), "mfu": round(tps * per_token_flops / peak, 4),
+                        "median_minor_faults_per_step": statistics.median(faults[name])}
         if bf16:
             result[name]["mfu_vs_bf16_peak"] = round(tps * per_token_flops / peak_bf16, 4)
     for name in ("torch_same_batches", "torch_user_batches"):
