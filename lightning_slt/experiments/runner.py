@@ -87,7 +87,9 @@ def _parse_base(config: ExperimentConfig) -> tuple[Any, dict]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
         cli = TranslationCLI(args=args, run=False, parse_only=True)
-    return cli.parser, yaml.safe_load(cli.parser.dump(cli.config))
+    # skip_none=False: an explicit null is a setting (check_val_every_n_epoch: null validates by
+    # steps across epochs); dropping it would bring back the Trainer default and fail the run.
+    return cli.parser, yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
 
 
 def _existing(path: str) -> Path:

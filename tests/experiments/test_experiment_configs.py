@@ -22,6 +22,9 @@ def test_experiment_config_plans(path, monkeypatch):
     base, schedule, runs = plan(config)
     assert runs[0].name == "dense" and len(runs) > len(config.methods)
     assert 0 < schedule.rewind_step <= schedule.mp_end_step <= schedule.max_steps
+    # the runs validate every val_check_interval steps across epochs (a Multi30k epoch is ~120
+    # steps): the base config's explicit null must survive into every run's config
+    assert base["trainer"]["check_val_every_n_epoch"] is None and base["trainer"]["max_time"] is None
     if path.stem == "paper_wmt14_ende":
         assert (schedule.max_steps, schedule.rewind_step, schedule.mp_end_step, schedule.mp_frequency) == (500_000, 25_000, 400_000, 10_000)
         assert base["model"]["optimizer"] == "adafactor" and base["model"]["d_model"] == 512
