@@ -9,6 +9,8 @@ Layout (``paths``-style, one place)::
         checkpoints/last.ckpt               θT (the next round's mask), θk snapshots, masks
         checkpoints/best.ckpt               best validation BLEU at the final sparsity
         mask.pt, theta_k.pt                 the ticket's mask and θk, for other tools
+        model.ticket                        best.ckpt as a compact ticket (``lightning-slt
+                                            translate --ticket``); with W&B, a model artifact
         test/                               hypotheses and sacreBLEU metrics of best.ckpt
         metrics.json                        written last: its presence means "finished"
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 import warnings
 import zlib
@@ -31,6 +34,7 @@ import torch
 import yaml
 
 from lightning_slt.atomic import read_json, write_json, write_text, write_torch
+from lightning_slt.export.checkpoint import export_checkpoint
 from lightning_slt.pruning.sources import STATE_KEY
 
 from .chains import RunSpec, build_runs
@@ -73,6 +77,10 @@ class RunPaths:
     @property
     def theta_k(self) -> Path:
         return self.root / "theta_k.pt"
+
+    @property
+    def ticket(self) -> Path:
+        return self.root / "model.ticket"
 
 
 def run_paths(output_dir: str | Path, seed: int, run: str) -> RunPaths:
@@ -233,8 +241,24 @@ def _train(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpe
     valid = trainer.validate(model, datamodule=datamodule, ckpt_path=str(best), verbose=False)[0]
     trainer.test(model, datamodule=datamodule, ckpt_path=str(best), verbose=False)
     if trainer.is_global_zero:
-        _finish(config, run, seed, paths, best, valid, model.last_test_metrics or {}, wall_time, trainer.global_step)
+        metrics = _finish(config, run, seed, paths, best, valid, model.last_test_metrics or {}, wall_time,
+                          trainer.global_step)
+        _log_ticket(config, run, seed, paths, trainer, metrics)
     _finish_logger(trainer)
+
+
+def _log_ticket(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths, trainer: Any,
+                metrics: dict) -> None:
+    """The run's ticket as a W&B model artifact, named by experiment, seed and lineage."""
+    if type(trainer.logger).__name__ != "WandbLogger":
+        return
+    from lightning_slt.export.wandb_artifact import log_ticket_artifact
+
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", f"{config.experiment_name}-seed{seed}-{run.name}")
+    log_ticket_artifact(paths.ticket, trainer.logger, name=name, aliases=["best"], metadata={
+        "run": run.name, "seed": seed, "methods": run.methods, "lineage": run.lineage,
+        "mask_from": run.parent, "weights_from": run.weights_from,
+        "valid_bleu": metrics["valid"]["bleu"], "test_bleu": metrics["test"]["bleu"]})
 
 
 def _finish_logger(trainer: Any) -> None:
@@ -245,8 +269,9 @@ def _finish_logger(trainer: Any) -> None:
 
 
 def _finish(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths, best: Path, valid: dict,
-            test: dict, wall_time: float, steps: int) -> None:
-    """Write mask, θk and metrics.json (last, atomically: its presence marks the run finished)."""
+            test: dict, wall_time: float, steps: int) -> dict:
+    """Write mask, θk, the ticket and metrics.json (last, atomically: its presence marks the run
+    finished); returns the metrics."""
     last = torch.load(paths.last, map_location="cpu", weights_only=False)
     masks = (last.get(STATE_KEY) or {}).get("masks") or {}
     write_torch(paths.mask, masks)
@@ -279,7 +304,9 @@ def _finish(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths, 
         "lineage_steps": steps + sum(a["steps"] for a in ancestors),
         "lineage_wall_time_s": wall_time + sum(a["wall_time_s"] for a in ancestors),
     }
+    metrics["ticket"] = {"path": str(paths.ticket), **export_checkpoint(best, paths.ticket)}
     write_json(paths.metrics, metrics)
+    return metrics
 
 
 def _csc_megabytes(weights: dict, masks: dict) -> float:

@@ -153,7 +153,7 @@ def write_module_ticket(
 
     tokenizer = checkpoint.get(TOKENIZER_KEY)
     tokenizer_proto = tokenizer.numpy().tobytes() if isinstance(tokenizer, Tensor) else None
-    model_config = {"class": MODULE_CLASS, "hparams": _plain(dict(checkpoint["hyper_parameters"]))}
+    model_config = {"class": MODULE_CLASS, "hparams": _plain(_constructor_hparams(checkpoint["hyper_parameters"]))}
     extra = {
         "source_checkpoint": Path(ckpt_path).name,
         "global_step": checkpoint.get("global_step"),
@@ -199,10 +199,16 @@ def _module_hparams(path: str | os.PathLike, ticket: Ticket) -> dict[str, Any]:
             f"{path}: ticket holds model_config for {config.get('class')!r}, not {MODULE_CLASS}; "
             "read it with read_ticket() instead"
         )
-    hparams = dict(config["hparams"])
+    hparams = _constructor_hparams(config["hparams"])
     if isinstance(hparams.get("adam_betas"), list):
         hparams["adam_betas"] = tuple(hparams["adam_betas"])
     return hparams
+
+
+def _constructor_hparams(hparams: dict[str, Any]) -> dict[str, Any]:
+    """hparams without the keys LightningCLI adds for itself (``_instantiator``, ``_class_path``):
+    they are not constructor arguments. Also read from tickets written before they were dropped."""
+    return {key: value for key, value in hparams.items() if not key.startswith("_")}
 
 
 def _plain(value: Any) -> Any:

@@ -61,3 +61,15 @@ def read_run(path: Path) -> dict:
 
 def runs_under(folder: Path) -> list[dict]:
     return [read_run(path) for path in sorted(Path(folder).glob("**/wandb/offline-run-*/run-*.wandb"))]
+
+
+def logged_artifacts(folder: Path) -> list[tuple[str, wandb_internal_pb2.ArtifactRecord]]:
+    """(run id, artifact record) for every artifact the offline runs under `folder` logged."""
+    found = []
+    for log in sorted(folder.glob("**/offline-run-*/run-*.wandb")):
+        for payload in _payloads(log):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(payload)
+            if record.WhichOneof("record_type") == "artifact":
+                found.append((log.stem.removeprefix("run-"), record.artifact))
+    return found

@@ -83,6 +83,24 @@ def test_fp16_export_rounds_weights_and_masks_fall_back_to_zeros(pruned_checkpoi
         assert torch.equal(ticket.state_dict[name], tensor.half().float())
 
 
+def test_a_lightning_cli_checkpoint_exports_and_loads(pruned_checkpoint, tmp_path) -> None:
+    """LightningCLI adds its own keys to the saved hyper-parameters; they are not module arguments."""
+    checkpoint = torch.load(pruned_checkpoint, map_location="cpu", weights_only=False)
+    checkpoint["hyper_parameters"].update(_instantiator="lightning.pytorch.cli.instantiate_module",
+                                          _class_path="lightning_slt.TranslationModule")
+    torch.save(checkpoint, tmp_path / "cli.ckpt")
+    export_checkpoint(tmp_path / "cli.ckpt", tmp_path / "cli.ticket")
+    assert not any(key.startswith("_") for key in read_ticket(tmp_path / "cli.ticket").model_config["hparams"])
+    module = load_ticket(tmp_path / "cli.ticket")
+    assert module.translate(SENTENCES, beam_size=1) == load_ticket(_ticket_of(pruned_checkpoint, tmp_path)).translate(
+        SENTENCES, beam_size=1)
+
+
+def _ticket_of(checkpoint: Path, folder: Path) -> Path:
+    export_checkpoint(checkpoint, folder / "plain.ticket")
+    return folder / "plain.ticket"
+
+
 def test_load_ticket_refuses_a_ticket_of_something_else(tmp_path) -> None:
     write_ticket(tmp_path / "x.ticket", {"w": torch.zeros(2, 2)}, {}, {"class": "my.Model"})
     with pytest.raises(TicketError, match=r"x.ticket: ticket holds model_config for 'my.Model', not "

@@ -10,13 +10,12 @@ import pytest
 import wandb
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
-from wandb.proto import wandb_internal_pb2
 
 from lightning_slt.export.checkpoint import export_checkpoint
 from lightning_slt.export.cli import export_main
 from lightning_slt.export.ticket import FORMAT_VERSION, TicketError, read_ticket
 from lightning_slt.export.wandb_artifact import log_ticket_artifact
-from tests.experiments.wandb_files import _payloads
+from tests.experiments.wandb_files import logged_artifacts
 from tests.export.test_winning_ticket import train_rewound_checkpoint
 
 
@@ -37,18 +36,6 @@ def offline_wandb(tmp_path, monkeypatch):
     wandb.teardown()  # W&B reads these variables once per process, at its first setup
     yield
     wandb.teardown()
-
-
-def logged_artifacts(folder: Path) -> list[tuple[str, wandb_internal_pb2.ArtifactRecord]]:
-    """(run id, artifact record) for every artifact the offline runs under `folder` logged."""
-    found = []
-    for log in sorted(folder.glob("**/offline-run-*/run-*.wandb")):
-        for payload in _payloads(log):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(payload)
-            if record.WhichOneof("record_type") == "artifact":
-                found.append((log.stem.removeprefix("run-"), record.artifact))
-    return found
 
 
 def _md5_b64(path: Path) -> str:
