@@ -26,7 +26,7 @@ import torch
 
 _M_TRIM_THRESHOLD = -1  # glibc mallopt parameters (malloc.h)
 _M_MMAP_MAX = -4
-_configured = False
+_heap_reuse_applied = False
 
 
 def _reuse_freed_memory() -> bool:
@@ -46,10 +46,10 @@ def configure_cpu(reuse_freed_memory: bool = False) -> None:
 
     Harmless on GPUs and on CPUs or C libraries without these knobs.
     """
-    global _configured
+    global _heap_reuse_applied
     torch.set_flush_denormal(True)
-    if reuse_freed_memory and not _configured:
-        _configured = _reuse_freed_memory()
+    if reuse_freed_memory and not _heap_reuse_applied:
+        _heap_reuse_applied = _reuse_freed_memory()
 
 
 _cleanup_registered = False

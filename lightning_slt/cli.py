@@ -275,8 +275,8 @@ def _resolve(target: str) -> Callable[[list[str]], int | None]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lightning-slt``: an extra subcommand from ``COMMANDS`` or LightningCLI."""
     # Keeping freed heap memory suits a process doing one job: the command itself (argv from the
-    # command line), not a relaunched DDP rank, nor a caller such as a test process (argv given).
-    configure_cpu(reuse_freed_memory=argv is None and "LOCAL_RANK" not in os.environ)
+    # command line, also in each rank a DDP launcher starts), not a caller such as a test process.
+    configure_cpu(reuse_freed_memory=argv is None)
     _set_threads()
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] in COMMANDS:

@@ -41,9 +41,9 @@ def test_freed_memory_is_kept_only_when_asked_and_not_opted_out():
     code = """
 import lightning_slt._runtime as runtime
 runtime.configure_cpu()
-print(runtime._configured)
+print(runtime._heap_reuse_applied)
 runtime.configure_cpu(reuse_freed_memory=True)
-print(runtime._configured)
+print(runtime._heap_reuse_applied)
 """
     assert _run(code).split() == ["False", "True"]  # glibc on these machines
     assert _run(code, LIGHTNING_SLT_MALLOC="system").split() == ["False", "False"]

@@ -11,6 +11,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from typing_extensions import override
 
 from lightning_slt.pruning import load_source, match_names
+from lightning_slt.pruning.sources import TICKET_KINDS
 
 from .base import Phase, PruningCallback, PruningSession
 from .converged_mask import _check_shapes
@@ -92,10 +93,11 @@ class WeightRewind(PruningCallback):
         if self.step in source.snapshots:
             weights = source.snapshots[self.step]
         elif source.snapshots or source.kind in ("lightning", "lightning_slt", "lightning_model_pruning"):
-            raise ValueError(
-                f"{what} has no θ_{self.step}: it recorded steps {sorted(source.snapshots)}; train the source "
-                f"run with WeightRewind(step={self.step}) or rewind to a recorded step"
-            )
+            recorded = sorted(source.snapshots)
+            fix = (f"set step={recorded[0]}, or export the run's checkpoint again with --winning-ticket "
+                   f"--step {self.step} if it recorded that step" if source.kind in TICKET_KINDS else
+                   f"train the source run with WeightRewind(step={self.step}) or rewind to a recorded step")
+            raise ValueError(f"{what} has no θ_{self.step}: it recorded steps {recorded}; {fix}")
         elif source.weights is None:
             raise ValueError(f"{what} holds only a mask ({source.kind}), no weights to rewind to")
         else:
@@ -107,6 +109,9 @@ class WeightRewind(PruningCallback):
         _check_shapes(mapped, params, what)
         optimizer = source.optimizer_states.get(self.step)
         if self.restore_optimizer and optimizer is None:
+            if source.kind in TICKET_KINDS:
+                raise ValueError(f"{what} is a {source.kind} file and holds no optimizer state; pass the run's "
+                                 "Lightning checkpoint as source for restore_optimizer=True")
             raise ValueError(f"{what} recorded no optimizer state at step {self.step}; record with restore_optimizer=True")
         return mapped, optimizer
 

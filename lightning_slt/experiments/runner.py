@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import time
 import warnings
 import zlib
@@ -35,6 +34,7 @@ import yaml
 
 from lightning_slt.atomic import read_json, write_json, write_text, write_torch
 from lightning_slt.export.checkpoint import export_checkpoint
+from lightning_slt.export.winning_ticket import recorded_snapshots
 from lightning_slt.pruning.sources import STATE_KEY
 
 from .chains import RunSpec, build_runs
@@ -115,8 +115,19 @@ def plan(config: ExperimentConfig) -> tuple[dict, Schedule, list[RunSpec]]:
 
 def _manifest(config: ExperimentConfig, base: dict, schedule: Schedule) -> dict:
     """What defines the runs' contents: runs of the same name must mean the same thing."""
-    digest = hashlib.sha256(yaml.safe_dump(base, sort_keys=True).encode()).hexdigest()
+    # hashed without its nulls: every key is present in `base` (the parser fills defaults), so
+    # this tells the same settings apart, and keeps the digest of folders written when the
+    # base was dumped with skip_none=True
+    digest = hashlib.sha256(yaml.safe_dump(_without_none(base), sort_keys=True).encode()).hexdigest()
     return {"base_config_sha256": digest, "schedule": schedule.__dict__, "base_args": list(config.base_args)}
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_none(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_none(item) for item in value]
+    return value
 
 
 def _check_manifest(output_dir: Path, manifest: dict) -> None:
@@ -240,25 +251,32 @@ def _train(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpe
     best = paths.best if paths.best.exists() else paths.last
     valid = trainer.validate(model, datamodule=datamodule, ckpt_path=str(best), verbose=False)[0]
     trainer.test(model, datamodule=datamodule, ckpt_path=str(best), verbose=False)
-    if trainer.is_global_zero:
-        metrics = _finish(config, run, seed, paths, best, valid, model.last_test_metrics or {}, wall_time,
-                          trainer.global_step)
-        _log_ticket(config, run, seed, paths, trainer, metrics)
-    _finish_logger(trainer)
+    try:
+        if trainer.is_global_zero:
+            metrics = _finish(config, run, seed, paths, best, valid, model.last_test_metrics or {}, wall_time,
+                              trainer.global_step)
+            _log_ticket(config, run, seed, paths, trainer, metrics)
+            write_json(paths.metrics, metrics)  # last: its presence marks the run finished
+    finally:
+        _finish_logger(trainer)
 
 
 def _log_ticket(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths, trainer: Any,
                 metrics: dict) -> None:
-    """The run's ticket as a W&B model artifact, named by experiment, seed and lineage."""
+    """The run's ticket as a W&B model artifact, named by experiment, seed and lineage.
+
+    Before metrics.json is written: if the upload fails, the run is not marked finished and the
+    next invocation logs it again (from its last.ckpt, without training).
+    """
     if type(trainer.logger).__name__ != "WandbLogger":
         return
-    from lightning_slt.export.wandb_artifact import log_ticket_artifact
+    from lightning_slt.export.wandb_artifact import artifact_name, log_ticket_artifact
 
-    name = re.sub(r"[^A-Za-z0-9_.-]", "-", f"{config.experiment_name}-seed{seed}-{run.name}")
-    log_ticket_artifact(paths.ticket, trainer.logger, name=name, aliases=["best"], metadata={
-        "run": run.name, "seed": seed, "methods": run.methods, "lineage": run.lineage,
-        "mask_from": run.parent, "weights_from": run.weights_from,
-        "valid_bleu": metrics["valid"]["bleu"], "test_bleu": metrics["test"]["bleu"]})
+    log_ticket_artifact(paths.ticket, trainer.logger, name=artifact_name(f"{config.experiment_name}-seed{seed}-{run.name}"),
+                        aliases=["best"], metadata={
+                            "run": run.name, "seed": seed, "methods": run.methods, "lineage": run.lineage,
+                            "parent_run": run.parent, "weights_from": run.weights_from,
+                            "valid_bleu": metrics["valid"]["bleu"], "test_bleu": metrics["test"]["bleu"]})
 
 
 def _finish_logger(trainer: Any) -> None:
@@ -270,14 +288,13 @@ def _finish_logger(trainer: Any) -> None:
 
 def _finish(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths, best: Path, valid: dict,
             test: dict, wall_time: float, steps: int) -> dict:
-    """Write mask, θk, the ticket and metrics.json (last, atomically: its presence marks the run
-    finished); returns the metrics."""
+    """Write mask, θk and the ticket; return the metrics for metrics.json (the caller writes it
+    last, atomically: its presence marks the run finished)."""
     last = torch.load(paths.last, map_location="cpu", weights_only=False)
     masks = (last.get(STATE_KEY) or {}).get("masks") or {}
     write_torch(paths.mask, masks)
-    snapshots = {state["step"]: state["snapshot"] for key, state in last.get("callbacks", {}).items()
-                 if key.startswith("WeightRewind") and state.get("snapshot") is not None}
-    if snapshots:  # θk (the largest recorded step; the dense run also holds θ0)
+    snapshots = recorded_snapshots(last)
+    if snapshots:  # θk: the largest recorded step (the dense run also holds θ0, for LT)
         k = max(snapshots)
         write_torch(paths.theta_k, {"step": k, "weights": snapshots[k]})
     weights = last["state_dict"]
@@ -305,7 +322,6 @@ def _finish(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths, 
         "lineage_wall_time_s": wall_time + sum(a["wall_time_s"] for a in ancestors),
     }
     metrics["ticket"] = {"path": str(paths.ticket), **export_checkpoint(best, paths.ticket)}
-    write_json(paths.metrics, metrics)
     return metrics
 
 

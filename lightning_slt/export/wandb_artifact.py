@@ -118,9 +118,13 @@ def _run_of(run_or_logger: Any) -> "wandb.Run | None":
     )
 
 
+def artifact_name(text: str) -> str:
+    """`text` with the characters W&B does not allow in artifact names replaced by "-"."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", text) or "ticket"
+
+
 def _default_name(path: Path) -> str:
-    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", stem) or "ticket"
+    return artifact_name(path.name[: -len(path.suffix)] if path.suffix else path.name)
 
 
 def _sha256(path: Path) -> str:

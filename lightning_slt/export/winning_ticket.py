@@ -48,13 +48,23 @@ def export_winning_ticket(
 
     Args:
         step: k; None picks the only step the checkpoint recorded.
+        values_dtype: only "float32": the ticket restarts training from θk, and rounded values
+            would start another experiment than the run's own rewind.
 
     Raises:
         FileNotFoundError: no such checkpoint.
-        ValueError: not a TranslationModule checkpoint; no θk recorded (the message says how to
+        ValueError: `values_dtype` is not "float32" or `step` not a step count (both before
+            the checkpoint is read); not a TranslationModule checkpoint; no θk recorded (the message says how to
             record one); `step` missing or not recorded (lists the recorded steps); no mask; a
             snapshot or mask that does not fit the checkpoint's tensors.
     """
+    if values_dtype != "float32":
+        raise ValueError(
+            f"a winning ticket stores float32 values so that a run rewound to it starts from θk bit for bit; got "
+            f"values_dtype={values_dtype!r}. Drop --values (a compact fp16 file of the converged weights is "
+            "`lightning-slt export` without --winning-ticket)"
+        )
+    _check_step(step)
     checkpoint = read_module_checkpoint(ckpt_path)
     step, snapshot = pick_snapshot(ckpt_path, checkpoint, step)
     converged = checkpoint_tensors(checkpoint)
@@ -80,6 +90,11 @@ def recorded_snapshots(checkpoint: dict[str, Any]) -> dict[int, dict[str, Tensor
     return {step: state["snapshot"] for step, state in rewind_states(checkpoint).items() if state.get("snapshot")}
 
 
+def _check_step(step: int | None) -> None:
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+        raise ValueError(f"step must be a non-negative number of optimizer steps or None, got {step!r}")
+
+
 def pick_snapshot(
     ckpt_path: str | os.PathLike, checkpoint: dict[str, Any], step: int | None
 ) -> tuple[int, dict[str, Tensor]]:
@@ -89,8 +104,7 @@ def pick_snapshot(
         ValueError: nothing recorded (says how to record θk), several recorded and `step` is
             None, or `step` not among them (both list the recorded steps).
     """
-    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
-        raise ValueError(f"step must be a non-negative number of optimizer steps or None, got {step!r}")
+    _check_step(step)
     recorded = recorded_snapshots(checkpoint)
     if not recorded:
         pending = ", ".join(f"WeightRewind(step={k})" for k in sorted(rewind_states(checkpoint)))

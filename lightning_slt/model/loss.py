@@ -57,8 +57,9 @@ def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, epsilon: float)
 
     Args:
         logits: (N, V) unnormalised scores of the N non-padding target positions; the loss is
-            computed in fp32 (a bf16/fp16 input is read by the log-softmax directly, no upcast
-            copy) or fp64.
+            computed in fp32 (a bf16/fp16 input is upcast inside the log-softmax, into a
+            temporary freed before the backward; only the fp32 log-probabilities are saved) or
+            fp64.
         target: (N,) gold token ids.
         epsilon: smoothing mass in [0, 1).
 

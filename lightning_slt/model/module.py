@@ -460,11 +460,19 @@ class TranslationModule(pl.LightningModule):
             # trainer.test(ckpt_path=...) does not restore the step counter: take the checkpoint's.
             "global_step": self._loaded_global_step if checkpoint else self.global_step,
         }
+        failure = None
         if self.trainer.is_global_zero:
-            self._write_test_outputs(split, [record[1] for record in unique])
-        # Every rank leaves the test together, once the files exist. (The aborts at exit seen under
-        # ddp_spawn were gloo's teardown, fixed by _runtime.destroy_gloo_group_at_exit, not this.)
-        self.trainer.strategy.barrier("test_outputs_written")
+            try:
+                self._write_test_outputs(split, [record[1] for record in unique])
+            except OSError as error:
+                failure = error
+        # A collective: every rank leaves the test once the files exist, and learns if rank 0
+        # could not write them instead of waiting for it until the process group times out.
+        message = self.trainer.strategy.broadcast(None if failure is None else f"{type(failure).__name__}: {failure}")
+        if failure is not None:
+            raise failure
+        if message is not None:
+            raise OSError(f"rank 0 could not write the test outputs: {message}")
 
     def test_output_dir(self) -> Path:
         """Where test outputs go: ``output_dir`` if set, else the trainer's log_dir."""

@@ -115,6 +115,9 @@ def _is_ticket(path: str) -> bool:
     return bool(head) and MAGIC.startswith(head)
 
 
+TICKET_KINDS = ("ticket", "winning_ticket")  # PruningSource.kind of the files `lightning-slt export` writes
+
+
 def _from_ticket(path: str) -> PruningSource:
     """A ticket holds θT and its masks; a winning ticket holds θk ⊙ m, offered as ``snapshots[k]``."""
     from lightning_slt.export.ticket import TicketError, read_ticket

@@ -36,3 +36,24 @@ def test_wrong_type_in_an_experiment_config_names_the_key(tmp_path):
     bad.write_text("base: [conf/multi30k_cpu.yaml]\nmethods: [slt]\noutput_dir: x\nseeds: first\n")
     with pytest.raises(Exception, match="seeds"):
         load_config(bad)
+
+
+def test_manifest_digest_is_that_of_the_base_without_nulls(monkeypatch):
+    """Folders written when the base was dumped without its nulls keep resuming (same digest)."""
+    import hashlib
+    import warnings
+
+    import yaml
+
+    from lightning_slt.cli import TranslationCLI
+    from lightning_slt.experiments.runner import _manifest
+
+    monkeypatch.chdir(REPO_ROOT)
+    config = load_config(REPO_ROOT / "conf" / "experiments" / "slt.yaml")
+    base, schedule, _ = plan(config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cli = TranslationCLI(args=["--config", "conf/multi30k_cpu.yaml", *config.base_args], run=False, parse_only=True)
+    without_nulls = yaml.safe_load(cli.parser.dump(cli.config))  # jsonargparse's default: skip_none=True
+    expected = hashlib.sha256(yaml.safe_dump(without_nulls, sort_keys=True).encode()).hexdigest()
+    assert _manifest(config, base, schedule)["base_config_sha256"] == expected

@@ -207,8 +207,22 @@ def test_a_damaged_winning_ticket_fails_with_its_own_error_before_training(damag
 
 def test_rewinding_to_a_step_the_winning_ticket_does_not_hold_is_refused(rewound, data_root, tmp_path):
     _, wt = rewound
-    with pytest.raises(ValueError, match=rf"rewind source '{wt}' has no θ_3: it recorded steps \[2\]"):
+    with pytest.raises(ValueError, match=rf"rewind source '{wt}' has no θ_3: it recorded steps \[2\]; set step=2, "
+                                         r"or export the run's checkpoint again with --winning-ticket --step 3"):
         fit(data_root, tmp_path / "run", [WeightRewind(step=3, source=str(wt))], max_steps=4, seed=1)
+    with pytest.raises(ValueError, match=r"is a winning_ticket file and holds no optimizer state; pass the run's "
+                                         r"Lightning checkpoint as source for restore_optimizer=True"):
+        fit(data_root, tmp_path / "run2", [WeightRewind(step=K, source=str(wt), restore_optimizer=True)], max_steps=4, seed=1)
+
+
+def test_a_winning_ticket_keeps_float32_values(rewound, tmp_path):
+    ckpt, _ = rewound
+    with pytest.raises(ValueError, match=r"a winning ticket stores float32 values so that a run rewound to it starts "
+                                         r"from θk bit for bit; got values_dtype='float16'"):
+        export_winning_ticket(tmp_path / "not-read.ckpt", tmp_path / "x.ticket", values_dtype="float16")
+    with pytest.raises(SystemExit, match="lightning-slt export: a winning ticket stores float32 values"):
+        export_main([str(ckpt), "--out", str(tmp_path / "x.ticket"), "--winning-ticket", "--values", "fp16"])
+    assert not (tmp_path / "x.ticket").exists()
 
 
 def test_pruning_a_winning_ticket_further_is_refused_with_the_way_out(rewound, data_root, tmp_path):

@@ -256,3 +256,12 @@ def test_ddp_test_gathers_all_ranks_and_matches_a_single_process(make_data, tmp_
     assert (ddp["bleu"], ddp["chrf"], ddp["ter"]) == (single["bleu"], single["chrf"], single["ter"])
     single_lines, ddp_lines = ((tmp_path / d / "hypotheses_test.txt").read_text() for d in ("single", "ddp"))
     assert ddp_lines == single_lines
+
+    # rank 0 cannot write its outputs (a file where the folder should be): the test fails with the
+    # cause. (Under ddp_spawn the launcher would also stop rank 1; with separately launched ranks,
+    # the broadcast in on_test_epoch_end is what keeps rank 1 from waiting for the group timeout.)
+    (tmp_path / "a_file").write_text("")
+    module.hparams.output_dir = str(tmp_path / "a_file" / "out")
+    with pytest.raises(Exception, match=r"NotADirectoryError|FileExistsError|could not write the test outputs"):
+        make_trainer(tmp_path, devices=2, strategy="ddp_spawn", use_distributed_sampler=False).test(
+            module, datamodule=make_data(eval_max_tokens=160), verbose=False)
