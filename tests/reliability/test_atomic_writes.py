@@ -5,7 +5,8 @@ Audit (writer of each file, all through a temporary file beside the target and `
     Lightning checkpoints   experiments.checkpointing.AtomicCheckpointIO (installed by the CLI,
                             hence by the experiment runner) -> atomic.write_torch
     mask.pt, theta_k.pt     experiments.runner._finish -> atomic.write_torch
-    metrics.json            experiments.runner._finish -> atomic.write_json
+    metrics.json            experiments.runner._train (after _finish) -> atomic.write_json
+    model.ticket (run)      experiments.runner._finish -> export.ticket.write_ticket
     experiment.json         experiments.runner.run_experiment -> atomic.write_json
     config.yaml (run)       experiments.runner._train -> atomic.write_text
     results.csv/.md, .png   experiments.report.write_report -> atomic.write_text / atomic.write_bytes
@@ -157,17 +158,18 @@ def test_checkpoint(monkeypatch, pruned, tmp_path, tally):
 
 
 def _finish_run(pruned, folder: Path, version: int) -> None:
-    """The runner's end of a run: mask.pt, theta_k.pt, then metrics.json."""
+    """The runner's end of a run: mask.pt, theta_k.pt, model.ticket, then metrics.json (as _train)."""
     config = ExperimentConfig(base=["unused.yaml"], methods=["slt"], output_dir=str(folder), targets=[0.5])
     run = RunSpec("dense/slt_0.50", "slt", 0.5, "dense", "dense", rewind_step=2)
     paths = run_paths(folder, 0, run.name)
     paths.checkpoints.mkdir(parents=True, exist_ok=True)
     if not paths.last.exists():
         paths.last.symlink_to(pruned.ckpt)
-    runner._finish(config, run, 0, paths, paths.last, {"val/bleu": 1.0}, {"bleu": 2.0}, 1.5, version)
+    metrics = runner._finish(config, run, 0, paths, paths.last, {"val/bleu": 1.0}, {"bleu": 2.0}, 1.5, version)
+    runner.write_json(paths.metrics, metrics)
 
 
-@pytest.mark.parametrize("target", ["mask.pt", "theta_k.pt", "metrics.json"])
+@pytest.mark.parametrize("target", ["mask.pt", "theta_k.pt", "model.ticket", "metrics.json"])
 def test_run_outputs(target, monkeypatch, pruned, tmp_path, tally):
     check_atomic(monkeypatch, tmp_path, target, lambda folder, version: _finish_run(pruned, folder, version))
     tally("files")
