@@ -11,7 +11,7 @@ Two settings, both measured on our 2-core machines (a VM, where page faults are 
   for reuse made those tensors' ops 2-3x faster and a transformer_cpu training step 12 % faster
   (and nn.Transformer's, with its padded logits, up to 28 %). The price: the process keeps its
   peak heap instead of returning it to the OS, so this is for processes that do one job:
-  ``lightning-slt`` turns it on (not in relaunched DDP ranks), the benchmarks do for both sides
+  ``lightning-slt`` turns it on (in every rank a DDP launcher starts too), the benchmarks do for both sides
   of each comparison, the library and the test suite do not (a library must not change its
   caller's allocator; a long test process would hold its peak). ``LIGHTNING_SLT_MALLOC=system``
   opts out everywhere.

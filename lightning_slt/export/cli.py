@@ -49,7 +49,7 @@ def export_main(argv: list[str] | None = None) -> int:
     Raises:
         SystemExit: a bad argument, or a checkpoint that cannot be exported (the message says why).
     """
-    from lightning_slt.export.checkpoint import export_checkpoint
+    from lightning_slt.export.checkpoint import TICKET_KIND, export_checkpoint
     from lightning_slt.export.winning_ticket import (
         WINNING_TICKET_KIND,
         export_winning_ticket,
@@ -70,7 +70,7 @@ def export_main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"lightning-slt export: {error}") from None
     sizes["checkpoint"] = os.path.getsize(args.checkpoint)
-    output: dict[str, Any] = {"ticket": args.out, "kind": "ticket", "values": args.values, "bytes": sizes}
+    output: dict[str, Any] = {"ticket": args.out, "kind": TICKET_KIND, "values": args.values, "bytes": sizes}
     if args.winning_ticket:
         from lightning_slt.export.ticket import read_ticket
 
