@@ -31,10 +31,10 @@ from typing import Any
 import torch
 import yaml
 from jsonargparse import Namespace, get_loader
-from pytorch_lightning import Trainer
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
+from lightning_slt._lightning import LightningArgumentParser, LightningCLI, SIGTERMException, Trainer
 from lightning_slt._runtime import configure_cpu
+from lightning_slt.atomic import check_writable
 from lightning_slt.data import TranslationDataModule
 from lightning_slt.experiments.checkpointing import read_checkpoint, use_atomic_checkpoints
 from lightning_slt.model.module import ARCHITECTURE_ARGUMENTS, TranslationModule
@@ -49,6 +49,7 @@ COMMANDS: dict[str, str] = {
 }
 
 _LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+SIGTERM_EXIT = 128 + 15  # what a shell reports for a process ended by SIGTERM
 REPO_CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
@@ -168,6 +169,8 @@ class TranslationCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         use_atomic_checkpoints(trainer)  # Lightning's own writer is atomic only if $TMPDIR shares the disk
+        if self.subcommand in ("fit", None):  # None: the experiment runner, which fits next
+            _check_checkpoint_folders(trainer)
         return trainer
 
     def before_fit(self) -> None:
@@ -192,6 +195,15 @@ class TranslationCLI(LightningCLI):
         tokenizer = self.datamodule.tokenizer if self.datamodule is not None else None
         self.model.check_checkpoint(self._checkpoint, f"checkpoint {ckpt_path}", tokenizer=tokenizer)
         self._checkpoint = None  # Lightning loads it again for the run; free the mapped copy
+
+
+def _check_checkpoint_folders(trainer: Trainer) -> None:
+    """A read-only checkpoint folder is refused before training, not found at the first save."""
+    folders = {callback.dirpath for callback in trainer.checkpoint_callbacks if callback.dirpath} or {
+        trainer.default_root_dir}
+    for folder in sorted(folders):
+        check_writable(folder, "the checkpoint folder", "make it writable or set ModelCheckpoint's dirpath "
+                       "(or trainer.default_root_dir) to a writable folder")
 
 
 def _check_written_by_translation_module(checkpoint: dict, ckpt_path: str) -> None:
@@ -279,11 +291,18 @@ def main(argv: list[str] | None = None) -> int:
     configure_cpu(reuse_freed_memory=argv is None)
     _set_threads()
     args = sys.argv[1:] if argv is None else list(argv)
-    if args and args[0] in COMMANDS:
-        return _resolve(COMMANDS[args[0]])(args[1:]) or 0
-    if args in ([], ["-h"], ["--help"]):
-        print("extra subcommands: " + ", ".join(sorted(COMMANDS)) + " (lightning-slt <name> --help)\n")
-    run_lightning_cli(None if argv is None else args)
+    try:
+        if args and args[0] in COMMANDS:
+            return _resolve(COMMANDS[args[0]])(args[1:]) or 0
+        if args in ([], ["-h"], ["--help"]):
+            print("extra subcommands: " + ", ".join(sorted(COMMANDS)) + " (lightning-slt <name> --help)\n")
+        run_lightning_cli(None if argv is None else args)
+    except SIGTERMException:
+        # Lightning stops at a step boundary (every checkpoint written so far is whole) and exits 0,
+        # which a scheduler reads as "finished": say it was stopped, with the shell's 128 + SIGTERM.
+        print(f"lightning-slt {' '.join(args[:1])}: stopped by SIGTERM before the end; the checkpoints written so "
+              "far are whole: run the same command again to resume", file=sys.stderr)
+        return SIGTERM_EXIT
     return 0
 
 

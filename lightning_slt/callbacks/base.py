@@ -21,13 +21,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback
-from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 from typing_extensions import override
 
+from lightning_slt._lightning import Callback, pl, rank_zero_info
 from lightning_slt._runtime import destroy_gloo_group_at_exit
 from lightning_slt.pruning import ParameterMasks, prunable_parameters
 from lightning_slt.pruning.sources import STATE_KEY

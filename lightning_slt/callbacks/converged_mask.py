@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
 from typing_extensions import override
 
-from lightning_slt.pruning import check_scope, check_sparsity, load_source, magnitude_masks, match_names
+from lightning_slt._lightning import pl
+from lightning_slt.pruning import (
+    check_scope,
+    check_sparsity,
+    load_source,
+    magnitude_masks,
+    match_names,
+)
 from lightning_slt.pruning.stats import sparsity_report
 
 from .base import Phase, PruningCallback, PruningSession

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytorch_lightning as pl
 from typing_extensions import override
 
+from lightning_slt._lightning import pl
 from lightning_slt.pruning import (
     check_schedule,
     check_scope,

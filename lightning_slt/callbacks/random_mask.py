@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
 from typing_extensions import override
 
+from lightning_slt._lightning import pl
 from lightning_slt.pruning import check_scope, check_sparsity, random_masks
 
 from .base import Phase, PruningCallback, PruningSession, pruning_callbacks

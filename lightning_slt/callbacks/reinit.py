@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
 import torch
 from typing_extensions import override
 
+from lightning_slt._lightning import pl
 from lightning_slt.pruning import random_init_values, sign_only_values
 
 from .base import Phase, PruningCallback, PruningSession

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback
 from typing_extensions import override
 
-from lightning_slt.pruning import mask_jaccard, prunable_parameters, sign_agreement, sparsity_report
+from lightning_slt._lightning import Callback, pl
+from lightning_slt.pruning import (
+    mask_jaccard,
+    prunable_parameters,
+    sign_agreement,
+    sparsity_report,
+)
 
 from .base import session_of
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytorch_lightning as pl
-from pytorch_lightning.callbacks import Callback
-from pytorch_lightning.utilities import rank_zero_info
 from typing_extensions import override
+
+from lightning_slt._lightning import Callback, pl, rank_zero_info
 
 
 class TrainTimeBudget(Callback):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import rank_zero_warn
 from typing_extensions import override
 
+from lightning_slt._lightning import pl, rank_zero_warn
 from lightning_slt.pruning import load_source, match_names
 from lightning_slt.pruning.sources import TICKET_KINDS
 

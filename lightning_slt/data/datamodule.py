@@ -11,18 +11,28 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.trainer.states import TrainerFn
-from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
+from lightning_slt._lightning import TrainerFn, pl, rank_zero_info, rank_zero_warn
 from lightning_slt.data.batching import TokenBucketBatchSampler
-from lightning_slt.data.corpora import CORPORA, download_corpus, get_corpus, parse_pair, resolve_corpus, user_cache_dir
+from lightning_slt.data.corpora import (
+    CORPORA,
+    download_corpus,
+    get_corpus,
+    parse_pair,
+    resolve_corpus,
+    user_cache_dir,
+)
 from lightning_slt.data.dataset import EncodedPairs, collate_translation
 from lightning_slt.data.errors import EmptyCorpusError
 from lightning_slt.data.text import read_monolingual, read_parallel
-from lightning_slt.data.tokenizer import MODEL_TYPES, Tokenizer, train_tokenizer
+from lightning_slt.data.tokenizer import (
+    MODEL_TYPES,
+    Tokenizer,
+    train_tokenizer,
+    truncation_warning,
+)
 
 _STAGE_ROLES = {"fit": ("train", "valid"), "validate": ("valid",), "test": ("test",), "predict": ("predict",)}
 
@@ -157,7 +167,9 @@ class TranslationDataModule(pl.LightningDataModule):
             else:
                 src, tgt = self._texts_of("train")
                 cache_dir = Path(self.cache_dir) if self.cache_dir else user_cache_dir() / "spm"
-                self._tokenizer = train_tokenizer(src + tgt, cache_dir, self.hparams.vocab_size, self.spm_model_type)
+                files = " and ".join(str(path) for path in self._files_of("train"))
+                self._tokenizer = train_tokenizer(src + tgt, cache_dir, self.hparams.vocab_size, self.spm_model_type,
+                                                  source=f"the training files {files}")
         return self._tokenizer
 
     @property
@@ -277,12 +289,10 @@ class TranslationDataModule(pl.LightningDataModule):
         """Encode, cutting sequences to ``max_positions - 1`` pieces (room for eos/bos)."""
         ids = self.tokenizer.encode(texts)
         limit = self.max_positions - 1
-        too_long = sum(len(sequence) > limit for sequence in ids)
-        if too_long:
-            rank_zero_warn(
-                f"{role}: {too_long} sentence(s) have more than {limit} pieces and were truncated to "
-                f"max_positions={self.max_positions}; their scores will suffer"
-            )
+        files = self.predict_files if role == "predict" else self._files_of(role)
+        warning = truncation_warning(f"{role} ({', '.join(map(str, files))})", [len(s) for s in ids], limit)
+        if warning:
+            rank_zero_warn(warning + "; their scores will suffer")
         return [sequence[:limit] for sequence in ids]
 
     def _texts_of(self, role: str) -> tuple[list[str], list[str]]:
@@ -294,6 +304,13 @@ class TranslationDataModule(pl.LightningDataModule):
                 src, tgt = src[:limit], tgt[:limit]
             self._texts[role] = (src, tgt)
         return self._texts[role]
+
+    def input_files(self, role: Literal["train", "valid", "test"]) -> dict[str, Path | None]:
+        """The files a ``role`` split is read from, by what they are (so that a command can refuse
+        to write over one of them)."""
+        src, tgt = self._files_of(role)
+        return {f"{role} source file": src, f"{role} target file": tgt,
+                "spm_model": Path(self.spm_model) if self.spm_model else None}
 
     def _files_of(self, role: str) -> tuple[Path, Path]:
         custom = {"train": self.train_files, "valid": self.valid_files, "test": self.test_files}[role]

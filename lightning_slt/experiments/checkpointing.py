@@ -15,53 +15,14 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
-from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
-from pytorch_lightning.callbacks import ModelCheckpoint
 from typing_extensions import override
 
+from lightning_slt._lightning import TORCH_CHECKPOINT_IOS, CheckpointIOBase, ModelCheckpoint, pl
+from lightning_slt.artifacts import read_checkpoint
 from lightning_slt.atomic import write_torch
 
-_READ_ERRORS = (RuntimeError, EOFError, OSError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError)
-
-
-def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_only: bool | None = None,
-                    mmap: bool = False) -> Any:
-    """``torch.load`` of a checkpoint file, with errors that name the file and the fix.
-
-    Args:
-        weights_only: as ``torch.load`` (None: torch's default, True since torch 2.6).
-        mmap: map the file instead of reading it (cheap when only shapes are needed).
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file is truncated, corrupt, not a torch file, or holds objects that
-            ``weights_only`` loading refuses.
-    """
-    if not Path(path).is_file():
-        raise FileNotFoundError(
-            f"checkpoint {os.fspath(path)!r} does not exist; check the path (ckpt_path), or leave ckpt_path unset "
-            "to train from scratch"
-        )
-    try:
-        checkpoint = _load(path, map_location, weights_only, mmap)
-    except _READ_ERRORS as err:
-        raise ValueError(
-            f"cannot read checkpoint {os.fspath(path)!r}: it is truncated or corrupt, or not a torch checkpoint "
-            f"({type(err).__name__}: {str(err).splitlines()[0][:200]}). Use another checkpoint (e.g. an earlier "
-            "step's), or delete it to train that run again from its start"
-        ) from err
-    return checkpoint
-
-
-def _load(path: str | os.PathLike, map_location: Any, weights_only: bool | None, mmap: bool) -> Any:
-    if mmap and zipfile.is_zipfile(path):  # mmap needs the zip format; the legacy format is read whole
-        return torch.load(path, map_location=map_location, weights_only=weights_only, mmap=True)
-    return torch.load(path, map_location=map_location, weights_only=weights_only)
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
+class AtomicCheckpointIO(CheckpointIOBase):
     """``TorchCheckpointIO`` whose files appear whole or not at all, and whose load errors say what to do.
 
     Saving writes a temporary file beside the target, fsyncs it and renames it over the target
@@ -86,6 +47,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     @override
     def load_checkpoint(self, path: Any, map_location: Any = lambda storage, loc: storage,
                         weights_only: bool | None = None) -> dict[str, Any]:
+        weights_only = True if weights_only is None else weights_only  # a pickled payload never runs
         if "://" in str(path):
             return super().load_checkpoint(path, map_location, weights_only)
         return read_checkpoint(path, map_location=map_location, weights_only=weights_only)
@@ -93,7 +55,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 def use_atomic_checkpoints(trainer: pl.Trainer) -> None:
     """Give ``trainer`` an ``AtomicCheckpointIO`` unless it was configured with another checkpoint IO."""
-    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+    if type(trainer.strategy.checkpoint_io) in TORCH_CHECKPOINT_IOS:
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
 
 

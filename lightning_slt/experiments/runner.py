@@ -21,10 +21,12 @@ Re-running the same command skips finished runs and resumes a killed one from it
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 import warnings
 import zlib
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,8 @@ from typing import Any
 import torch
 import yaml
 
+from lightning_slt._lightning import qualified
+from lightning_slt.artifacts import read_checkpoint
 from lightning_slt.atomic import read_json, write_json, write_text, write_torch
 from lightning_slt.export.checkpoint import export_checkpoint
 from lightning_slt.export.winning_ticket import recorded_snapshots
@@ -39,8 +43,10 @@ from lightning_slt.pruning.sources import STATE_KEY
 
 from .chains import RunSpec, build_runs
 from .config import ExperimentConfig, Schedule
+from .lock import LOCK_FILE, describe_stale, experiment_lock
 
 MANIFEST = "experiment.json"
+log = logging.getLogger(__name__)
 CHECKPOINT = "lightning_slt.experiments.checkpointing.BestAfterStep"
 
 
@@ -133,7 +139,13 @@ def _without_none(value: Any) -> Any:
 def _check_manifest(output_dir: Path, manifest: dict) -> None:
     path = output_dir / MANIFEST
     if path.exists():
-        saved = read_json(path)
+        try:
+            saved = read_json(path)
+        except ValueError as err:
+            raise ValueError(
+                f"{err}. It records the settings the runs in {output_dir} were trained with, so they cannot be "
+                "checked against this config: restore the file from a backup, or choose another output_dir"
+            ) from None
         changed = [key for key in manifest if saved.get(key) != manifest[key]]
         if changed:
             details = "; ".join(f"{k}: was {saved.get(k)!r}, now {manifest[k]!r}" for k in changed)
@@ -141,7 +153,7 @@ def _check_manifest(output_dir: Path, manifest: dict) -> None:
                 f"{output_dir} holds a different experiment ({details}). Runs there were trained with "
                 "other settings and would be mixed with these: choose another output_dir or delete that folder"
             )
-    elif output_dir.exists() and any(output_dir.iterdir()):
+    elif output_dir.exists() and any(p.name != LOCK_FILE for p in output_dir.iterdir()):
         raise ValueError(f"{output_dir} is not empty and holds no {MANIFEST}: it is not an experiment folder of ours")
 
 
@@ -162,17 +174,21 @@ def run_experiment(config: ExperimentConfig | str | os.PathLike) -> Path:
     base, schedule, runs = plan(config)
     output_dir = Path(config.output_dir)
     manifest = _manifest(config, base, schedule)
-    _check_manifest(output_dir, manifest)
-    if _rank_zero():
-        write_json(output_dir / MANIFEST, {**manifest, "config": config.to_dict()})
-    for seed in config.seeds:
-        last_ckpt = {run.name: str(run_paths(output_dir, seed, run.name).last) for run in runs}
-        for run in runs:
-            _train(config, base, schedule, run, seed, last_ckpt)
-    from .report import write_report
+    _check_manifest(output_dir, manifest)  # before the lock: a refused folder gets no lock file
+    with experiment_lock(output_dir) if _rank_zero() else nullcontext() as stale:
+        if stale:
+            log.warning(f"{output_dir}: {describe_stale(stale)}")
+        _check_manifest(output_dir, manifest)  # again: another process may have started it meanwhile
+        if _rank_zero():  # "runs": this plan's runs, the only ones its report shows
+            write_json(output_dir / MANIFEST, {**manifest, "config": config.to_dict(), "runs": [r.name for r in runs]})
+        for seed in config.seeds:
+            last_ckpt = {run.name: str(run_paths(output_dir, seed, run.name).last) for run in runs}
+            for run in runs:
+                _train(config, base, schedule, run, seed, last_ckpt)
+        from .report import write_report
 
-    if _rank_zero():
-        write_report(output_dir)
+        if _rank_zero():
+            write_report(output_dir)
     return output_dir
 
 
@@ -196,7 +212,7 @@ def _run_config(config: ExperimentConfig, base: dict, schedule: Schedule, run: R
         {"class_path": CHECKPOINT, "init_args": {"dirpath": str(paths.checkpoints), "filename": "best", "monitor": "val/bleu",
                                                  "mode": "max", "save_top_k": 1, "after_step": run.best_after_step,
                                                  "enable_version_counter": False}},
-        {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+        {"class_path": qualified("callbacks.ModelCheckpoint"),
          "init_args": {"dirpath": str(paths.checkpoints), "save_last": True, "save_top_k": 0, "every_n_train_steps": every}},
     ]
     monitor = {"class_path": "lightning_slt.callbacks.SparsityMonitor", "init_args": {"every_n_steps": every}}
@@ -211,10 +227,10 @@ def _run_config(config: ExperimentConfig, base: dict, schedule: Schedule, run: R
 
 def _logger(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths) -> dict:
     if not config.wandb:
-        return {"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": str(paths.root), "name": "logs"}}
+        return {"class_path": qualified("loggers.CSVLogger"), "init_args": {"save_dir": str(paths.root), "name": "logs"}}
     run_id = f"{zlib.crc32(str(paths.root.resolve()).encode()):08x}"  # stable: a resumed run continues its W&B run
     return {
-        "class_path": "pytorch_lightning.loggers.WandbLogger",
+        "class_path": qualified("loggers.WandbLogger"),
         "init_args": {
             "project": config.wandb_project,
             "group": config.experiment_name,
@@ -290,7 +306,7 @@ def _finish(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths, 
             test: dict, wall_time: float, steps: int) -> dict:
     """Write mask, θk and the ticket; return the metrics for metrics.json (the caller writes it
     last, atomically: its presence marks the run finished)."""
-    last = torch.load(paths.last, map_location="cpu", weights_only=False)
+    last = read_checkpoint(paths.last)
     masks = (last.get(STATE_KEY) or {}).get("masks") or {}
     write_torch(paths.mask, masks)
     snapshots = recorded_snapshots(last)

@@ -9,6 +9,7 @@ is read and verified before anything is logged: a corrupted file is never upload
 """
 
 import hashlib
+import importlib
 import os
 import re
 import sys
@@ -106,14 +107,14 @@ def _run_of(run_or_logger: Any) -> "wandb.Run | None":
 
     if isinstance(run_or_logger, Run):
         return run_or_logger
-    if "pytorch_lightning" in sys.modules:  # a WandbLogger cannot exist without it; do not import it here
-        from pytorch_lightning.loggers import WandbLogger
-        from pytorch_lightning.utilities import rank_zero_only
-
-        if isinstance(run_or_logger, WandbLogger):
-            return run_or_logger.experiment if rank_zero_only.rank == 0 else None
+    for namespace in ("pytorch_lightning", "lightning.pytorch"):  # no WandbLogger without it: do not import one
+        if namespace in sys.modules:
+            loggers = importlib.import_module(f"{namespace}.loggers")
+            if isinstance(run_or_logger, loggers.WandbLogger):
+                rank = importlib.import_module(f"{namespace}.utilities").rank_zero_only.rank
+                return run_or_logger.experiment if rank == 0 else None
     raise ValueError(
-        f"run_or_logger must be a wandb Run (wandb.init()) or a pytorch_lightning WandbLogger, got "
+        f"run_or_logger must be a wandb Run (wandb.init()) or a Lightning WandbLogger, got "
         f"{type(run_or_logger).__name__}"
     )
 

@@ -11,24 +11,27 @@ import hashlib
 import json
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.trainer.states import TrainerFn
-from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 from typing_extensions import override
 
+from lightning_slt._lightning import TrainerFn, pl, rank_zero_info
 from lightning_slt._runtime import destroy_gloo_group_at_exit
-from lightning_slt.atomic import write_text
-from lightning_slt.data.tokenizer import Tokenizer
+from lightning_slt.atomic import check_not_inputs, write_text
+from lightning_slt.data.tokenizer import Tokenizer, truncation_warning
 from lightning_slt.model.loss import label_smoothed_cross_entropy
 from lightning_slt.model.metrics import TranslationScores, score_translations
 from lightning_slt.model.presets import get_preset
-from lightning_slt.model.schedules import LRScheduleName, build_lr_scheduler, check_schedule_args
+from lightning_slt.model.schedules import (
+    LRScheduleName,
+    build_lr_scheduler,
+    check_schedule_args,
+)
 from lightning_slt.model.search import beam_search, greedy_search
 from lightning_slt.model.transformer import Transformer, TransformerConfig
 
@@ -264,6 +267,20 @@ class TranslationModule(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and getattr(datamodule, "tokenizer", None) is not None:
             self.set_tokenizer(datamodule.tokenizer)
+        if stage == "test" and hasattr(datamodule, "input_files"):
+            self._check_test_outputs(datamodule)
+
+    def _check_test_outputs(self, datamodule: Any) -> None:
+        """Refuse, before decoding, test outputs that would replace one of the test's own inputs
+        (e.g. ``output_dir`` set to the corpus folder whose test file is ``hypotheses_test.txt``)."""
+        split = getattr(datamodule, "test_split", "test")
+        folder = self.test_output_dir()
+        outputs = {"the test hypotheses file": folder / f"hypotheses_{split}.txt",
+                   "the test metrics file": folder / f"metrics_{split}.json"}
+        ckpt_path = self.trainer.ckpt_path
+        inputs = {"checkpoint": ckpt_path if ckpt_path and "://" not in str(ckpt_path) else None,
+                  **datamodule.input_files("test")}
+        check_not_inputs(outputs, inputs, fix="set model.output_dir to another folder")
 
     # ------------------------------------------------------------------ loss
 
@@ -378,7 +395,11 @@ class TranslationModule(pl.LightningModule):
         """Source token ids as the datamodule builds them: pieces, then eos, truncated to fit."""
         limit = self.model.config.max_positions
         eos = self.model.config.eos_id
-        return [ids[:limit - 1] + [eos] for ids in tokenizer.encode(sentences)]
+        encoded = tokenizer.encode(sentences)
+        warning = truncation_warning("translate input", [len(ids) for ids in encoded], limit - 1)
+        if warning:
+            warnings.warn(warning, stacklevel=3)
+        return [ids[:limit - 1] + [eos] for ids in encoded]
 
     # ------------------------------------------------------------------ evaluation
 

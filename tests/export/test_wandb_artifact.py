@@ -94,7 +94,7 @@ def test_export_command_logs_the_winning_ticket_as_an_artifact(checkpoint, tmp_p
 def test_bad_tickets_and_loggers_are_refused_before_anything_is_logged(checkpoint, tmp_path, monkeypatch):
     ticket_path = tmp_path / "m.ticket"
     export_checkpoint(checkpoint, ticket_path)
-    with pytest.raises(ValueError, match="run_or_logger must be a wandb Run .* or a pytorch_lightning WandbLogger, "
+    with pytest.raises(ValueError, match="run_or_logger must be a wandb Run .* or a Lightning WandbLogger, "
                                          "got CSVLogger"):
         log_ticket_artifact(ticket_path, CSVLogger(str(tmp_path)))
     logger = WandbLogger(project="lightning_slt_test", save_dir=str(tmp_path / "runs"), offline=True)
