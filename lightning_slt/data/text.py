@@ -42,14 +42,29 @@ def read_lines(path: str | Path) -> list[str]:
                 f"{path}: not a valid gzip file ({err}). The file is truncated or corrupted: "
                 "download or copy it again."
             ) from None
+    return decode_lines(data, str(path))
+
+
+def decode_lines(data: bytes, where: str) -> list[str]:
+    """The lines of UTF-8 text ``data`` (read from ``where``, named in errors), as ``read_lines``.
+
+    Raises:
+        CorpusEncodingError: invalid UTF-8 (the line is named) or old-Mac CR-only line endings,
+            which would make the whole file one line.
+    """
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         raise CorpusEncodingError(
-            f"{path}, line {line}: invalid UTF-8 ({err.reason}, byte {data[err.start:err.start + 1]!r}). "
-            "Corpora must be UTF-8: convert the file, e.g. `iconv -f latin1 -t utf-8 in > out`."
+            f"{where}, line {line}: invalid UTF-8 ({err.reason}, byte {data[err.start:err.start + 1]!r}). "
+            "Text must be UTF-8: convert the file, e.g. `iconv -f latin1 -t utf-8 in > out`."
         ) from None
+    if "\n" not in text and "\r" in text.rstrip("\r"):
+        raise CorpusEncodingError(
+            f"{where}: lines end in CR only (old Mac line endings), so the whole file would be one line of "
+            f"{text.rstrip(chr(13)).count(chr(13)) + 1} sentences. Convert it to LF line endings, e.g. `tr '\\r' '\\n' < in > out`."
+        )
     text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the first sentence
     lines = text.split("\n")
     if lines[-1] == "":

@@ -9,13 +9,14 @@ checkpoint can carry the exact tokenizer it was trained with.
 import hashlib
 import io
 import json
-import os
-import tempfile
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import sentencepiece as spm
+
+from lightning_slt.atomic import write_bytes
 
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 MODEL_TYPES = ("unigram", "bpe")
@@ -24,6 +25,7 @@ MODEL_TYPES = ("unigram", "bpe")
 # (Multi30k's 58k sentences are all used). Fixed, so it is part of the cache key implicitly.
 _INPUT_SENTENCE_SIZE = 2_000_000
 _NUM_THREADS = 2
+_MAX_SENTENCE_BYTES = 4192  # sentencepiece's max_sentence_length default: longer lines are skipped
 
 
 class Tokenizer:
@@ -49,7 +51,14 @@ class Tokenizer:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"sentencepiece model not found: {path} (spm_model)")
-        return cls(path.read_bytes(), path)
+        try:
+            return cls(path.read_bytes(), path)
+        except RuntimeError as err:  # sentencepiece's "Internal: ... ParseFromArray failed"
+            raise ValueError(
+                f"{path} is not a readable sentencepiece model (truncated, corrupt or another kind of file; "
+                f"sentencepiece says: {str(err).strip()[:200]}). Point spm_model at a .model file written by "
+                "sentencepiece, or, if it is a cached tokenizer, delete it: it is trained again from the corpus."
+            ) from None
 
     @classmethod
     def from_proto(cls, model_proto: bytes) -> "Tokenizer":
@@ -105,6 +114,7 @@ def train_tokenizer(
     vocab_size: int = 8000,
     model_type: str = "unigram",
     character_coverage: float = 1.0,
+    source: str = "the training text",
 ) -> Tokenizer:
     """A joint sentencepiece model for ``sentences``, trained only if not cached yet.
 
@@ -120,6 +130,7 @@ def train_tokenizer(
         model_type: ``"unigram"`` or ``"bpe"``.
         character_coverage: share of characters covered by pieces; 1.0 keeps every character
             of these Latin-script corpora.
+        source: where ``sentences`` come from (file names), for error messages.
 
     Raises:
         ValueError: bad option, no sentences, or vocab_size too large for the text.
@@ -148,14 +159,24 @@ def train_tokenizer(
     cache_dir = Path(cache_dir)
     path = cache_dir / f"spm-{model_type}-{vocab_size}-{key[:16]}.model"
     if path.is_file():
-        return Tokenizer.from_file(path)
+        return _cached(path)
     cache_dir.mkdir(parents=True, exist_ok=True)
     with _file_lock(cache_dir / f".{path.name}.lock"):
         if path.is_file():  # another process trained it while we waited
-            return Tokenizer.from_file(path)
-        proto = _train(sentences, options)
-        _write_atomic(path, proto)
+            return _cached(path)
+        proto = _train(sentences, options, source)
+        write_bytes(path, proto)  # readable by all (umask permitting): a cache may be shared
     return Tokenizer(proto, path)
+
+
+def _cached(path: Path) -> Tokenizer:
+    try:
+        return Tokenizer.from_file(path)
+    except ValueError as err:
+        raise ValueError(
+            f"the tokenizer cache file {path} is damaged ({str(err).split('(', 1)[-1].split(')')[0]}): delete it "
+            "and run again; it is trained again from the corpus"
+        ) from None
 
 
 def _cache_key(sentences: Sequence[str], options: dict) -> str:
@@ -166,7 +187,7 @@ def _cache_key(sentences: Sequence[str], options: dict) -> str:
     return digest.hexdigest()
 
 
-def _train(sentences: Sequence[str], options: dict) -> bytes:
+def _train(sentences: Sequence[str], options: dict, source: str) -> bytes:
     writer = io.BytesIO()
     spm_options = {key: value for key, value in options.items() if key != "sentencepiece"}
     try:
@@ -178,25 +199,32 @@ def _train(sentences: Sequence[str], options: dict) -> bytes:
             **spm_options,
         )
     except RuntimeError as err:
-        if "Vocabulary size too high" in str(err):
-            raise ValueError(
-                f"vocab_size={options['vocab_size']} is too large for this training text "
-                f"({len(sentences)} sentences); sentencepiece says: {str(err).split('] ')[-1]} "
-                "Lower vocab_size (YAML data.vocab_size) or train on more data (train_subset)."
-            ) from None
-        raise
+        raise _training_error(str(err), len(sentences), options, source) from None
     return writer.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(temp_name, path)
-    finally:
-        if os.path.exists(temp_name):
-            os.remove(temp_name)
+def _training_error(said: str, count: int, options: dict, source: str) -> Exception:
+    """sentencepiece's internal error as what is wrong with the text or options, and the fix."""
+    vocab = options["vocab_size"]
+    if "Vocabulary size too high" in said:
+        return ValueError(
+            f"vocab_size={vocab} is too large for {source} ({count} sentences); sentencepiece says: "
+            f"{said.split('] ')[-1]} Lower vocab_size (YAML data.vocab_size) or train on more data (train_subset)."
+        )
+    required = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", said)
+    if required:
+        return ValueError(
+            f"vocab_size={vocab} is smaller than the {required.group(2)} pieces that the characters of {source} "
+            f"and the special ids need (character_coverage={options['character_coverage']}). Raise vocab_size "
+            f"(YAML data.vocab_size) to at least {required.group(2)}."
+        )
+    if "!sentences_.empty()" in said:
+        return ValueError(
+            f"no sentence of {source} ({count} lines) is short enough for sentencepiece "
+            f"(at most {_MAX_SENTENCE_BYTES} bytes a line), so there is nothing to train the tokenizer on. "
+            "The files must hold one sentence per line with LF line endings: split the text into sentences."
+        )
+    return RuntimeError(f"sentencepiece could not train a tokenizer on {source}: {said}")
 
 
 @contextmanager
@@ -229,3 +257,15 @@ def _check_special_ids(processor: spm.SentencePieceProcessor, path: Path | None)
             f"sentencepiece model{where} has special ids {actual}, expected {expected}. Retrain it "
             "with --pad_id=0 --bos_id=1 --eos_id=2 --unk_id=3, or leave spm_model unset to train one."
         )
+
+
+def truncation_warning(where: str, lengths: Sequence[int], limit: int) -> str | None:
+    """The warning for sequences longer than ``limit`` pieces that a caller cuts to ``limit``
+    (naming their 1-based lines, so a long input is never shortened silently); None if none is."""
+    lines = [i + 1 for i, length in enumerate(lengths) if length > limit]
+    if not lines:
+        return None
+    shown = ", ".join(map(str, lines[:10])) + (f" and {len(lines) - 10} more" if len(lines) > 10 else "")
+    return (f"{where}: line(s) {shown} of {len(lengths)} have more than {limit} sentencepiece pieces "
+            f"(max_positions - 1) and are cut to their first {limit}; split those lines, or use a model with a "
+            "larger max_positions")

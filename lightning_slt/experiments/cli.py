@@ -7,6 +7,7 @@ import argparse
 
 def experiment_main(argv: list[str]) -> int:
     """lightning-slt experiment --config conf/experiments/<name>.yaml [--key=value ...] [--wandb]"""
+    from .lock import ExperimentLockedError
     from .runner import load_config, run_experiment
 
     parser = argparse.ArgumentParser(prog="lightning-slt experiment", description=experiment_main.__doc__)
@@ -15,7 +16,10 @@ def experiment_main(argv: list[str]) -> int:
     args, overrides = parser.parse_known_args(argv)
     if args.wandb:
         overrides.append("--wandb=true")
-    output_dir = run_experiment(load_config(args.config, overrides))
+    try:
+        output_dir = run_experiment(load_config(args.config, overrides))
+    except ExperimentLockedError as error:
+        raise SystemExit(f"lightning-slt experiment: {error}") from None
     print(f"results: {output_dir / 'results.md'}")
     print((output_dir / "results.md").read_text())
     return 0
@@ -30,7 +34,10 @@ def report_main(argv: list[str]) -> int:
     parser.add_argument("--paper", default="wmt14_ende", help="paper numbers to draw dashed (none to omit)")
     parser.add_argument("--wandb", action="store_true", default=None, help="log the table and chart to W&B")
     args = parser.parse_args(argv)
-    paths = write_report(args.output_dir, paper=None if args.paper == "none" else args.paper, wandb=args.wandb)
+    try:
+        paths = write_report(args.output_dir, paper=None if args.paper == "none" else args.paper, wandb=args.wandb)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"lightning-slt report: {error}") from None
     print(paths["md"].read_text())
     print("\n".join(f"wrote {p}" for p in paths.values()))
     return 0

@@ -66,12 +66,53 @@ class ExperimentConfig:
             raise ValueError(f"targets must be strictly increasing (masks are nested round after round), got {self.targets}")
         check_sparsity(self.slt_mp_switch, "slt_mp_switch")
         check_sparsity(self.mp_slt_source, "mp_slt_source")
+        self._check_run_names()
+        self._check_slt_mp_targets()
         for key in ("rewind_step", "mp_end_step", "mp_frequency"):
             value = getattr(self, key)
             if value is not None and value < (0 if key == "rewind_step" else 1):
                 raise ValueError(f"{key} must be a positive number of steps, got {value}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be a non-empty list of distinct integers, got {self.seeds}")
+
+    def _check_run_names(self) -> None:
+        """Runs are named by sparsity at two decimals (``slt_0.90``): two different sparsities of
+        one name would be one folder, and the second would silently never be trained."""
+        named = {f"targets[{i}]": t for i, t in enumerate(self.targets)}
+        if "slt_mp" in self.methods:
+            named.update({"slt_mp_switch": self.slt_mp_switch, **({"SLT-MP's first round": 0.5}
+                                                                    if self.slt_mp_switch > 0.5 else {})})
+        if "mp_slt" in self.methods:
+            named["mp_slt_source"] = self.mp_slt_source
+        seen: dict[str, tuple[str, float]] = {}
+        for key, value in named.items():
+            name = f"{value:.2f}"
+            if name in seen and seen[name][1] != value:
+                other, first = seen[name]
+                raise ValueError(
+                    f"{other} = {first} and {key} = {value} would both be run folders named {name} (sparsities "
+                    "are named at two decimals), so one of them would never be trained; use sparsities that "
+                    "differ within two decimals"
+                )
+            seen.setdefault(name, (key, value))
+
+    def _check_slt_mp_targets(self) -> None:
+        """SLT-MP trains SLT to 0.5 and its switch, then MP above the switch: a target below the
+        switch that no other method of the experiment trains would be dropped without a word."""
+        if "slt_mp" not in self.methods or any(m not in ("slt_mp", "mp_slt") for m in self.methods):
+            return
+        first = {0.5} if self.slt_mp_switch > 0.5 else set()  # as chains.build_runs
+        trained = first | {self.slt_mp_switch} | {t for t in self.targets if t > self.slt_mp_switch}
+        if "mp_slt" in self.methods:
+            trained |= {self.mp_slt_source} | {t for t in self.targets if t > self.mp_slt_source}
+        unused = [t for t in self.targets if t not in trained]
+        if unused:
+            raise ValueError(
+                f"targets {unused} are below slt_mp_switch={self.slt_mp_switch}: SLT-MP trains SLT to 0.5 and "
+                f"{self.slt_mp_switch}, then MP from that ticket to each target above it, so no run of this "
+                "experiment would train them. Remove them from targets, lower slt_mp_switch, or add a method "
+                "that trains them (e.g. slt)"
+            )
 
     @property
     def experiment_name(self) -> str:

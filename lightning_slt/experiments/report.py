@@ -35,10 +35,16 @@ def paper_results() -> dict:
 def collect(output_dir: str | Path) -> tuple[list[str], list[dict]]:
     """The experiment's methods and one row per (method, sparsity, seed) from finished runs."""
     output_dir = Path(output_dir)
-    manifest = read_json(output_dir / "experiment.json")
+    if not (output_dir / "experiment.json").is_file():
+        raise FileNotFoundError(f"{output_dir} holds no experiment.json: it is not an experiment folder "
+                                "(give the output_dir of `lightning-slt experiment`)")
+    try:
+        manifest = read_json(output_dir / "experiment.json")
+    except ValueError as err:
+        raise ValueError(f"{err}: restore it from a backup; the report needs its list of methods and runs") from None
     methods = manifest["config"]["methods"]
     mp_slt_source = manifest["config"].get("mp_slt_source", 0.6)
-    runs = [read_json(path) for path in sorted(output_dir.glob("seed*/**/metrics.json"))]
+    runs = [_read_metrics(path) for path in _metrics_files(output_dir, manifest)]
     rows = []
     for method in methods:
         for run in runs:
@@ -49,6 +55,25 @@ def collect(output_dir: str | Path) -> tuple[list[str], list[dict]]:
                 rows.append(_row(method, run))
     rows.sort(key=lambda r: (methods.index(r["method"]), r["sparsity"], r["seed"]))
     return methods, rows
+
+
+def _metrics_files(output_dir: Path, manifest: dict) -> list[Path]:
+    """The finished runs of the experiment's current plan: not those of an earlier invocation with
+    other targets, whose rows at a shared sparsity would be averaged with these as if they were
+    seeds. A manifest written before plans were recorded lists no runs: then every run found."""
+    if "runs" not in manifest:
+        return sorted(output_dir.glob("seed*/**/metrics.json"))
+    paths = [output_dir / f"seed{seed}" / run / "metrics.json" for seed in manifest["config"]["seeds"]
+             for run in manifest["runs"]]
+    return [path for path in paths if path.is_file()]
+
+
+def _read_metrics(path: Path) -> dict:
+    try:
+        return read_json(path)
+    except ValueError as err:
+        raise ValueError(f"{err}: delete it and run the experiment again to evaluate that run anew "
+                         "(its checkpoints are kept; nothing is trained again)") from None
 
 
 def _row(method: str, run: dict) -> dict:

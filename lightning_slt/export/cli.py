@@ -49,6 +49,7 @@ def export_main(argv: list[str] | None = None) -> int:
     Raises:
         SystemExit: a bad argument, or a checkpoint that cannot be exported (the message says why).
     """
+    from lightning_slt.atomic import check_not_inputs
     from lightning_slt.export.checkpoint import TICKET_KIND, export_checkpoint
     from lightning_slt.export.winning_ticket import (
         WINNING_TICKET_KIND,
@@ -63,6 +64,7 @@ def export_main(argv: list[str] | None = None) -> int:
         parser.error("--artifact-name and --artifact-alias need --wandb-artifact")
     options = {"values_dtype": VALUES[args.values], "embed_tokenizer": not args.no_tokenizer}
     try:
+        check_not_inputs({"--out": args.out}, {"checkpoint": args.checkpoint})
         if args.winning_ticket:
             sizes: dict[str, Any] = export_winning_ticket(args.checkpoint, args.out, step=args.step, **options)
         else:

@@ -5,14 +5,14 @@ Usage::
     lightning-slt translate --ticket model.ticket --input test.en --output test.hyp --beam 4
     cat test.en | lightning-slt translate --checkpoint best.ckpt --sparse off
 
-One raw sentence per input line, one translation per output line, in input order (sentences
+One raw sentence per input line (split on LF only, CRLF accepted, empty lines kept), one
+translation per output line, in input order (sentences
 are sorted by length into batches of at most ``--batch-tokens`` padded source tokens, as
 ``TranslationModule.translate`` does). ``--sparse auto`` times dense against CSR for every
 pruned projection at this run's batch size and keeps the faster (``sparse_linear.sparsify_``).
 """
 
 import argparse
-import io
 import statistics
 import sys
 import time
@@ -66,14 +66,22 @@ def translate_main(argv: list[str] | None = None) -> int:
     if args.beam is not None and args.beam < 1:
         raise SystemExit(f"--beam must be >= 1 (1 = greedy), got {args.beam}")
     from lightning_slt._runtime import configure_cpu
+    from lightning_slt.atomic import check_not_inputs
+    from lightning_slt.data.errors import DataError
 
+    try:
+        check_not_inputs({"--output": args.output, "--report": args.report},
+                         {"--input": args.input, "--ticket": args.ticket, "--checkpoint": args.checkpoint})
+        check_not_inputs({"--report": args.report}, {"--output": args.output})
+        sentences = _read_lines(args.input)  # before loading the model: a bad input fails at once
+    except (ValueError, DataError) as error:
+        raise SystemExit(f"lightning-slt translate: {error}") from None
     configure_cpu()  # `lightning-slt translate` got the heap setting from cli.main already
     module = load_module(args.ticket, args.checkpoint)
     if module.tokenizer is None:
         raise SystemExit(
             "the model has no tokenizer (ticket written without it); re-export with the tokenizer embedded"
         )
-    sentences = _read_lines(args.input)
     beam = args.beam if args.beam is not None else module.hparams.beam_size
     rows, encoder_rows = decoding_rows(module, sentences, args.batch_tokens, beam)
     choices = sparsify_(module.model, args.sparse, rows=rows, encoder_rows=encoder_rows)
@@ -91,15 +99,18 @@ def translate_main(argv: list[str] | None = None) -> int:
 
 
 def _read_lines(path: str | None) -> list[str]:
+    """Input lines split on LF only, as the corpora are read (``str.splitlines`` would also split
+    on U+2028, form feeds and other separators and misalign every later output line)."""
+    from lightning_slt.data.text import decode_lines, read_lines
+
     if path is None:
-        stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8")
-        return stream.read().splitlines()
-    with open(path, encoding="utf-8") as handle:
-        return handle.read().splitlines()
+        return decode_lines(sys.stdin.buffer.read(), "standard input")
+    return read_lines(path)
 
 
 def _write_lines(path: str | None, lines: list[str]) -> None:
-    text = "".join(line + "\n" for line in lines)
+    # a translation holds no line break of its own: one output line per input line, always
+    text = "".join(line.replace("\r", " ").replace("\n", " ") + "\n" for line in lines)
     if path is None:
         sys.stdout.buffer.write(text.encode("utf-8"))
         sys.stdout.flush()

@@ -7,5 +7,5 @@
 - ``test_command_line_settings``: ``--ckpt_path`` no longer overrides the command line's settings.
 
 Run: ``nice -n 10 .venv/bin/python -m pytest tests/reliability -q``; the session ends with
-"reliability: N bad inputs, K kills survived, F files checked" (see ``conftest.py``).
+"reliability: N bad inputs, K kills survived, R races, F files checked" (see ``conftest.py``).
 """

@@ -1,5 +1,5 @@
 """``python -m tests.reliability``: run the reliability suite; it ends by printing
-"reliability: N bad inputs, K kills survived, F files checked"."""
+"reliability: N bad inputs, K kills survived, R races, F files checked"."""
 
 import sys
 from pathlib import Path

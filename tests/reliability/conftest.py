@@ -1,9 +1,9 @@
 """Fixtures of the reliability suite and its figures line.
 
-Each test says what it proved with ``tally("bad_inputs" | "kills" | "files", n)``; the counts of
-the tests that passed are printed at the end of the session as
+Each test says what it proved with ``tally("bad_inputs" | "kills" | "races" | "files", n)``; the
+counts of the tests that passed are printed at the end of the session as
 
-    reliability: N bad inputs, K kills survived, F files checked
+    reliability: N bad inputs, K kills survived, R races, F files checked
 
 (the figures the README's reliability section quotes).
 """
@@ -15,7 +15,7 @@ import pytest
 
 from .tiny import make_data as _make_data
 
-FIGURES = {"bad_inputs": "bad inputs", "kills": "kills survived", "files": "files checked"}
+FIGURES = {"bad_inputs": "bad inputs", "kills": "kills survived", "races": "races", "files": "files checked"}
 _passed: Counter = Counter()
 
 
@@ -34,7 +34,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 @pytest.fixture
 def tally(record_property):
-    """``tally(kind, n=1)``: this test proves ``n`` more bad inputs / kills / files (counted if it passes)."""
+    """``tally(kind, n=1)``: this test proves ``n`` more bad inputs / kills / races / files (counted if it passes)."""
 
     def add(kind: str, n: int = 1) -> None:
         if kind not in FIGURES:
