@@ -71,7 +71,7 @@ def load_model(checkpoint: str | None, heads: int) -> Transformer:
     if checkpoint is None:
         torch.manual_seed(0)
         return Transformer(transformer_cpu())
-    loaded = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    loaded = torch.load(checkpoint, map_location="cpu", weights_only=True)
     heads = loaded.get("hyper_parameters", {}).get("n_heads", heads)  # TranslationModule saves it
     state = loaded.get("state_dict", loaded)
     prefix = next(k[: -len("embed.weight")] for k in state if k.endswith("embed.weight"))

@@ -9,13 +9,9 @@ and the experiment runner install it (see ``lightning_slt.cli``).
 
 from __future__ import annotations
 
-import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
-import torch
 from typing_extensions import override
 
 from lightning_slt._lightning import TORCH_CHECKPOINT_IOS, CheckpointIOBase, ModelCheckpoint, pl

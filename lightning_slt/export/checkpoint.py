@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from lightning_slt import __version__
+from lightning_slt.artifacts import read_checkpoint
 from lightning_slt.export.ticket import (
     Ticket,
     TicketError,
@@ -85,7 +86,7 @@ def read_module_checkpoint(ckpt_path: str | os.PathLike) -> dict[str, Any]:
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(ckpt_path)  # weights only: a pickled payload never runs
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
         raise ValueError(
             f"{ckpt_path} is not a Lightning checkpoint of TranslationModule (needs 'state_dict' and "

@@ -1,0 +1,65 @@
+"""One loader for every checkpoint a user hands in, with one error policy.
+
+Files are read with ``torch.load(weights_only=True)``: tensors, containers and plain Python
+values only, so a pickled payload inside a "checkpoint" is refused instead of run. Our own
+checkpoints (weights, masks, snapshots, optimizer and RNG states, tokenizer bytes,
+hyper-parameters as plain dicts) need nothing beyond that allow-list.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_READ_ERRORS = (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError)
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_only: bool | None = True,
+                    mmap: bool = False, what: str = "checkpoint") -> Any:
+    """``torch.load`` of a checkpoint file, with errors that name the file and the fix.
+
+    Args:
+        weights_only: as ``torch.load``; True (the default) never unpickles arbitrary objects.
+        mmap: map the file instead of reading it (cheap when only shapes are needed).
+        what: how the file is called in messages ("checkpoint", "pruning source", ...).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is truncated, corrupt, not a torch file, or holds objects that
+            weights-only loading refuses.
+    """
+    name = os.fspath(path)
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"{what} {name!r} does not exist; check the path (ckpt_path), or leave ckpt_path unset to train "
+            "from scratch"
+        )
+    try:
+        return _load(path, map_location, weights_only, mmap)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"refused to read {what} {name!r}: it holds Python objects besides tensors and plain values, which "
+            f"weights-only loading does not unpickle because they could run code ({_first_line(err)}); save "
+            "weights with torch.save(model.state_dict(), path) or use a checkpoint written by Lightning"
+        ) from err
+    except _READ_ERRORS as err:
+        raise ValueError(
+            f"cannot read {what} {name!r}: it is truncated or corrupt, or not a torch checkpoint "
+            f"({type(err).__name__}: {_first_line(err)}). Use another checkpoint (e.g. an earlier "
+            "step's), or delete it to train that run again from its start"
+        ) from err
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).splitlines() or [""])[0][:200]
+
+
+def _load(path: str | os.PathLike, map_location: Any, weights_only: bool | None, mmap: bool) -> Any:
+    if mmap and zipfile.is_zipfile(path):  # mmap needs the zip format; the legacy format is read whole
+        return torch.load(path, map_location=map_location, weights_only=weights_only, mmap=True)
+    return torch.load(path, map_location=map_location, weights_only=weights_only)

@@ -1,0 +1,1 @@
+from ..callbacks.conftest import dense_ckpt  # noqa: F401  (the shared tiny dense run)
