@@ -5,7 +5,8 @@ Usage::
     lightning-slt fit --config conf/multi30k_cpu.yaml
     lightning-slt fit --config conf/multi30k_cpu.yaml --config conf/pruning/<name>.yaml
     lightning-slt test --config conf/multi30k_cpu.yaml --ckpt_path path/to/best.ckpt
-    lightning-slt demo                      # train conf/quickstart.yaml, then test on Multi30k test2016
+    lightning-slt demo                      # dense run, one SLT round, dense-vs-ticket table (lightning_slt/demo.py)
+    lightning-slt quickstart                # train conf/quickstart.yaml, then test on Multi30k test2016
 
 Several ``--config`` files are merged in order, as LightningCLI does, with one exception: their
 ``trainer.callbacks`` lists are concatenated instead of the later list replacing the earlier one,
@@ -41,7 +42,8 @@ from lightning_slt.model.module import ARCHITECTURE_ARGUMENTS, TranslationModule
 
 # name -> "module:function(argv: list[str]) -> int | None"; add new subcommands here.
 COMMANDS: dict[str, str] = {
-    "demo": "lightning_slt.cli:demo",
+    "demo": "lightning_slt.demo:demo_main",
+    "quickstart": "lightning_slt.cli:demo",
     "experiment": "lightning_slt.experiments.cli:experiment_main",
     "report": "lightning_slt.experiments.cli:report_main",
     "export": "lightning_slt.export.cli:export_main",
@@ -241,9 +243,9 @@ def run_lightning_cli(args: list[str] | None = None) -> TranslationCLI:
 
 
 def demo(argv: list[str]) -> int:
-    """``lightning-slt demo [overrides]``: train conf/quickstart.yaml, test the best checkpoint
+    """``lightning-slt quickstart [overrides]``: train conf/quickstart.yaml, test the best checkpoint
     on Multi30k test2016 (en->de) and print its BLEU. Overrides go to the fit command, e.g.
-    ``lightning-slt demo --trainer.max_steps=200``."""
+    ``lightning-slt quickstart --trainer.max_steps=200``."""
     config = _conf_file("quickstart.yaml")
     cli = run_lightning_cli(["fit", "--config", str(config), *argv])
     callback = cli.trainer.checkpoint_callback

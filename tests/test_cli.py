@@ -4,6 +4,7 @@ import csv
 import json
 
 import pytest
+import torch
 import yaml
 
 from lightning_slt import cli
@@ -120,7 +121,7 @@ def test_top_level_help_lists_extra_subcommands(capsys):
     assert "extra subcommands: demo" in out and "fit" in out
 
 
-def test_demo_trains_tests_and_prints_bleu(tmp_path, data_root, capsys, monkeypatch):
+def test_quickstart_trains_tests_and_prints_bleu(tmp_path, data_root, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # quickstart logs to ./runs
     overrides = [
         "--trainer.max_steps=2", "--trainer.val_check_interval=2", "--model.d_model=32", "--model.n_heads=2",
@@ -128,9 +129,41 @@ def test_demo_trains_tests_and_prints_bleu(tmp_path, data_root, capsys, monkeypa
         f"--data.data_root={data_root}", f"--data.cache_dir={tmp_path / 'spm'}", "--data.vocab_size=300",
         "--data.train_subset=256", "--data.valid_subset=8", "--data.test_subset=8", "--data.max_len=64",
     ]
-    assert cli.main(["demo", *overrides]) == 0
+    assert cli.main(["quickstart", *overrides]) == 0
     out = capsys.readouterr().out
     assert "Multi30k test en->de: BLEU" in out and "(8 sentences, beam 4)" in out
     version = tmp_path / "runs" / "quickstart" / "version_0"
     assert (version / "hypotheses_test.txt").read_text().count("\n") == 8
     assert (version / "metrics_test.json").is_file()
+
+
+def test_demo_prunes_a_ticket_from_its_dense_run_and_prints_the_table(tmp_path, data_root, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the demo writes ./runs/demo
+    overrides = [
+        "--trainer.max_steps=4", "--model.d_model=32", "--model.n_heads=2", "--model.encoder_layers=1",
+        "--model.decoder_layers=1", "--model.d_ff=64", "--model.max_len_b=3", "--model.warmup_steps=2",
+        f"--data.data_root={data_root}", f"--data.cache_dir={tmp_path / 'spm'}", "--data.vocab_size=300",
+        "--data.train_subset=256", "--data.test_subset=8", "--data.max_len=64",
+    ]
+    monkeypatch.setattr("lightning_slt.demo.SPEED_SENTENCES", 16)
+    conf = tmp_path / "conf"  # the shipped demo configs, rewinding to θ2 of the 4-step dense run
+    conf.mkdir()
+    for name in ("base", "dense", "slt"):
+        text = (cli.REPO_CONF / "demo" / f"{name}.yaml").read_text()
+        (conf / f"{name}.yaml").write_text(text.replace("{step: 100}", "{step: 2}").replace("step: 100\n", "step: 2\n"))
+    assert cli.main(["demo", "--config-dir", str(conf), *overrides]) == 0
+    out = capsys.readouterr().out
+    dense, slt = tmp_path / "runs/demo/dense", tmp_path / "runs/demo/slt"
+    from lightning_slt.export.ticket import read_ticket
+
+    ticket = read_ticket(slt / "model.ticket")
+    kept = sum(int(m.sum()) for m in ticket.masks.values())
+    assert 1 - kept / sum(m.numel() for m in ticket.masks.values()) == pytest.approx(0.8, abs=1e-3)  # conf/demo/slt.yaml
+    checkpoint = torch.load(slt / "last.ckpt", map_location="cpu", weights_only=False)
+    dense_checkpoint = torch.load(dense / "last.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["global_step"] == dense_checkpoint["global_step"] == 4
+    assert "| Multi30k en→de, 4 + 4 steps | dense | SLT ticket |" in out
+    for row in ("| test2016 BLEU (greedy) |", "| parameters remaining |", "| file | last.ckpt ",
+                "| translation speed, 16 sentences, "):
+        assert row in out
+    assert "lightning-slt experiment --config conf/experiments/slt.yaml" in out
