@@ -18,7 +18,7 @@ def experiment_main(argv: list[str]) -> int:
         overrides.append("--wandb=true")
     try:
         output_dir = run_experiment(load_config(args.config, overrides))
-    except ExperimentLockedError as error:
+    except (ExperimentLockedError, FileNotFoundError, ValueError) as error:  # said before any training
         raise SystemExit(f"lightning-slt experiment: {error}") from None
     print(f"results: {output_dir / 'results.md'}")
     print((output_dir / "results.md").read_text())
