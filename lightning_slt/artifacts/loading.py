@@ -42,17 +42,23 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_
     try:
         return _load(path, map_location, weights_only, mmap)
     except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"refused to read {what} {name!r}: it holds Python objects besides tensors and plain values, which "
-            f"weights-only loading does not unpickle because they could run code ({_first_line(err)}); save "
-            "weights with torch.save(model.state_dict(), path) or use a checkpoint written by Lightning"
-        ) from err
+        if "Weights only load failed" in str(err):  # a refused object, not garbage bytes
+            raise ValueError(
+                f"refused to read {what} {name!r}: it holds Python objects besides tensors and plain values, "
+                f"which weights-only loading does not unpickle because they could run code ({_first_line(err)}); "
+                "save weights with torch.save(model.state_dict(), path) or use a checkpoint written by Lightning"
+            ) from err
+        raise _corrupt(what, name, err) from err
     except _READ_ERRORS as err:
-        raise ValueError(
-            f"cannot read {what} {name!r}: it is truncated or corrupt, or not a torch checkpoint "
-            f"({type(err).__name__}: {_first_line(err)}). Use another checkpoint (e.g. an earlier "
-            "step's), or delete it to train that run again from its start"
-        ) from err
+        raise _corrupt(what, name, err) from err
+
+
+def _corrupt(what: str, name: str, err: BaseException) -> ValueError:
+    return ValueError(
+        f"cannot read {what} {name!r}: it is truncated or corrupt, or not a torch checkpoint "
+        f"({type(err).__name__}: {_first_line(err)}). Use another checkpoint (e.g. an earlier "
+        "step's), or delete it to train that run again from its start"
+    )
 
 
 def _first_line(err: BaseException) -> str:

@@ -6,13 +6,13 @@ from typing_extensions import override
 
 from lightning_slt._lightning import pl
 from lightning_slt.pruning import (
+    check_nested_target,
     check_scope,
     check_sparsity,
     load_source,
     magnitude_masks,
     match_names,
 )
-from lightning_slt.pruning.stats import sparsity_report
 
 from .base import Phase, PruningCallback, PruningSession
 
@@ -97,12 +97,7 @@ class ConvergedMask(PruningCallback):
         weights = {n: source.weights[s].float() for n, s in names.items()}
         _check_shapes(weights, params, what)
         if previous is not None:
-            before = sparsity_report(previous)["global"]
-            if self.sparsity < before - 1e-9:
-                raise ValueError(
-                    f"ConvergedMask sparsity {self.sparsity} is below the {before:.4f} of {what}; masks are "
-                    "nested, so targets must increase from run to run"
-                )
+            check_nested_target(previous, self.sparsity, self.scope, what)
         return magnitude_masks(weights, self.sparsity, self.scope, current=previous), previous
 
     @override

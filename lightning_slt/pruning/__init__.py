@@ -5,7 +5,7 @@ ending in ``_`` mutate anything.
 """
 
 from .masking import ParameterMasks
-from .masks import check_masks, check_scope, check_sparsity, magnitude_masks, random_masks
+from .masks import check_masks, check_nested_target, check_scope, check_sparsity, magnitude_masks, random_masks
 from .reinit import fan_avg_bound, random_init_values, sign_only_values
 from .schedule import check_schedule, cubic_sparsity, is_pruning_step
 from .selection import prunable_parameters
@@ -16,6 +16,7 @@ __all__ = [
     "ParameterMasks",
     "PruningSource",
     "check_masks",
+    "check_nested_target",
     "check_scope",
     "check_schedule",
     "check_sparsity",

@@ -88,6 +88,32 @@ def _name_seed(seed: int, name: str) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (2**63 - 1)
 
 
+def check_nested_target(previous: Mapping[str, Tensor], sparsity: float, scope: str = "layerwise",
+                        what: str = "the source") -> None:
+    """Refuse a target below what ``previous`` already prunes (masks are nested).
+
+    Compared per tensor (globally for ``scope="global"``) in entries, with one entry per tensor of
+    slack: ``round(s * n)`` per tensor may land one entry either side of the parent's own count,
+    so a target equal to the parent's keeps the parent's mask instead of failing on rounding.
+    """
+    check_sparsity(sparsity)
+    pruned = {name: int((~mask).sum()) for name, mask in previous.items()}
+    if scope == "global":
+        total = sum(mask.numel() for mask in previous.values())
+        if round(sparsity * total) < sum(pruned.values()) - len(pruned):
+            raise ValueError(
+                f"sparsity {sparsity} is below the {sum(pruned.values()) / max(total, 1):.4f} that {what} already "
+                "prunes; masks are nested, so targets must increase from run to run (an equal target keeps the mask)"
+            )
+        return
+    for name, mask in previous.items():
+        if round(sparsity * mask.numel()) < pruned[name] - 1:
+            raise ValueError(
+                f"sparsity {sparsity} is below the {pruned[name] / mask.numel():.4f} that {what} already prunes in "
+                f"{name!r}; masks are nested, so targets must increase from run to run (an equal target keeps the mask)"
+            )
+
+
 def _masks_from_scores(
     scores: dict[str, Tensor], sparsity: float, scope: str, current: Mapping[str, Tensor] | None
 ) -> dict[str, Tensor]:

@@ -60,13 +60,13 @@ def load_source(path: str | os.PathLike) -> PruningSource:
         return _from_ticket(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)  # never runs pickled code
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"refused to read pruning source {path!r}: it holds Python objects besides tensors, which "
-            f"weights-only loading does not unpickle (they could run code) ({str(err).splitlines()[0][:160]}); "
-            "save the weights with torch.save(model.state_dict(), path), or pass a checkpoint written by Lightning"
-        ) from err
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError) as err:
+        if "Weights only load failed" in str(err):  # a refused object, not garbage bytes
+            raise ValueError(
+                f"refused to read pruning source {path!r}: it holds Python objects besides tensors, which "
+                f"weights-only loading does not unpickle (they could run code) ({str(err).splitlines()[0][:160]}); "
+                "save the weights with torch.save(model.state_dict(), path), or pass a checkpoint written by Lightning"
+            ) from err
         raise ValueError(
             f"cannot read pruning source {path!r} ({type(err).__name__}: {str(err)[:200]}); "
             "the file is truncated or corrupt, or not a torch checkpoint — re-copy it or pick another checkpoint"
