@@ -42,7 +42,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_
     try:
         return _load(path, map_location, weights_only, mmap)
     except pickle.UnpicklingError as err:
-        if "Weights only load failed" in str(err):  # a refused object, not garbage bytes
+        if "Unsupported global" in str(err):  # a refused object, not garbage bytes
             raise ValueError(
                 f"refused to read {what} {name!r}: it holds Python objects besides tensors and plain values, "
                 f"which weights-only loading does not unpickle because they could run code ({_first_line(err)}); "

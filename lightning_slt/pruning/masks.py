@@ -102,15 +102,15 @@ def check_nested_target(previous: Mapping[str, Tensor], sparsity: float, scope: 
         total = sum(mask.numel() for mask in previous.values())
         if round(sparsity * total) < sum(pruned.values()) - len(pruned):
             raise ValueError(
-                f"sparsity {sparsity} is below the {sum(pruned.values()) / max(total, 1):.4f} that {what} already "
-                "prunes; masks are nested, so targets must increase from run to run (an equal target keeps the mask)"
+                f"sparsity {sparsity} is below the {sum(pruned.values()) / max(total, 1):.4f} of {what} (already "
+                "pruned overall); masks are nested, so targets must increase from run to run (an equal target keeps the mask)"
             )
         return
     for name, mask in previous.items():
         if round(sparsity * mask.numel()) < pruned[name] - 1:
             raise ValueError(
-                f"sparsity {sparsity} is below the {pruned[name] / mask.numel():.4f} that {what} already prunes in "
-                f"{name!r}; masks are nested, so targets must increase from run to run (an equal target keeps the mask)"
+                f"sparsity {sparsity} is below the {pruned[name] / mask.numel():.4f} of {what} in {name!r} (already "
+                f"pruned there); masks are nested, so targets must increase from run to run (an equal target keeps the mask)"
             )
 
 

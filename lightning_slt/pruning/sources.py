@@ -61,7 +61,7 @@ def load_source(path: str | os.PathLike) -> PruningSource:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)  # never runs pickled code
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError) as err:
-        if "Weights only load failed" in str(err):  # a refused object, not garbage bytes
+        if "Unsupported global" in str(err):  # a refused object, not garbage bytes
             raise ValueError(
                 f"refused to read pruning source {path!r}: it holds Python objects besides tensors, which "
                 f"weights-only loading does not unpickle (they could run code) ({str(err).splitlines()[0][:160]}); "

@@ -40,5 +40,5 @@ def test_rounding_goes_above_the_target_at_real_shapes(weights):
 
 def test_lower_target_is_refused_per_tensor(weights):
     parent = magnitude_masks(weights, 0.6)
-    with pytest.raises(ValueError, match=r"below the 0\.6000 .* in '.*'; masks are nested"):
+    with pytest.raises(ValueError, match=r"below the 0\.6000 of the source in '.*' \(already pruned there\); masks are nested"):
         check_nested_target(parent, 0.59)
