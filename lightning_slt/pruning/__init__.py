@@ -5,7 +5,15 @@ ending in ``_`` mutate anything.
 """
 
 from .masking import ParameterMasks
-from .masks import check_masks, check_nested_target, check_scope, check_sparsity, magnitude_masks, random_masks
+from .masks import (
+    check_masks,
+    check_nested_target,
+    check_scope,
+    check_sparsity,
+    magnitude_masks,
+    random_masks,
+    random_masks_like,
+)
 from .reinit import fan_avg_bound, random_init_values, sign_only_values
 from .schedule import check_schedule, cubic_sparsity, is_pruning_step
 from .selection import prunable_parameters
@@ -30,6 +38,7 @@ __all__ = [
     "prunable_parameters",
     "random_init_values",
     "random_masks",
+    "random_masks_like",
     "sign_agreement",
     "sign_only_values",
     "sparsity_report",

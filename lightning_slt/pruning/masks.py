@@ -84,6 +84,22 @@ def random_masks(
     return _masks_from_scores(scores, sparsity, scope, current)
 
 
+def random_masks_like(reference: Mapping[str, Tensor], seed: int = 0) -> dict[str, Tensor]:
+    """Random masks pruning exactly as many entries per tensor as ``reference`` does.
+
+    The random-mask control of a lottery round (Frankle & Carbin 2019; OpenLTH's random
+    pruning): the draw is over the whole tensor, so it does not inherit the parent's zeros, and
+    each tensor keeps the very count of the magnitude mask it is compared with, whatever the
+    scope or nesting that produced that count. Seeded per (seed, tensor name) as :func:`random_masks`.
+    """
+    masks = {}
+    for name, ref in reference.items():
+        generator = torch.Generator().manual_seed(_name_seed(seed, name))
+        score = torch.rand(ref.shape, generator=generator).to(ref.device)
+        masks[name] = _keep_mask(score, int((~ref.bool()).sum()))
+    return masks
+
+
 def _name_seed(seed: int, name: str) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (2**63 - 1)
 
