@@ -1,10 +1,19 @@
 """Holding masks on a model and keeping pruned entries at exactly zero.
 
 Masks are bool tensors beside the parameters (1 byte per prunable entry on the training
-device), applied in place after every optimizer step through
-``Optimizer.register_step_post_hook``. No forward hooks and no ``weight_orig``
-re-parametrisation: ``state_dict`` keys never change, the model stays ``torch.compile``-able,
-and optimizer momentum cannot revive a pruned weight because the step's result is re-zeroed.
+device). Two in-place multiplications keep a pruned model pruned, with no forward hooks and no
+``weight_orig`` re-parametrisation (``state_dict`` keys never change, the model stays
+``torch.compile``-able):
+
+- the gradients of pruned entries are zeroed as autograd produces them (a hook on each
+  parameter's gradient, run before it is accumulated, so before DDP's all-reduce, gradient
+  clipping and the optimizer): what any optimizer sees is exactly the gradient of a masked
+  forward ``w ⊙ m``. Elementwise optimizers (SGD, Adam) would not care, but Adafactor's factored
+  moments and update clipping, and clipping by global norm, read the whole tensor;
+- the weights are re-zeroed after every ``optimizer.step()`` (``register_step_post_hook``), so
+  weight decay or a stale moment cannot revive a pruned weight.
+
+Both work in a plain PyTorch loop as in Lightning.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ class ParameterMasks:
         self.params = dict(params)
         self.masks: dict[str, Tensor] = {}
         self._handles: list[RemovableHandle] = []
+        self._grad_hooked = False
 
     def set_masks_(self, masks: Mapping[str, Tensor], optimizers: Iterable[torch.optim.Optimizer] = ()) -> None:
         """Replace the masks of the given tensors, zero the pruned weights and their optimizer state.
@@ -70,13 +80,29 @@ class ParameterMasks:
                     value.mul_(mask)
 
     def attach(self, optimizer: torch.optim.Optimizer) -> None:
-        """Re-apply the masks after every ``optimizer.step()``."""
+        """Zero pruned gradients as they are computed, and pruned weights after every step.
+
+        The gradient hooks are registered once per parameter (whatever the number of
+        optimizers); each looks its mask up when it runs, so masks set later are honoured.
+        """
+        if not self._grad_hooked:
+            for name, param in self.params.items():
+                if param.requires_grad:
+                    self._handles.append(param.register_hook(self._gradient_hook(name)))
+            self._grad_hooked = True
         self._handles.append(optimizer.register_step_post_hook(lambda *_: self.apply_()))
+
+    def _gradient_hook(self, name: str):
+        def mask_gradient(grad: Tensor) -> Tensor:
+            mask = self.masks.get(name)
+            return grad if mask is None else grad * mask
+        return mask_gradient
 
     def detach(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._grad_hooked = False
 
     def state_dict(self) -> dict[str, Tensor]:
         """Masks on CPU, keyed by parameter name."""
