@@ -9,8 +9,9 @@ import torch
 from typing_extensions import override
 
 from lightning_slt._lightning import pl, rank_zero_warn
-from lightning_slt.pruning import load_source, match_names
-from lightning_slt.pruning.sources import TICKET_KINDS
+from lightning_slt.pruning import PruningSource, load_source
+from lightning_slt.pruning.selection import covering_patterns, select_parameters
+from lightning_slt.pruning.sources import TICKET_KINDS, match_partial
 
 from .base import Phase, PruningCallback, PruningSession
 from .converged_mask import _check_shapes
@@ -22,19 +23,29 @@ class WeightRewind(PruningCallback):
     SLT of Brix et al. §3.3 rewinds to θk with k = 25k of 500k steps (5 %), taken from the most
     recent run of the chain (not the dense one as in Frankle et al.); LT is ``step=0``. Every
     parameter is replaced, biases and LayerNorm included; the mask of ``ConvergedMask`` then
-    zeroes the pruned entries. Snapshots are kept on CPU and saved in the checkpoint, so the
-    next round can rewind to this run's θk.
+    zeroes the pruned entries. Snapshots (all parameters) are kept on CPU and saved in the
+    checkpoint, so the next round can rewind to this run's θk.
+
+    A source missing some selected parameter is refused, naming it: θk cannot be invented, and
+    silently keeping this run's fresh value would mix two initialisations. ``exclude`` it to keep
+    the model's own value on purpose (a Hugging Face ``save_pretrained`` file omits frozen
+    sinusoidal position tables, which the model rebuilds identically: ``exclude=["*.embed_positions.weight"]``).
 
     Args:
         step: k, in optimizer steps; 0 records the weights before the first step (θ0).
-        source: a checkpoint of an earlier run recorded with ``WeightRewind(step=k)``, or a plain
-            ``state_dict`` / ``torch.nn.utils.prune`` file taken as θk. None: record only.
+        source: a checkpoint of an earlier run recorded with ``WeightRewind(step=k)``; a Lightning
+            checkpoint (``ModelPruning`` ones too) whose ``global_step`` is k; or a plain
+            ``state_dict`` / ``torch.nn.utils.prune`` file / Hugging Face ``save_pretrained``
+            folder or ``.safetensors`` file, taken as θk. None: record only.
         restore_optimizer: also restore the optimizer and LR-scheduler state recorded at step k
             (OpenLTH semantics; the paper starts every run with fresh optimizer state).
+        include / exclude: glob patterns of parameter names to rewind (default: all parameters);
+            the others keep the model's current value.
 
     Raises:
-        ValueError: negative step, a step beyond ``trainer.max_steps``, a source without θk, or
-            a source whose tensors do not match the model (all at setup, before training).
+        ValueError: negative step, a step beyond ``trainer.max_steps``, a source without θk, a
+            source whose tensors do not match the model or lack a selected one, or a pattern
+            that matches no parameter (all at setup, before training).
         FileNotFoundError: the source does not exist.
 
     Acts at: ``setup`` (reads the source), ticket phase "weights", ``on_train_start`` /
@@ -48,10 +59,19 @@ class WeightRewind(PruningCallback):
 
     phase = Phase.WEIGHTS
 
-    def __init__(self, step: int = 0, source: str | None = None, restore_optimizer: bool = False) -> None:
+    def __init__(
+        self,
+        step: int = 0,
+        source: str | None = None,
+        restore_optimizer: bool = False,
+        include: list[str] | None = None,
+        exclude: list[str] | None = None,
+    ) -> None:
         self.step = step
         self.source = source
         self.restore_optimizer = restore_optimizer
+        self.include = include
+        self.exclude = exclude
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise ValueError(f"step must be a non-negative number of optimizer steps, got {step!r}")
         self._snapshot: dict[str, torch.Tensor] | None = None
@@ -91,19 +111,19 @@ class WeightRewind(PruningCallback):
         what = f"rewind source {self.source!r}"
         if self.step in source.snapshots:
             weights = source.snapshots[self.step]
+        elif source.step == self.step and source.weights is not None:
+            weights = source.weights  # a Lightning checkpoint saved at global step k holds θk
         elif source.snapshots or source.kind in ("lightning", "lightning_slt", "lightning_model_pruning"):
-            recorded = sorted(source.snapshots)
-            fix = (f"set step={recorded[0]}, or export the run's checkpoint again with --winning-ticket "
-                   f"--step {self.step} if it recorded that step" if source.kind in TICKET_KINDS else
-                   f"train the source run with WeightRewind(step={self.step}) or rewind to a recorded step")
-            raise ValueError(f"{what} has no θ_{self.step}: it recorded steps {recorded}; {fix}")
+            raise ValueError(_no_snapshot_message(what, source, self.step))
         elif source.weights is None:
             raise ValueError(f"{what} holds only a mask ({source.kind}), no weights to rewind to")
         else:
             rank_zero_warn(f"{what} holds weights but no recorded θ_{self.step} ({source.kind}): taking its weights as θ_{self.step}")
             weights = source.weights
-        params = dict(pl_module.named_parameters())
-        names = match_names(params, weights, what)
+        params = select_parameters(pl_module, self.include, self.exclude)
+        names, missing = match_partial(params, weights, what)
+        if missing:
+            raise ValueError(_missing_message(what, missing, params))
         mapped = {n: weights[s] for n, s in names.items()}
         _check_shapes(mapped, params, what)
         optimizer = source.optimizer_states.get(self.step)
@@ -163,6 +183,33 @@ class WeightRewind(PruningCallback):
         self._snapshot = state_dict.get("snapshot")
         self._optimizer_state = state_dict.get("optimizer")
         self._scheduler_state = state_dict.get("lr_schedulers")
+
+
+def _no_snapshot_message(what: str, source: PruningSource, step: int) -> str:
+    recorded = sorted(source.snapshots)
+    if source.kind in TICKET_KINDS:
+        fix = (f"set step={recorded[0]}, or export the run's checkpoint again with --winning-ticket "
+               f"--step {step} if it recorded that step")
+    else:
+        fix = f"train the source run with WeightRewind(step={step}) or rewind to a recorded step"
+        if source.step is not None and source.weights is not None:
+            fix += (f"; its state_dict holds the weights at global step {source.step}: pass step={source.step} to "
+                    "start from them")
+        if not recorded:
+            fix += ("; a Lightning ModelPruning run keeps its original weights (use_lottery_ticket_hypothesis) "
+                    "in memory only, so its checkpoints hold no θk: ConvergedMask(<checkpoint>, sparsity=None) "
+                    "reads their mask (the zeros)")
+    return f"{what} has no θ_{step}: it recorded steps {recorded}; {fix}"
+
+
+def _missing_message(what: str, missing: list[str], params: dict[str, torch.Tensor]) -> str:
+    frozen = all(not params[n].requires_grad for n in missing)
+    why = (" (all frozen, requires_grad=False: keeping the model's own values is safe when the model builds them "
+           "the same way, e.g. sinusoidal position tables)" if frozen else "")
+    return (f"{what} has no weights for {len(missing)} of the {len(params)} parameters to rewind: {missing[:8]}"
+            f"{' ...' if len(missing) > 8 else ''}{why}; θ_k cannot be invented — pass "
+            f"exclude={covering_patterns(missing, params)} to keep the model's current values for them, "
+            "or a source that has them")
 
 
 def _to_cpu(obj: Any) -> Any:

@@ -5,24 +5,36 @@ in ``WeightRewind`` callback state) and our ticket files (``lightning-slt export
 with ``--winning-ticket``: θk ⊙ m and m), this reads:
 
 - a plain ``state_dict`` (zeros mark pruned entries of >= 2-dim tensors),
-- a ``torch.nn.utils.prune`` state_dict (``<name>_orig`` + ``<name>_mask``),
-- a Lightning checkpoint written with ``ModelPruning`` (either of the above inside ``state_dict``),
+- a ``torch.nn.utils.prune`` state_dict (``<name>_orig`` + ``<name>_mask``; tensors it did not
+  prune are plain, and read like a plain ``state_dict``),
+- a Lightning checkpoint written with ``ModelPruning`` (either of the above inside ``state_dict``;
+  its weights are the model at the checkpoint's ``global_step``, it records no θk),
+- a Hugging Face ``save_pretrained`` folder or its ``model.safetensors`` / ``pytorch_model.bin``
+  (sharded ones too; read like a plain ``state_dict``; it omits frozen tables such as Marian's
+  sinusoidal positions),
 - an OpenLTH ``mask.pth`` (a dict of 0/1 integer tensors; masks only, no weights).
 
 Names are matched to the model's by :func:`match_names`, which tolerates the usual prefixes
 (``model.`` of a LightningModule, ``module.`` of DDP, ``_orig_mod.`` of ``torch.compile``).
+A source may cover only some of the model's tensors: :func:`match_masks` counts the others as
+unpruned (with a warning); weights cannot be invented, so :func:`match_names` refuses them,
+naming exactly the missing tensors and the ``exclude`` patterns that leave them out.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+
+from .selection import covering_patterns
 
 STATE_KEY = "lightning_slt"  # top-level checkpoint key holding our masks
 _WRAPPER_SEGMENTS = ("_orig_mod", "module")
@@ -34,7 +46,8 @@ class PruningSource:
 
     Kinds: "lightning_slt" / "lightning" / "lightning_model_pruning" (Lightning checkpoints with
     our masks, none, or ``ModelPruning``'s), "ticket" (θT and masks), "winning_ticket" (θk ⊙ m as
-    ``snapshots[k]`` and m; no θT), "state_dict", "torch_prune", "openlth_mask".
+    ``snapshots[k]`` and m; no θT), "state_dict", "torch_prune", "safetensors", "openlth_mask".
+    ``step`` is a Lightning checkpoint's ``global_step``: its ``weights`` are θ_step.
     """
 
     path: str
@@ -43,6 +56,7 @@ class PruningSource:
     masks: dict[str, Tensor] | None = None
     snapshots: dict[int, dict[str, Tensor]] = field(default_factory=dict)
     optimizer_states: dict[int, dict] = field(default_factory=dict)
+    step: int | None = None
 
 
 def load_source(path: str | os.PathLike) -> PruningSource:
@@ -54,10 +68,23 @@ def load_source(path: str | os.PathLike) -> PruningSource:
         TicketError: (a ValueError) a ticket file that fails its checks, with the ticket's reason.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        return _from_folder(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"pruning source {path!r} does not exist; pass the checkpoint of a finished run")
     if _is_ticket(path):
         return _from_ticket(path)
+    if _is_safetensors(path):
+        return _from_state_dict(path, _read_safetensors(path), kind="safetensors")
+    obj = _torch_load(path)
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"pruning source {path!r} holds a {type(obj).__name__}, expected a checkpoint dict")
+    if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        return _from_lightning(path, obj)
+    return _from_state_dict(path, dict(obj), kind="state_dict")
+
+
+def _torch_load(path: str):
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)  # never runs pickled code
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError) as err:
@@ -71,15 +98,63 @@ def load_source(path: str | os.PathLike) -> PruningSource:
             f"cannot read pruning source {path!r} ({type(err).__name__}: {str(err)[:200]}); "
             "the file is truncated or corrupt, or not a torch checkpoint — re-copy it or pick another checkpoint"
         ) from err
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"pruning source {path!r} holds a {type(obj).__name__}, expected a checkpoint dict")
-    if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        return _from_lightning(path, obj)
-    return _from_state_dict(path, dict(obj), kind="state_dict")
+    return obj
+
+
+_HF_FILES = ("model.safetensors", "pytorch_model.bin")  # what save_pretrained writes, in its order of preference
+
+
+def _from_folder(path: str) -> PruningSource:
+    """A Hugging Face ``save_pretrained`` folder: one weights file, or shards listed in an index."""
+    for name in _HF_FILES:
+        index = os.path.join(path, name + ".index.json")
+        if os.path.isfile(index):
+            with open(index, encoding="utf-8") as handle:
+                shards = sorted(set(json.load(handle).get("weight_map", {}).values()))
+            files = [os.path.join(path, shard) for shard in shards]
+        elif os.path.isfile(os.path.join(path, name)):
+            files = [os.path.join(path, name)]
+        else:
+            continue
+        state: dict = {}
+        for file in files:
+            if not os.path.isfile(file):
+                raise FileNotFoundError(f"pruning source {path!r}: shard {os.path.basename(file)!r} listed in its "
+                                        "index is missing; copy the whole save_pretrained folder")
+            part = _read_safetensors(file) if _is_safetensors(file) else _torch_load(file)
+            if not isinstance(part, Mapping):
+                raise ValueError(f"pruning source {file!r} holds a {type(part).__name__}, expected a state_dict")
+            state.update(part)
+        kind = "safetensors" if name.endswith(".safetensors") else "state_dict"
+        return _from_state_dict(path, state, kind=kind)
+    raise FileNotFoundError(f"pruning source {path!r} is a folder without {' or '.join(_HF_FILES)} (or their "
+                            ".index.json); pass a checkpoint file, or a Hugging Face save_pretrained folder")
+
+
+def _is_safetensors(path: str) -> bool:
+    """safetensors files start with the 8-byte length of a JSON header that opens with ``{``."""
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= os.path.getsize(path)
+
+
+def _read_safetensors(path: str) -> dict[str, Tensor]:
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+    except ImportError as err:
+        raise ValueError(f"pruning source {path!r} is a safetensors file; `pip install safetensors` to read it") from err
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"cannot read pruning source {path!r} (safetensors: {str(err)[:200]}); the file is "
+                         "truncated or corrupt — re-copy it or save it again with save_pretrained") from err
 
 
 def _from_lightning(path: str, ckpt: Mapping) -> PruningSource:
     source = _from_state_dict(path, dict(ckpt["state_dict"]), kind="lightning")
+    step = ckpt.get("global_step")
+    source.step = step if isinstance(step, int) and not isinstance(step, bool) else None
     ours = ckpt.get(STATE_KEY)
     if isinstance(ours, Mapping) and ours.get("masks"):
         source.masks = {n: m.bool() for n, m in ours["masks"].items()}
@@ -166,6 +241,8 @@ def _from_torch_prune(path: str, tensors: dict[str, Tensor]) -> PruningSource:
             weights[name] = value * mask.to(value.dtype)
         elif not key.endswith("_mask"):
             weights[key] = value
+            if value.dim() >= 2 and value.is_floating_point():  # a tensor it did not prune: zeros, as in a state_dict
+                masks[key] = value != 0
     return PruningSource(path, "torch_prune", weights=weights, masks=masks)
 
 
@@ -188,23 +265,68 @@ def match_names(targets: Iterable[str], available: Iterable[str], what: str = "s
     ``model.`` prefix).
 
     Raises:
-        ValueError: some target has no counterpart; lists a few on each side.
+        ValueError: some target has no counterpart; names exactly those (under the alignment
+            that matched the most) and the ``exclude`` patterns that leave them out.
+    """
+    targets = list(targets)
+    mapping, missing = match_partial(targets, available, what)
+    if missing:
+        raise ValueError(
+            f"{what} does not match the model: it has no tensor for {len(missing)} of the {len(targets)} selected "
+            f"(model names: {_listing(missing)}); select only what it has, e.g. exclude={covering_patterns(missing, targets)}"
+        )
+    return mapping
+
+
+def match_partial(
+    targets: Iterable[str], available: Iterable[str], what: str = "source"
+) -> tuple[dict[str, str], list[str]]:
+    """Like :func:`match_names`, but returns ``(mapping, missing)`` for a source that covers only
+    some targets; the alignment (prefixes dropped) that matches the most wins.
+
+    Raises:
+        ValueError: no target has a counterpart (another architecture, or another model's file).
     """
     targets, available = list(targets), list(available)
+    best: dict[str, str] = {}
+    if not targets:
+        return best, []
     for drop_t in range(3):
         for drop_a in range(3):
-            index = {_key(a, drop_a): a for a in available}
-            if len(index) != len(available):
+            keys = [_key(a, drop_a) for a in available]
+            index = {k: a for k, a in zip(keys, available) if k}
+            if len(index) != sum(1 for k in keys if k):
                 continue  # dropping that much makes names ambiguous (encoder vs decoder)
-            mapping = {t: index.get(_key(t, drop_t)) for t in targets}
-            if all(v is not None for v in mapping.values()) and len(set(mapping.values())) == len(mapping):
-                return mapping  # type: ignore[return-value]
-    exact = {_strip_wrappers(a) for a in available}
-    missing = [t for t in targets if _strip_wrappers(t) not in exact]
-    raise ValueError(
-        f"{what} does not match the model: no tensor for {missing[:5]} (model names), "
-        f"the {what} has {available[:5]}; was it saved from a model of another architecture?"
-    )
+            mapping = {t: index[k] for t in targets if (k := _key(t, drop_t)) in index}
+            if len(set(mapping.values())) == len(mapping) and len(mapping) > len(best):
+                best = mapping
+            if len(best) == len(targets):
+                return best, []
+    if not best:
+        raise ValueError(
+            f"{what} does not match the model: no tensor for {_listing(targets)} (model names), "
+            f"the {what} has {_listing(available)}; was it saved from a model of another architecture?"
+        )
+    return best, [t for t in targets if t not in best]
+
+
+def match_masks(params: Mapping[str, Tensor], masks: Mapping[str, Tensor], what: str = "source") -> dict[str, Tensor]:
+    """The source's masks for ``params`` (model names); tensors the source does not cover count
+    as unpruned (all kept), with a warning that names them, so a file that pruned only some
+    layers is usable as it is."""
+    names, missing = match_partial(params, masks, what)
+    found = {n: masks[s] for n, s in names.items()}
+    if missing:
+        warnings.warn(
+            f"{what} has no mask for {len(missing)} of the {len(params)} selected tensors, taken as unpruned: "
+            f"{_listing(missing)}; to leave them out of pruning altogether pass exclude={covering_patterns(missing, params)}",
+            stacklevel=2,
+        )
+    return {n: found[n] if n in found else torch.ones(params[n].shape, dtype=torch.bool) for n in params}
+
+
+def _listing(names: list[str], count: int = 8) -> str:
+    return repr(names[:count])[:-1] + (f", ... ({len(names) - count} more)]" if len(names) > count else "]")
 
 
 def _key(name: str, drop: int) -> str:
