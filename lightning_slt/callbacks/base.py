@@ -27,7 +27,7 @@ from typing_extensions import override
 
 from lightning_slt._lightning import Callback, pl, rank_zero_info
 from lightning_slt._runtime import destroy_gloo_group_at_exit
-from lightning_slt.pruning import ParameterMasks, prunable_parameters
+from lightning_slt.pruning import ParameterMasks, kept_zeros, prunable_parameters
 from lightning_slt.pruning.sources import STATE_KEY
 
 FORMAT_VERSION = 1
@@ -52,6 +52,8 @@ class PruningSession:
         restored: True when this fit resumed from a checkpoint (no ticket assembly).
         previous_masks: the mask of the run this ticket came from (for overlap metrics).
         reference: θk this ticket was rewound to (for sign-agreement metrics), on CPU.
+        ticket: how the ticket was assembled (callbacks, kept entries, kept entries that start
+            at exactly 0), saved in every checkpoint under ``lightning_slt/ticket``.
     """
 
     masks: ParameterMasks | None = None
@@ -59,6 +61,7 @@ class PruningSession:
     pending_masks: dict[str, Tensor] = field(default_factory=dict)
     previous_masks: dict[str, Tensor] | None = None
     reference: dict[str, Tensor] | None = None
+    ticket: dict[str, Any] | None = None
 
 
 def pruning_callbacks(trainer: pl.Trainer) -> list[PruningCallback]:
@@ -95,6 +98,7 @@ class PruningCallback(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         destroy_gloo_group_at_exit()  # CPU DDP ranks: a clean exit (see lightning_slt._runtime)
         if stage == "fit" and self._is_leader(trainer):
+            _check_one_source_each(pruning_callbacks(trainer))
             trainer._lightning_slt_session = PruningSession()  # type: ignore[attr-defined]
 
     @override
@@ -105,6 +109,7 @@ class PruningCallback(Callback):
         session.restored = True
         saved = checkpoint.get(STATE_KEY) or {}
         session.pending_masks = {name: mask.bool() for name, mask in (saved.get("masks") or {}).items()}
+        session.ticket = saved.get("ticket")
 
     @override
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
@@ -112,6 +117,8 @@ class PruningCallback(Callback):
         if session is None or session.masks is None or not self._is_leader(trainer):
             return
         checkpoint[STATE_KEY] = {"version": FORMAT_VERSION, "masks": session.masks.state_dict()}
+        if session.ticket is not None:
+            checkpoint[STATE_KEY]["ticket"] = session.ticket
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -133,10 +140,35 @@ class PruningCallback(Callback):
         for callback in ordered:
             callback.assemble(trainer, pl_module, session)
         session.masks.apply_()  # type: ignore[union-attr]
-        rank_zero_info("lightning_slt: ticket assembled by " + " -> ".join(type(cb).__name__ for cb in ordered))
+        kept, zero = kept_zeros(session.masks.params, session.masks.masks)  # type: ignore[union-attr]
+        names = [type(cb).__name__ for cb in ordered]
+        session.ticket = {"assembled_by": names, "kept": kept, "kept_zero": zero}
+        rank_zero_info(f"lightning_slt: ticket assembled by {' -> '.join(names)}"
+                       + (f"; {zero} of {kept} kept weights start at exactly 0" if kept else ""))
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         session = session_of(trainer)
         if stage == "fit" and session is not None and session.masks is not None and self._is_leader(trainer):
             session.masks.detach()
+
+
+def _check_one_source_each(callbacks: list[PruningCallback]) -> None:
+    """One mask source and one weights source per fit: with two, the list order would pick the
+    winner, and the callbacks' order is meant not to matter."""
+    masks = [cb for cb in callbacks if cb.phase == Phase.MASK]
+    weights = [cb for cb in callbacks if cb.phase == Phase.WEIGHTS and getattr(cb, "source", None) is not None]
+    for what, found, fix in (
+        ("mask", masks, "keep one ConvergedMask or RandomMask (GradualMagnitudePruning tightens the mask it gets)"),
+        ("weights", weights, "keep one WeightRewind with a source (WeightRewind(step=k) without a source only records θk)"),
+    ):
+        if len(found) > 1:
+            described = ", ".join(f"{type(cb).__name__}({_describe(cb)})" for cb in found)
+            raise ValueError(f"{len(found)} callbacks set the ticket's {what}: {described}; one fit has one {what} "
+                             f"source, and the list order must not choose between them: {fix}")
+
+
+def _describe(callback: PruningCallback) -> str:
+    keys = ("checkpoint", "like", "sparsity", "source", "step", "seed")
+    return ", ".join(f"{k}={getattr(callback, k)!r}" for k in keys if getattr(callback, k, None) is not None)
+

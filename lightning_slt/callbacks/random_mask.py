@@ -5,30 +5,40 @@ from __future__ import annotations
 from typing_extensions import override
 
 from lightning_slt._lightning import pl
-from lightning_slt.pruning import check_scope, check_sparsity, random_masks
+from lightning_slt.pruning import check_scope, check_sparsity, random_masks, random_masks_like
 
-from .base import Phase, PruningCallback, PruningSession, pruning_callbacks
+from .base import Phase, PruningCallback, PruningSession
 from .converged_mask import ConvergedMask
 
 
 class RandomMask(PruningCallback):
     """Start this fit from a random mask of the given sparsity.
 
-    The control for "does the magnitude mask matter" (Frankle & Carbin; Gale et al. 2019's
-    random-pruning Transformer baseline): exactly round(s·n) entries pruned per tensor
-    (layer-wise) or overall (global), drawn from a generator seeded by (seed, tensor name), so
-    every rank and every run with the same seed draws the same mask.
+    The control for "does the magnitude mask matter" (Frankle & Carbin 2019; OpenLTH's random
+    pruning; Gale et al. 2019's random-pruning Transformer baseline). The mask is drawn over the
+    whole tensor, from a generator seeded by (seed, tensor name), so every rank and every run
+    with the same seed draws the same mask. Pair it with weights that are non-zero everywhere
+    (the *dense* run's θk): a parent ticket's θk is 0 wherever the parent pruned, and a random
+    mask would keep those accidental zeros.
 
     Args:
         sparsity: fraction in [0, 1).
+        like: a converged run's checkpoint: prune, per tensor, exactly as many entries as
+            ``ConvergedMask(like, sparsity, scope)`` would (the SLT round this control is
+            compared with, nesting included). None: exactly round(s·n) per tensor (layer-wise)
+            or overall (global).
         scope: "layerwise" or "global".
         seed: seeds the draw.
-        include / exclude: glob patterns of parameter names (default: all tensors of >= 2 dims).
+        include / exclude: glob patterns of parameter names (default: all trainable matrices).
 
     Raises:
-        ValueError: bad sparsity/scope, or combined with ``ConvergedMask`` (two masks).
+        ValueError: bad sparsity/scope, or ``like`` unusable (as ``ConvergedMask``'s checkpoint).
 
-    Acts at: ticket phase "mask" (fresh fits only). State: none (masks live in the session).
+    Acts at: ``setup`` (reads ``like``), ticket phase "mask" (fresh fits only). State: none.
+
+    Example::
+
+        callbacks = [RandomMask(0.8, like="runs/slt_0.70/last.ckpt"), WeightRewind(step=150, source="runs/dense/last.ckpt")]
     """
 
     phase = Phase.MASK
@@ -36,26 +46,34 @@ class RandomMask(PruningCallback):
     def __init__(
         self,
         sparsity: float,
+        like: str | None = None,
         scope: str = "layerwise",
         seed: int = 0,
         include: list[str] | None = None,
         exclude: list[str] | None = None,
     ) -> None:
         self.sparsity = check_sparsity(sparsity)
+        self.like = like
         self.scope = check_scope(scope)
         self.seed = seed
         self.include = include
         self.exclude = exclude
+        self._reference: dict | None = None
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
-        if stage == "fit" and any(isinstance(cb, ConvergedMask) for cb in pruning_callbacks(trainer)):
-            raise ValueError("RandomMask and ConvergedMask both set the ticket's mask; use one of them")
         self._select(pl_module, self.include, self.exclude)
+        if stage == "fit" and self.like is not None:
+            reference = ConvergedMask(self.like, self.sparsity, self.scope, self.include, self.exclude)
+            self._reference, _ = reference.compute_masks(pl_module)
 
     @override
     def assemble(self, trainer: pl.Trainer, pl_module: pl.LightningModule, session: PruningSession) -> None:
-        params = self._select(pl_module, self.include, self.exclude)
-        masks = random_masks(params, self.sparsity, self.scope, seed=self.seed)
+        if self._reference is not None:
+            masks = random_masks_like(self._reference, seed=self.seed)
+            self._reference = None
+        else:
+            params = self._select(pl_module, self.include, self.exclude)
+            masks = random_masks(params, self.sparsity, self.scope, seed=self.seed)
         session.masks.set_masks_(masks, trainer.optimizers)  # type: ignore[union-attr]

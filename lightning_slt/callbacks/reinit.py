@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from typing_extensions import override
 
-from lightning_slt._lightning import pl
-from lightning_slt.pruning import random_init_values, sign_only_values
+from lightning_slt._lightning import pl, rank_zero_info
+from lightning_slt.pruning import initialiser_values, sign_only_values
 
 from .base import Phase, PruningCallback, PruningSession
 
@@ -66,16 +66,18 @@ class SignOnlyReinit(PruningCallback):
 
 
 class RandomReinit(PruningCallback):
-    """Replace the ticket's weights by a fresh random initialisation (the re-init control).
+    """Replace the ticket's weights by a fresh draw of the model's own initialiser (a control).
 
-    Frankle & Carbin's control: same mask, new random values. Every prunable tensor gets a
-    Glorot/fan_avg uniform draw U(-α, α) (tensor2tensor's initialiser); other parameters
-    (biases, LayerNorm) keep the values of the weights source. Runs after ``WeightRewind`` and
-    before the mask.
+    Frankle & Carbin's re-init control: the same mask, every tensor drawn afresh from the
+    distribution the model was initialised with (``pruning.initialiser_values``: the model's
+    ``reset_parameters`` / ``_reset_parameters`` / Hugging Face ``_init_weights``, else each
+    layer's own ``reset_parameters``, else Glorot uniform), so only the values change, not
+    their scale. Runs after ``WeightRewind`` and before the mask.
 
     Args:
-        seed: seeds the draw (per tensor name: the same on every rank and device).
-        include / exclude: glob patterns of parameter names (default: all tensors of >= 2 dims).
+        seed: seeds the draw (on a CPU copy: the same on every rank and device).
+        include / exclude: glob patterns of the parameters to draw; default every trainable
+            parameter (biases and LayerNorm too: the whole initialisation is replaced).
 
     Acts at: ticket phase "reinit" (fresh fits only). State: none.
     """
@@ -90,6 +92,9 @@ class RandomReinit(PruningCallback):
     @override
     @torch.no_grad()
     def assemble(self, trainer: pl.Trainer, pl_module: pl.LightningModule, session: PruningSession) -> None:
-        params = self._select(pl_module, self.include, self.exclude)
-        for name, value in random_init_values(params, seed=self.seed).items():
+        params = self._select(pl_module, self.include or ["*"], self.exclude)
+        params = {n: p for n, p in params.items() if p.requires_grad}
+        values, how = initialiser_values(pl_module, list(params), seed=self.seed)
+        for name, value in values.items():
             params[name].copy_(value)
+        rank_zero_info(f"lightning_slt: RandomReinit drew {len(values)} tensors from {how}")

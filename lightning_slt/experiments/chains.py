@@ -8,10 +8,16 @@ run (same parents, same kind, same target) get the same name and are trained onc
     dense/slt_0.50/slt_0.60/mp_0.90         SLT-MP: MP from the 60 % ticket (s0 = 0.6)
     mp_0.60                                 MP from scratch, one run per target
     mp_0.60/slt_0.70                        MP-SLT: SLT rounds from the MP 60 % mask
-    dense/slt_0.40/random_mask_0.50         a control: one SLT round with one ingredient changed
+    dense/slt_0.40/random_mask_0.50         a control beside the SLT round dense/slt_0.40/slt_0.50
 
 Chain semantics (Brix et al. §3-4): LT rewinds to θ0 of the dense run; SLT/CLT to θk of the
 *most recent* run; every run restarts at step 0 with fresh optimizer state.
+
+Controls (Frankle & Carbin 2019; OpenLTH), each beside the SLT (CLT) round of the same target,
+that is with the same parent: ``random_mask`` draws a mask over the whole tensor with that
+round's per-tensor counts and takes the *dense* run's θk (non-zero everywhere, so no kept weight
+starts at an accidental 0); ``random_reinit`` keeps the round's mask and draws every tensor from
+the model's own initialiser; ``random_sign`` keeps CLT's mask and magnitudes, random signs.
 """
 
 from __future__ import annotations
@@ -78,8 +84,8 @@ class RunSpec:
                 return [mp, _cb("WeightRewind", step=k)]
             return [_cb("ConvergedMask", checkpoint=last_ckpt[self.parent], sparsity=self.initial_sparsity),
                     _cb("WeightRewind", step=k, source=last_ckpt[self.parent]), mp]
-        if self.kind == "random_mask":
-            mask = _cb("RandomMask", sparsity=self.sparsity, seed=seed)
+        if self.kind == "random_mask":  # the SLT round's per-tensor counts, drawn over the whole tensor
+            mask = _cb("RandomMask", sparsity=self.sparsity, like=last_ckpt[self.parent], seed=seed)  # type: ignore[index]
         else:
             mask = _cb("ConvergedMask", checkpoint=last_ckpt[self.parent], sparsity=self.sparsity)  # type: ignore[index]
         callbacks = [mask, _cb("WeightRewind", step=self.rewind_step, source=last_ckpt[self.weights_from])]  # type: ignore[index]
@@ -155,10 +161,11 @@ def build_runs(config: ExperimentConfig, schedule: Schedule) -> list[RunSpec]:
         elif method == "mp_slt":
             source = chain.mp(config.mp_slt_source, method)
             chain.rounds(source, "slt", [t for t in targets if t > config.mp_slt_source], method)
-        else:  # a control: one SLT (CLT for random_sign) round per target, one ingredient changed
+        else:  # a control: beside the SLT (CLT) round of each target, one ingredient changed
             base = chain.rounds(dense, "clt" if method == "random_sign" else "slt", targets[:-1], method, reported=False)
             for parent, target in zip([dense, *base], targets):
-                chain.add(RunSpec(f"{parent.name}/{_tag(method, target)}", method, target, parent.name, parent.name,
+                weights = "dense" if method == "random_mask" else parent.name  # θk non-zero everywhere
+                chain.add(RunSpec(f"{parent.name}/{_tag(method, target)}", method, target, parent.name, weights,
                                   rewind_step=schedule.rewind_step), method)
     return sorted(chain.runs.values(), key=lambda run: run.name.count("/"))
 

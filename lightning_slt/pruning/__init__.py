@@ -14,11 +14,11 @@ from .masks import (
     random_masks,
     random_masks_like,
 )
-from .reinit import fan_avg_bound, random_init_values, sign_only_values
+from .reinit import fan_avg_bound, initialiser_values, random_init_values, sign_only_values
 from .schedule import check_schedule, cubic_sparsity, is_pruning_step
 from .selection import prunable_parameters
 from .sources import PruningSource, load_source, match_names
-from .stats import mask_jaccard, sign_agreement, sparsity_report
+from .stats import kept_zeros, mask_jaccard, sign_agreement, sparsity_report
 
 __all__ = [
     "ParameterMasks",
@@ -30,7 +30,9 @@ __all__ = [
     "check_sparsity",
     "cubic_sparsity",
     "fan_avg_bound",
+    "initialiser_values",
     "is_pruning_step",
+    "kept_zeros",
     "load_source",
     "magnitude_masks",
     "mask_jaccard",

@@ -52,3 +52,17 @@ def sign_agreement(
         agree += int(((torch.sign(w) == torch.sign(r)) & keep).sum())
         count += int(keep.sum())
     return agree / count if count else 1.0
+
+
+def kept_zeros(weights: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> tuple[int, int]:
+    """(kept entries, kept entries that are exactly 0) over the masked tensors.
+
+    A ticket whose kept weights start at 0 is a weaker ticket than its sparsity says (a random
+    mask applied to a pruned parent's θk keeps the parent's zeros); the controls must score 0.
+    """
+    kept = zero = 0
+    for name, mask in masks.items():
+        keep = mask.to(weights[name].device)
+        kept += int(keep.sum())
+        zero += int(((weights[name].detach() == 0) & keep).sum())
+    return kept, zero

@@ -8,7 +8,7 @@ import torch
 from torch.nn.utils import prune
 
 from lightning_slt import ConvergedMask, RandomMask, RandomReinit, SignOnlyReinit, WeightRewind
-from lightning_slt.pruning import load_source, magnitude_masks, prunable_parameters, random_init_values
+from lightning_slt.pruning import initialiser_values, load_source, magnitude_masks, prunable_parameters
 
 from .tiny import Probe, fresh_module, make_trainer
 
@@ -87,10 +87,14 @@ def test_controls_random_mask_random_reinit_and_random_sign(dense_ckpt):
 
     _, reinit = _run([RandomReinit(seed=2), ConvergedMask(str(dense_ckpt), 0.5), WeightRewind(3, source=str(dense_ckpt))])
     params = {n: _theta(dense_ckpt, 3)[n] for n in masks}
-    fresh = random_init_values(params, seed=2)
+    module = fresh_module(5)
+    fresh, how = initialiser_values(module, [n for n, _ in module.named_parameters()], seed=2)
+    assert how == "Embedding.reset_parameters, LayerNorm.reset_parameters, Linear.reset_parameters"
     for name, mask in masks.items():
         assert torch.equal(reinit.start[name], fresh[name] * mask + 0.0)
-    assert torch.equal(reinit.start["net.0.bias"], _theta(dense_ckpt, 3)["net.0.bias"])
+    for name in ("net.0.bias", "net.1.weight", "net.1.bias"):  # every tensor is re-drawn, not only matrices
+        assert torch.equal(reinit.start[name], fresh[name])
+    assert not torch.equal(reinit.start["net.0.bias"], _theta(dense_ckpt, 3)["net.0.bias"])
 
     _, signs = _run([ConvergedMask(str(dense_ckpt), 0.5), WeightRewind(3, source=str(dense_ckpt)), SignOnlyReinit(sign="random", seed=1)])
     agree = sum(int((torch.sign(signs.start[n]) == torch.sign(params[n]))[masks[n]].sum()) for n in masks)
