@@ -1,6 +1,7 @@
 """Ticket assembly: ConvergedMask + WeightRewind (+ SignOnlyReinit, controls), bit for bit."""
 
 import itertools
+import re
 import math
 
 import pytest
@@ -10,7 +11,7 @@ from torch.nn.utils import prune
 from lightning_slt import ConvergedMask, RandomMask, RandomReinit, SignOnlyReinit, WeightRewind
 from lightning_slt.pruning import initialiser_values, load_source, magnitude_masks, prunable_parameters
 
-from .tiny import Probe, fresh_module, make_trainer
+from .tiny import Probe, fresh_module, make_trainer, params_of
 
 
 def _theta(ckpt, step):
@@ -204,3 +205,30 @@ def test_restore_optimizer_restores_adam_moments_and_lr_schedule(tmp_path):
     saved = recorded["optimizer"][0]["state"]
     assert all(torch.equal(a, saved[i]["exp_avg"]) for i, a in enumerate(check.exp_avg))
     assert check.lr == pytest.approx(0.01 / (1 + 4))
+
+
+@pytest.mark.parametrize("callbacks, what", [
+    (lambda c: [ConvergedMask(c, 0.5), ConvergedMask(c, 0.6)], "2 callbacks set the ticket's mask: ConvergedMask"),
+    (lambda c: [RandomMask(0.5, seed=1), RandomMask(0.5, seed=2)], "2 callbacks set the ticket's mask: RandomMask"),
+    (lambda c: [ConvergedMask(c, 0.5), RandomMask(0.5)], "RandomMask(sparsity=0.5, seed=0)"),
+    (lambda c: [WeightRewind(3, source=c), WeightRewind(0, source=c)], "2 callbacks set the ticket's weights"),
+])
+def test_two_sources_of_one_ingredient_are_refused_before_training(dense_ckpt, callbacks, what):
+    """The README says the callbacks' order does not matter; with two mask (or weight) sources
+    the list order would silently pick the winner."""
+    module = fresh_module(1)
+    before = params_of(module)
+    with pytest.raises(ValueError, match=re.escape(what)) as err:
+        make_trainer(2, callbacks(str(dense_ckpt))).fit(module)
+    assert "the list order must not choose" in str(err.value)
+    assert all(torch.equal(before[n], p) for n, p in params_of(module).items())  # nothing trained
+
+
+def test_every_checkpoint_says_how_its_ticket_was_assembled(dense_ckpt, tmp_path):
+    trainer = make_trainer(2, [ConvergedMask(str(dense_ckpt), 0.5), WeightRewind(3, source=str(dense_ckpt))])
+    trainer.fit(fresh_module(1))
+    trainer.save_checkpoint(tmp_path / "x.ckpt")
+    ticket = torch.load(tmp_path / "x.ckpt", weights_only=True)["lightning_slt"]["ticket"]
+    masks = _expected_masks(dense_ckpt, 0.5)
+    assert ticket == {"assembled_by": ["WeightRewind", "ConvergedMask"], "kept": sum(int(m.sum()) for m in masks.values()),
+                      "kept_zero": 0}
