@@ -84,3 +84,18 @@ def test_a_layer_without_initialiser_falls_back_to_glorot_and_a_vector_is_refuse
         initialiser_values(Bare(), ["scale"], seed=0)
     with pytest.raises(ValueError, match="has no parameters"):
         initialiser_values(Bare(), ["nope"], seed=0)
+
+
+def test_hugging_face_model_uses_its_init_weights():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.MarianConfig(
+        vocab_size=500, d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128, max_position_embeddings=64,
+        init_std=0.05, pad_token_id=1, eos_token_id=2, bos_token_id=0, decoder_start_token_id=1, forced_eos_token_id=2)
+    model = transformers.MarianMTModel(config)
+    names = [n for n, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
+    values, how = initialiser_values(model, names, seed=0)
+    assert how == "MarianMTModel._init_weights"
+    for name in names:  # N(0, init_std), not Glorot
+        assert _std_close(values[name], 0.05), name
+        assert not torch.equal(values[name], model.get_parameter(name).detach()), name
