@@ -195,7 +195,7 @@ def _no_snapshot_message(what: str, source: PruningSource, step: int) -> str:
         if source.step is not None and source.weights is not None:
             fix += (f"; its state_dict holds the weights at global step {source.step}: pass step={source.step} to "
                     "start from them")
-        if not recorded:
+        if not recorded and source.kind in ("lightning", "lightning_model_pruning"):  # ModelPruning writes these
             fix += ("; a Lightning ModelPruning run keeps its original weights (use_lottery_ticket_hypothesis) "
                     "in memory only, so its checkpoints hold no θk: ConvergedMask(<checkpoint>, sparsity=None) "
                     "reads their mask (the zeros)")
