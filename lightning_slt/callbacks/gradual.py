@@ -6,7 +6,7 @@ from typing import Any
 
 from typing_extensions import override
 
-from lightning_slt._lightning import pl
+from lightning_slt._lightning import pl, rank_zero_warn
 from lightning_slt.pruning import (
     check_schedule,
     check_scope,
@@ -15,8 +15,10 @@ from lightning_slt.pruning import (
     is_pruning_step,
     magnitude_masks,
 )
+from lightning_slt.pruning.masks import check_keeps_entries
 
 from .base import Phase, PruningCallback, PruningSession
+from .time_budget import TrainTimeBudget
 
 
 class GradualMagnitudePruning(PruningCallback):
@@ -38,8 +40,14 @@ class GradualMagnitudePruning(PruningCallback):
 
     Raises:
         ValueError: sparsity outside [0, 1), initial above final, a schedule whose end precedes
-            its start, or (at setup) a schedule that needs ``max_steps`` the Trainer lacks or
-            that ends after ``max_steps``.
+            its start; at setup, a schedule that needs ``max_steps`` the Trainer lacks, ends
+            after ``max_steps`` or whose final count empties a tensor; at ticket assembly, a
+            ``final_sparsity`` below what the ticket's mask already prunes (nothing to do).
+
+    Warns: at setup, when no best-by-metric checkpoint is restricted to the ramp's end (the
+    paper reports MP's best checkpoint at the final sparsity only; ``BestAfterStep`` does that),
+    and at the first validation, when a time budget (``TrainTimeBudget`` or ``max_time``) will
+    stop the run, at the measured steps per second, before ``end_step``.
 
     Acts at: ``on_train_start`` (step-0 prune, fresh fits) and ``on_train_batch_end``.
     State: ``last_pruned_step``, ``sparsity``.
@@ -75,6 +83,7 @@ class GradualMagnitudePruning(PruningCallback):
         self._frequency = frequency
         self._last_pruned_step: int | None = None
         self._sparsity = 0.0
+        self._clock_start: tuple[int, dict[int, float]] | None = None  # (step, budget clocks) at train start
 
     def _validate(self) -> None:
         check_sparsity(self.final_sparsity, "final_sparsity")
@@ -106,16 +115,102 @@ class GradualMagnitudePruning(PruningCallback):
         if max_steps > 0 and self._end_step > max_steps:
             raise ValueError(
                 f"GradualMagnitudePruning: end_step ({self._end_step}) is after trainer.max_steps ({max_steps}); "
-                "the final sparsity would never be reached"
+                f"the final sparsity would never be reached: set end_step <= {max_steps} (or leave it null for 80 % "
+                f"of max_steps) or raise trainer.max_steps to at least {self._end_step}"
             )
-        self._select(pl_module, self.include, self.exclude)  # fail on bad patterns before training
+        params = self._select(pl_module, self.include, self.exclude)  # fail on bad patterns before training
+        # Targets only rise, so the final count is the one that could empty a tensor: refuse it now.
+        check_keeps_entries({n: p.numel() for n, p in params.items()}, self.final_sparsity, self.scope,
+                            what="GradualMagnitudePruning final_sparsity")
+        self._check_best_checkpoint(trainer)
+
+    def _check_best_checkpoint(self, trainer: pl.Trainer) -> None:
+        """Warn when every best-by-metric checkpoint may pick a validation from before the ramp's end."""
+        ranked = [cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None) and cb.save_top_k != 0]
+        if ranked and not any(getattr(cb, "after_step", 0) >= self._end_step for cb in ranked):
+            names = ", ".join(f"{type(cb).__name__}(monitor={cb.monitor!r}, after_step={getattr(cb, 'after_step', 0)})"
+                              for cb in ranked)
+            rank_zero_warn(
+                f"GradualMagnitudePruning: {names} may keep a best checkpoint from before step {self._end_step}, where "
+                f"sparsity is still below {self.final_sparsity}; to report the best one at the final sparsity use "
+                f"lightning_slt.experiments.checkpointing.BestAfterStep(after_step={self._end_step}, monitor=...)")
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._clock_start = (trainer.global_step, {id(b): elapsed for b, elapsed, _ in _time_budgets(trainer)})
+
+    @override
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self._clock_start is None or trainer.state.fn != "fit":
+            return
+        start_step, start_clocks = self._clock_start
+        steps = trainer.global_step - start_step
+        if steps <= 0 or trainer.global_step >= self._end_step:
+            return  # no rate measured yet, or the ramp is over
+        self._clock_start = None  # checked once per fit, at the first validation with a measured rate
+        for budget, elapsed, remaining in _time_budgets(trainer):
+            seconds = elapsed - start_clocks.get(id(budget), elapsed)
+            if seconds <= 0:
+                continue
+            rate = steps / seconds
+            stop = trainer.global_step + int(max(remaining, 0.0) * rate)
+            if stop < self._end_step:
+                rank_zero_warn(self._budget_message(budget, rate, stop))
+
+    def _budget_message(self, budget: Any, rate: float, stop: int) -> str:
+        reached = self.target_sparsity(self._last_pruning_step(stop))
+        name = f"TrainTimeBudget(minutes={budget.minutes})" if isinstance(budget, TrainTimeBudget) else (
+            f"the Trainer's max_time ({budget.time_remaining() + budget.time_elapsed():.0f} s)")
+        return (
+            f"GradualMagnitudePruning: at the measured {rate:.3g} steps/s, {name} will stop the run near step {stop}, "
+            f"before the ramp ends at step {self._end_step}: sparsity will reach {reached:.4g} there instead of "
+            f"{self.final_sparsity}. Raise the budget (TrainTimeBudget minutes, --trainer.max_time), switch it off "
+            f"(TrainTimeBudget(minutes=null), --trainer.max_time=null), or shorten the ramp (end_step <= {stop}, or a "
+            "smaller --trainer.max_steps)")
+
+    def _last_pruning_step(self, step: int) -> int:
+        """The last step <= ``step`` at which the schedule updates the masks."""
+        if step >= self._end_step:
+            return self._end_step
+        if step < self.begin_step:
+            return step
+        return self.begin_step + (step - self.begin_step) // self._frequency * self._frequency
 
     def target_sparsity(self, step: int) -> float:
         return cubic_sparsity(step, self.final_sparsity, self.initial_sparsity, self.begin_step, self._end_step)
 
     @override
     def assemble(self, trainer: pl.Trainer, pl_module: pl.LightningModule, session: PruningSession) -> None:
+        self._check_target_above_ticket(pl_module, session)
         self._maybe_prune(trainer, pl_module, session)
+
+    def _check_target_above_ticket(self, pl_module: pl.LightningModule, session: PruningSession) -> None:
+        """Refuse a final target below the sparsity of the mask assembled before this schedule.
+
+        Masks are nested, so such a schedule never prunes anything: a silent no-op, most likely
+        a mistyped sparsity or the wrong ticket. Compared as ``check_nested_target`` does (per
+        tensor, or overall for global scope; one entry of rounding slack, so an equal target passes).
+        """
+        params = self._select(pl_module, self.include, self.exclude)
+        current = {n: m for n, m in session.masks.masks.items() if n in params}  # type: ignore[union-attr]
+        if not current:
+            return
+        pruned = {n: int((~m).sum()) for n, m in current.items()}
+        if self.scope == "global":
+            total = sum(m.numel() for m in current.values())
+            below = [("all selected tensors", sum(pruned.values()), total)] if round(
+                self.final_sparsity * total) < sum(pruned.values()) - len(pruned) else []
+        else:
+            below = [(repr(n), pruned[n], m.numel()) for n, m in current.items()
+                     if round(self.final_sparsity * m.numel()) < pruned[n] - 1]
+        if below:
+            where, count, n = max(below, key=lambda b: b[1] / b[2])
+            raise ValueError(
+                f"GradualMagnitudePruning: final_sparsity {self.final_sparsity} is below the {count / n:.4f} the ticket's "
+                f"mask already prunes in {where} ({count} of {n} entries, set by the mask phase before this schedule); "
+                "masks are nested, so this schedule would never prune anything. Raise final_sparsity above it (SLT-MP: "
+                "initial_sparsity = the ticket's sparsity, final_sparsity = the target) or use a less sparse ticket")
 
     @override
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
@@ -140,3 +235,18 @@ class GradualMagnitudePruning(PruningCallback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._last_pruned_step = state_dict.get("last_pruned_step")
         self._sparsity = state_dict.get("sparsity", 0.0)
+
+
+def _time_budgets(trainer: pl.Trainer) -> list[tuple[Any, float, float]]:
+    """Each time limit on this fit as (callback, elapsed seconds, remaining seconds).
+
+    ``TrainTimeBudget`` counts training only (validation excluded); Lightning's ``max_time``
+    (its ``Timer`` callback) counts validation too, so its rate includes the validations.
+    """
+    budgets = []
+    for cb in trainer.callbacks:
+        if isinstance(cb, TrainTimeBudget) and cb.active and cb.minutes is not None:
+            budgets.append((cb, cb.train_minutes * 60, cb.remaining_minutes * 60))
+        elif isinstance(cb, pl.callbacks.Timer) and cb.time_remaining() is not None:
+            budgets.append((cb, cb.time_elapsed(), cb.time_remaining()))
+    return budgets

@@ -19,43 +19,73 @@ class TrainTimeBudget(Callback):
     against training time, and stops through ``trainer.should_stop`` (a clean stop: checkpoints
     and ``on_train_end`` run as usual).
 
+    One budget per run: with several in ``trainer.callbacks`` only the last one acts, so a later
+    ``--config`` replaces the base config's budget (the CLI concatenates callback lists), e.g.
+    ``{minutes: null}`` in a step-bounded recipe switches the base's 60 minutes off.
+
     Args:
-        minutes: training wall-time budget.
+        minutes: training wall-time budget; None: no limit (the clocks are still logged).
 
     Acts at: ``on_train_batch_end``, ``on_validation_start/end``. State: both clocks, so a resumed
     run keeps its budget.
     """
 
-    def __init__(self, minutes: float) -> None:
-        if minutes <= 0:
-            raise ValueError(f"minutes must be positive, got {minutes}")
+    def __init__(self, minutes: float | None) -> None:
+        if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or minutes <= 0):
+            raise ValueError(f"TrainTimeBudget: minutes must be a positive number, or null for no limit; got {minutes!r}")
         self.minutes = minutes
+        self.active = True  # False when a later TrainTimeBudget of the same trainer replaces this one
         self._train_s = 0.0
         self._validation_s = 0.0
         self._mark: float | None = None
+        self._validating = False
 
     @property
     def train_minutes(self) -> float:
-        return (self._train_s + (time.perf_counter() - self._mark if self._mark is not None else 0.0)) / 60
+        """Training minutes so far (resumed runs included), without a validation in progress."""
+        running = time.perf_counter() - self._mark if self._mark is not None and not self._validating else 0.0
+        return (self._train_s + running) / 60
+
+    @property
+    def remaining_minutes(self) -> float:
+        """Training minutes left before this budget stops the run (``inf`` without a limit or when replaced)."""
+        if self.minutes is None or not self.active:
+            return float("inf")
+        return self.minutes - self.train_minutes
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        budgets = [cb for cb in trainer.callbacks if isinstance(cb, TrainTimeBudget)]
+        self.active = budgets[-1] is self
+        if not self.active and stage == "fit":
+            rank_zero_info(f"TrainTimeBudget(minutes={self.minutes}) is replaced by the later "
+                           f"TrainTimeBudget(minutes={budgets[-1].minutes}) (one budget per run: the last one acts)")
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._mark = time.perf_counter()
+        if self.active:
+            self._mark = time.perf_counter()
 
     @override
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        if self.train_minutes >= self.minutes and not trainer.should_stop:
+        if self.remaining_minutes <= 0 and not trainer.should_stop:
             rank_zero_info(f"TrainTimeBudget: {self.minutes} training minutes used at step {trainer.global_step}; stopping")
             trainer.should_stop = True
 
     @override
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.active:
+            return
         if self._mark is not None:
             self._train_s += time.perf_counter() - self._mark
         self._mark = time.perf_counter()
+        self._validating = True
 
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.active:
+            return
+        self._validating = False
         if self._mark is not None and not trainer.sanity_checking:
             self._validation_s += time.perf_counter() - self._mark
             self._mark = time.perf_counter()
@@ -67,6 +97,8 @@ class TrainTimeBudget(Callback):
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.active:
+            return
         if self._mark is not None:
             self._train_s += time.perf_counter() - self._mark
             self._mark = None

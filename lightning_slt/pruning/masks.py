@@ -6,10 +6,19 @@ parameter's name. Sparsity ``s`` on ``n`` entries prunes exactly ``round(s * n)`
 ``scope="global"``). Ties are broken by flat index (lower index pruned first) so every process
 and every device computes the same mask. Masks are nested: an entry pruned in ``current`` is
 pruned again, whatever its value.
+
+No mask may prune every entry of a tensor: a matrix with no kept weight cuts the path through
+it, so a layerwise count ``round(s * n) == n`` (``0.999999`` on small matrices) is refused,
+naming the tensor and the largest sparsity that keeps one entry. A global mask is refused when
+its overall count takes every entry; when it empties single tensors it only warns, naming them,
+because ranking all tensors together is what the user chose global for (the cure is then
+layerwise scope, a lower sparsity, or ``exclude``).
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 import zlib
 from collections.abc import Mapping
 from typing import Literal
@@ -36,6 +45,48 @@ def check_scope(scope: str) -> str:
     return scope
 
 
+def max_keeping_sparsity(n: int) -> float:
+    """The largest sparsity (6 decimals, rounded down) whose count ``round(s * n)`` keeps one of ``n`` entries."""
+    return math.floor((n - 1) / n * 1e6) / 1e6 if n > 1 else 0.0
+
+
+def check_keeps_entries(sizes: Mapping[str, int], sparsity: float, scope: str = "layerwise",
+                        what: str = "sparsity") -> None:
+    """Refuse a sparsity whose exact count prunes every entry of a tensor (layerwise) or of all of them (global).
+
+    ``sizes`` maps tensor names to entry counts. Call it before training with a schedule's final
+    target (targets only rise) so a run is refused at setup, not when the ramp gets there.
+
+    Raises:
+        ValueError: naming the smallest emptied tensor (or the global count), its size, the
+            sparsity and the largest sparsity that keeps at least one entry.
+    """
+    if scope == "global":
+        total = sum(sizes.values())
+        if total > 0 and round(sparsity * total) >= total:
+            raise ValueError(
+                f"{what} {sparsity} (scope='global') prunes all {total} entries of the {len(sizes)} selected tensors, "
+                f"leaving the model no kept weight; use a sparsity of at most {max_keeping_sparsity(total)}")
+        return
+    emptied = sorted((n, name) for name, n in sizes.items() if n > 0 and round(sparsity * n) >= n)
+    if emptied:
+        n, name = emptied[0]
+        others = f" (and {len(emptied) - 1} more tensors)" if len(emptied) > 1 else ""
+        raise ValueError(
+            f"{what} {sparsity} prunes all {n} entries of {name!r}{others} (round({sparsity} * {n}) = {n}), leaving it "
+            f"no kept weight; use a sparsity of at most {max_keeping_sparsity(n)} ({n - 1} of {n} pruned), "
+            "or exclude that tensor")
+
+
+def warn_emptied(masks: Mapping[str, Tensor], why: str) -> None:
+    """Warn, naming them, about tensors whose mask keeps no entry (global scope may do that)."""
+    emptied = [f"{name!r} ({mask.numel()} entries)" for name, mask in masks.items() if mask.numel() and not mask.any()]
+    if emptied:
+        warnings.warn(
+            f"{why} prunes every entry of {len(emptied)} tensor(s): {', '.join(emptied[:5])}; nothing passes through "
+            "them any more. Use scope='layerwise', a lower sparsity, or exclude them", stacklevel=3)
+
+
 def magnitude_masks(
     weights: Mapping[str, Tensor],
     sparsity: float,
@@ -51,7 +102,8 @@ def magnitude_masks(
         current: masks to nest in; entries pruned there stay pruned even if the target is lower.
 
     Raises:
-        ValueError: bad sparsity or scope, non-finite weights, or ``current`` not matching.
+        ValueError: bad sparsity or scope, non-finite weights, ``current`` not matching, or a
+            count that would prune every entry of a tensor (see :func:`check_keeps_entries`).
     """
     check_sparsity(sparsity)
     check_scope(scope)
@@ -91,12 +143,15 @@ def random_masks_like(reference: Mapping[str, Tensor], seed: int = 0) -> dict[st
     pruning): the draw is over the whole tensor, so it does not inherit the parent's zeros, and
     each tensor keeps the very count of the magnitude mask it is compared with, whatever the
     scope or nesting that produced that count. Seeded per (seed, tensor name) as :func:`random_masks`.
+    A tensor the reference empties is emptied too (a faithful control), with the warning of
+    :func:`warn_emptied`; layerwise references never empty one (:func:`magnitude_masks` refuses).
     """
     masks = {}
     for name, ref in reference.items():
         generator = torch.Generator().manual_seed(_name_seed(seed, name))
         score = torch.rand(ref.shape, generator=generator).to(ref.device)
         masks[name] = _keep_mask(score, int((~ref.bool()).sum()))
+    warn_emptied(masks, "the random control copies its reference's counts, and the reference")
     return masks
 
 
@@ -139,6 +194,7 @@ def _masks_from_scores(
             if name in scores:
                 # Already-pruned entries rank below every real score, so they are pruned first.
                 scores[name] = scores[name].masked_fill(~mask.to(scores[name].device), -1.0)
+    check_keeps_entries({name: score.numel() for name, score in scores.items()}, sparsity, scope)
     if scope == "layerwise":
         return {name: _keep_mask(score, _prune_count(score, sparsity, current, name)) for name, score in scores.items()}
     flat = torch.cat([s.flatten().cpu() for s in scores.values()]) if scores else torch.empty(0)
@@ -148,13 +204,18 @@ def _masks_from_scores(
     for name, score in scores.items():
         masks[name] = keep[offset : offset + score.numel()].view(score.shape).to(score.device)
         offset += score.numel()
+    warn_emptied(masks, f"global sparsity {sparsity}")
     return masks
 
 
 def _prune_count(score: Tensor, sparsity: float, current: Mapping[str, Tensor] | None, name: str) -> int:
     target = round(sparsity * score.numel())
     if current is not None and name in current:
-        target = max(target, int((~current[name]).sum()))
+        already = int((~current[name]).sum())
+        if score.numel() and already >= score.numel():
+            raise ValueError(f"the mask to nest in already prunes all {already} entries of {name!r}; a tensor with no "
+                             "kept weight cannot be pruned further: start from a mask that keeps some of it, or exclude it")
+        target = max(target, already)
     return target
 
 
