@@ -100,6 +100,16 @@ def test_a_hugging_face_save_pretrained_folder_is_a_source(tmp_path):
     assert whole.kind == file.kind == shards.kind == "safetensors"
     assert whole.weights.keys() == shards.weights.keys() and not set(POSITIONS) & whole.weights.keys()
     assert all(torch.equal(whole.weights[n], shards.weights[n]) for n in whole.weights)
+    (tmp_path / "bin").mkdir()  # what transformers 4 wrote with safe_serialization=False
+    torch.save({n: whole.weights[n] for n in whole.weights}, tmp_path / "bin" / "pytorch_model.bin")
+    binary = load_source(tmp_path / "bin")
+    assert binary.kind == "state_dict" and binary.weights.keys() == whole.weights.keys()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes((tmp_path / "hf" / "model.safetensors").read_bytes()[:-100])
+    with pytest.raises(ValueError, match=rf"cannot read pruning source '{cut}' \(safetensors: .*truncated or corrupt"):
+        load_source(cut)
+    with pytest.raises(FileNotFoundError, match="is a folder without model.safetensors or pytorch_model.bin"):
+        load_source(tmp_path)
     hf = str(tmp_path / "hf")
     missing = re.escape(f"has no weights for 2 of the 87 parameters to rewind: "
                         f"{['model.' + n for n in POSITIONS]} (all frozen, requires_grad=False")
