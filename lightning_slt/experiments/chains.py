@@ -90,7 +90,7 @@ class RunSpec:
             mask = _cb("ConvergedMask", checkpoint=last_ckpt[self.parent], sparsity=self.sparsity)  # type: ignore[index]
         callbacks = [mask, _cb("WeightRewind", step=self.rewind_step, source=last_ckpt[self.weights_from])]  # type: ignore[index]
         extra = {
-            "clt": _cb("SignOnlyReinit"),
+            "clt": _cb("SignOnlyReinit", magnitude=schedule.clt_magnitude),
             "random_sign": _cb("SignOnlyReinit", sign="random", seed=seed),
             "random_reinit": _cb("RandomReinit", seed=seed),
         }

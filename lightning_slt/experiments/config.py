@@ -1,8 +1,16 @@
 """An experiment: which methods, which sparsities, on which base run, how many seeds, where.
 
 Read from YAML by jsonargparse, so a key or value of the wrong type is a clear error naming it
-before any training. Defaults follow the paper scaled to the run length (``max_steps``):
-rewind step k = 5 % (25k of 500k), MP ramp to 80 % (400k) with Δt = 2 % (10k).
+before any training. Defaults keep the paper's proportions at any run length ``T``
+(``max_steps``; the paper: T = 500k):
+
+- learning-rate warm-up w = 2 % of T (10k of 500k); it replaces the base config's
+  ``model.warmup_steps``, so a shortened run does not spend a third of itself warming up;
+- rewind step k = 5 % of T (25k of 500k): θk is taken after warm-up ends (w ≤ k), and early
+  (k ≤ 10 % of T), which is what makes a ticket "stabilized" (Frankle et al. 2019);
+- MP's ramp ends at 80 % of T (400k) with Δt = 2 % (10k).
+
+A config that breaks the k rule (k inside warm-up, or k > 10 % of T) is allowed with a warning.
 """
 
 from __future__ import annotations
@@ -29,6 +37,11 @@ class ExperimentConfig:
         rewind_step: k of SLT/CLT/MP-SLT; None = max(1, round(0.05 * max_steps)).
         mp_end_step: step where MP reaches its final sparsity; None = round(0.8 * max_steps).
         mp_frequency: Δt of MP; None = max(1, round(0.02 * max_steps)).
+        warmup_steps: learning-rate warm-up of every run; None = max(1, round(0.02 * max_steps)),
+            replacing the base's ``model.warmup_steps``; set it to keep the base's own.
+        clt_magnitude: CLT's constant: "fan_avg" (tensor2tensor's init bound sqrt(6/(fan_in+fan_out));
+            for the tied embedding sqrt(6/(V+d)), 0.027 at V=8000, d=256, against its N(0, d^-1/2)
+            init's 0.0625: the paper leaves this open) or "std" (each tensor's own std, Zhou et al. 2019).
         slt_mp_switch: SLT-MP's SLT sparsity before switching to MP (paper 0.6; 0.5 is one-shot).
         mp_slt_source: the MP sparsity whose mask MP-SLT continues from (paper 0.6).
         seeds: one full set of runs per seed; reports give mean ± sd.
@@ -45,6 +58,8 @@ class ExperimentConfig:
     rewind_step: int | None = None
     mp_end_step: int | None = None
     mp_frequency: int | None = None
+    warmup_steps: int | None = None
+    clt_magnitude: str = "fan_avg"
     slt_mp_switch: float = 0.6
     mp_slt_source: float = 0.6
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -68,9 +83,11 @@ class ExperimentConfig:
         check_sparsity(self.mp_slt_source, "mp_slt_source")
         self._check_run_names()
         self._check_slt_mp_targets()
-        for key in ("rewind_step", "mp_end_step", "mp_frequency"):
+        if self.clt_magnitude not in ("fan_avg", "std"):
+            raise ValueError(f"clt_magnitude must be 'fan_avg' (the paper's) or 'std', got {self.clt_magnitude!r}")
+        for key in ("rewind_step", "mp_end_step", "mp_frequency", "warmup_steps"):
             value = getattr(self, key)
-            if value is not None and value < (0 if key == "rewind_step" else 1):
+            if value is not None and value < (0 if key in ("rewind_step", "warmup_steps") else 1):
                 raise ValueError(f"{key} must be a positive number of steps, got {value}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be a non-empty list of distinct integers, got {self.seeds}")
@@ -124,12 +141,15 @@ class ExperimentConfig:
 
 @dataclass(frozen=True)
 class Schedule:
-    """Step counts of one experiment, resolved from ``max_steps``."""
+    """What defines an experiment's runs beyond their lineage: step counts resolved from
+    ``max_steps``, and CLT's constant."""
 
     max_steps: int
     rewind_step: int
     mp_end_step: int
     mp_frequency: int
+    warmup_steps: int
+    clt_magnitude: str = "fan_avg"
 
     @classmethod
     def resolve(cls, config: ExperimentConfig, max_steps: int) -> Schedule:
@@ -140,6 +160,8 @@ class Schedule:
             rewind_step=config.rewind_step if config.rewind_step is not None else max(1, round(0.05 * max_steps)),
             mp_end_step=config.mp_end_step if config.mp_end_step is not None else round(0.8 * max_steps),
             mp_frequency=config.mp_frequency if config.mp_frequency is not None else max(1, round(0.02 * max_steps)),
+            warmup_steps=config.warmup_steps if config.warmup_steps is not None else max(1, round(0.02 * max_steps)),
+            clt_magnitude=config.clt_magnitude,
         )
         if schedule.rewind_step > max_steps:
             raise ValueError(
@@ -149,3 +171,16 @@ class Schedule:
         if schedule.mp_end_step > max_steps:
             raise ValueError(f"mp_end_step {schedule.mp_end_step} is beyond the run's max_steps {max_steps}")
         return schedule
+
+    def warnings(self) -> list[str]:
+        """Where this schedule leaves the paper's proportions (w ≤ k ≤ 10 % of T)."""
+        out = []
+        if 0 < self.rewind_step < self.warmup_steps:
+            out.append(f"rewind_step k={self.rewind_step} lies inside the warm-up ({self.warmup_steps} steps): θk is "
+                       "taken before training has stabilised (the paper: warm-up 10k, k = 25k of 500k); raise "
+                       "rewind_step or lower warmup_steps")
+        if self.rewind_step > 0.1 * self.max_steps:
+            out.append(f"rewind_step k={self.rewind_step} is {self.rewind_step / self.max_steps:.0%} of the run "
+                       f"({self.max_steps} steps), beyond the 10 % a stabilized ticket rewinds to (the paper: 5 %); "
+                       "lower rewind_step or leave it unset")
+        return out

@@ -115,6 +115,11 @@ def plan(config: ExperimentConfig) -> tuple[dict, Schedule, list[RunSpec]]:
     """Parse and check everything an experiment needs, before any training."""
     _, base = _parse_base(config)
     schedule = Schedule.resolve(config, int(base["trainer"].get("max_steps") or -1))
+    if "warmup_steps" not in base.get("model", {}):
+        raise ValueError(f"the base config's model ({base.get('model', {}).get('class_path', '?')}) has no warmup_steps; "
+                         "experiments scale the warm-up with the run and need TranslationModule's")
+    for message in schedule.warnings():
+        log.warning(f"experiment {config.experiment_name}: {message}")
     return base, schedule, build_runs(config, schedule)
 
 
@@ -221,6 +226,7 @@ def _run_config(config: ExperimentConfig, base: dict, schedule: Schedule, run: R
     trainer["logger"] = _logger(config, run, seed, paths)
     cfg["seed_everything"] = seed
     cfg["model"]["output_dir"] = str(paths.root / "test")
+    cfg["model"]["warmup_steps"] = schedule.warmup_steps  # the paper's proportion (config.py)
     return cfg
 
 

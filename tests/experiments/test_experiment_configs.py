@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from lightning_slt.experiments import load_config, plan
+from lightning_slt.experiments import ExperimentConfig, load_config, plan
+from lightning_slt.experiments.config import Schedule
+from lightning_slt.experiments.runner import _run_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO_ROOT / "conf" / "experiments").glob("*.yaml"))
@@ -22,11 +24,17 @@ def test_experiment_config_plans(path, monkeypatch):
     base, schedule, runs = plan(config)
     assert runs[0].name == "dense" and len(runs) > len(config.methods)
     assert 0 < schedule.rewind_step <= schedule.mp_end_step <= schedule.max_steps
+    # the paper's proportions (warm-up 10k, k = 25k of 500k): θk after warm-up, within 10 % of the run
+    assert schedule.warmup_steps <= schedule.rewind_step <= 0.1 * schedule.max_steps, schedule
+    assert schedule.warnings() == []
+    every_run = [_run_config(config, base, schedule, run, 0, {r.name: "x.ckpt" for r in runs}) for run in runs]
+    assert {cfg["model"]["warmup_steps"] for cfg in every_run} == {schedule.warmup_steps}
     # the runs validate every val_check_interval steps across epochs (a Multi30k epoch is ~120
     # steps): the base config's explicit null must survive into every run's config
     assert base["trainer"]["check_val_every_n_epoch"] is None and base["trainer"]["max_time"] is None
     if path.stem == "paper_wmt14_ende":
-        assert (schedule.max_steps, schedule.rewind_step, schedule.mp_end_step, schedule.mp_frequency) == (500_000, 25_000, 400_000, 10_000)
+        assert (schedule.max_steps, schedule.rewind_step, schedule.mp_end_step, schedule.mp_frequency,
+                schedule.warmup_steps) == (500_000, 25_000, 400_000, 10_000, 10_000)
         assert base["model"]["optimizer"] == "adafactor" and base["model"]["d_model"] == 512
         assert len([r for r in runs if "slt" in r.methods]) == 13  # dense + 12 rounds to 98 %
 
@@ -57,3 +65,34 @@ def test_manifest_digest_is_that_of_the_base_without_nulls(monkeypatch):
     without_nulls = yaml.safe_load(cli.parser.dump(cli.config))  # jsonargparse's default: skip_none=True
     expected = hashlib.sha256(yaml.safe_dump(without_nulls, sort_keys=True).encode()).hexdigest()
     assert _manifest(config, base, schedule)["base_config_sha256"] == expected
+
+
+@pytest.mark.parametrize("max_steps, expected", [(3000, (60, 150, 2400, 60)), (20_000, (400, 1000, 16_000, 400)),
+                                                 (500_000, (10_000, 25_000, 400_000, 10_000))])
+def test_defaults_keep_the_papers_proportions(max_steps, expected):
+    schedule = Schedule.resolve(ExperimentConfig(base=["x"], methods=["slt"], output_dir="x"), max_steps)
+    assert (schedule.warmup_steps, schedule.rewind_step, schedule.mp_end_step, schedule.mp_frequency) == expected
+    assert schedule.warnings() == []
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"rewind_step": 30}, "rewind_step k=30 lies inside the warm-up (60 steps)"),
+    ({"warmup_steps": 500}, "rewind_step k=150 lies inside the warm-up (500 steps)"),
+    ({"rewind_step": 400}, "rewind_step k=400 is 13% of the run (3000 steps), beyond the 10 %"),
+])
+def test_a_schedule_that_breaks_the_k_rule_warns(overrides, message):
+    config = ExperimentConfig(base=["x"], methods=["slt"], output_dir="x", **overrides)
+    warnings = Schedule.resolve(config, 3000).warnings()
+    assert len(warnings) == 1 and message in warnings[0]
+
+
+def test_clt_constant_is_one_option_away(monkeypatch):
+    from lightning_slt.experiments.chains import build_runs
+
+    for magnitude in ("fan_avg", "std"):
+        config = ExperimentConfig(base=["x"], methods=["clt"], output_dir="x", targets=[0.5], clt_magnitude=magnitude)
+        run = [r for r in build_runs(config, Schedule.resolve(config, 3000)) if r.kind == "clt"][0]
+        reinit = run.callbacks({"dense": "d.ckpt"}, Schedule.resolve(config, 3000), 0)[-1]
+        assert reinit == {"class_path": "lightning_slt.callbacks.SignOnlyReinit", "init_args": {"magnitude": magnitude}}
+    with pytest.raises(ValueError, match="clt_magnitude must be 'fan_avg'"):
+        ExperimentConfig(base=["x"], methods=["clt"], output_dir="x", clt_magnitude="big")
