@@ -13,7 +13,7 @@ from lightning_slt import ConvergedMask, GradualMagnitudePruning, WeightRewind
 from lightning_slt.callbacks.base import session_of
 from lightning_slt.pruning import ParameterMasks, magnitude_masks, prunable_parameters
 
-from ..callbacks.tiny import make_trainer
+from ..callbacks.tiny import Probe, make_trainer
 
 transformers = pytest.importorskip("transformers")
 
@@ -114,29 +114,24 @@ def test_gradual_magnitude_pruning_trains_marian_at_exact_sparsity():
 def test_a_lottery_round_on_marian_keeps_the_frozen_tables(tmp_path):
     dense = Seq2Seq(marian(0))
     tables = _frozen_and_buffers(dense)
-    trainer = make_trainer(3, [WeightRewind(step=0)])
+    rewind = WeightRewind(step=0)
+    trainer = make_trainer(3, [rewind])
     trainer.fit(dense)
     trainer.save_checkpoint(tmp_path / "dense.ckpt")
     ticket = Seq2Seq(marian(1))  # another init: every trainable weight must come from θ0 of the dense run
-    theta0 = trainer.callbacks[0].snapshot
+    theta0 = rewind.snapshot
+    probe = Probe()
     trainer = make_trainer(2, [ConvergedMask(str(tmp_path / "dense.ckpt"), 0.8),
-                               WeightRewind(step=0, source=str(tmp_path / "dense.ckpt"))])
-    start = {}
-
-    class Probe(pl.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            start.setdefault("weights", {n: p.detach().clone() for n, p in pl_module.named_parameters()})
-
-    trainer.callbacks.append(Probe())
+                               WeightRewind(step=0, source=str(tmp_path / "dense.ckpt")), probe])
     trainer.fit(ticket)
-    assert trainer.global_step == 2 and start
+    assert trainer.global_step == 2 and probe.start
     expected = {f"model.{n}": k for n, k in _expected(ticket.model, 0.8).items()}
     masks = session_of(trainer).masks.masks
     assert {n: int((~m).sum()) for n, m in masks.items()} == expected
     assert {n: int((ticket.get_parameter(n) == 0).sum()) for n in expected} == expected
     assert _bits_equal(_frozen_and_buffers(ticket), tables)
     kept = {n: torch.where(masks[n], theta0[n], torch.zeros(())) if n in masks else theta0[n] for n in theta0}
-    assert all(torch.equal(start["weights"][n], kept[n]) for n in theta0)
+    assert all(torch.equal(probe.start[n], kept[n]) for n in theta0)
 
 
 def test_multihead_attention_bias_kv_is_pruned_only_on_purpose():
