@@ -9,7 +9,10 @@ session, saves the masks under ``checkpoint["lightning_slt"]``, restores them, a
 weights source (``WeightRewind``, then ``RandomReinit``), mask (``ConvergedMask``,
 ``RandomMask``), schedule start (``GradualMagnitudePruning``), value transform
 (``SignOnlyReinit``); then the pruned entries are zeroed. On resume nothing is assembled: the
-restored weights and masks win.
+restored weights and masks win, and the pruning callbacks must be those the run was started with
+(a mask callback added or changed on resume would otherwise be dropped without a word; a
+checkpoint with masks resumed with no pruning callback at all is refused by
+``check_resume_keeps_masks``, which ``TranslationModule`` calls).
 
 Why ``on_train_start``: Lightning calls ``setup``, then restores callbacks and weights, then
 ``on_fit_start``, then the optimizer state; only at ``on_train_start`` is everything in place.
@@ -108,6 +111,8 @@ class PruningCallback(Callback):
             return
         session.restored = True
         saved = checkpoint.get(STATE_KEY) or {}
+        _check_same_callbacks(saved.get("callbacks"), [describe_callback(cb) for cb in pruning_callbacks(trainer)],
+                              trainer.ckpt_path)
         session.pending_masks = {name: mask.bool() for name, mask in (saved.get("masks") or {}).items()}
         session.ticket = saved.get("ticket")
 
@@ -116,7 +121,8 @@ class PruningCallback(Callback):
         session = session_of(trainer)
         if session is None or session.masks is None or not self._is_leader(trainer):
             return
-        checkpoint[STATE_KEY] = {"version": FORMAT_VERSION, "masks": session.masks.state_dict()}
+        checkpoint[STATE_KEY] = {"version": FORMAT_VERSION, "masks": session.masks.state_dict(),
+                                 "callbacks": [describe_callback(cb) for cb in pruning_callbacks(trainer)]}
         if session.ticket is not None:
             checkpoint[STATE_KEY]["ticket"] = session.ticket
 
@@ -172,3 +178,57 @@ def _describe(callback: PruningCallback) -> str:
     keys = ("checkpoint", "like", "sparsity", "source", "step", "seed")
     return ", ".join(f"{k}={getattr(callback, k)!r}" for k in keys if getattr(callback, k, None) is not None)
 
+
+_PATH_ARGS = ("checkpoint", "source", "like")  # may move with the run folder; not compared
+
+
+def describe_callback(callback: PruningCallback) -> dict[str, Any]:
+    """Class and public settings of a pruning callback (saved with every checkpoint)."""
+    settings = {k: v for k, v in vars(callback).items() if not k.startswith("_")
+                and (v is None or isinstance(v, (str, int, float, bool)) or
+                     (isinstance(v, (list, tuple)) and all(isinstance(x, (str, int, float)) for x in v)))}
+    return {"class": type(callback).__name__, **{k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}}
+
+
+def _check_same_callbacks(saved: list[dict] | None, current: list[dict], ckpt_path: str | None) -> None:
+    """On resume the ticket is not assembled again: a pruning callback added, removed or changed
+    would silently not act. Paths (checkpoint/source/like) are not compared: folders move."""
+    if saved is None:  # written before callbacks were recorded
+        return
+    strip = [[{k: v for k, v in cb.items() if k not in _PATH_ARGS} for cb in cbs] for cbs in (saved, current)]
+    if sorted(map(repr, strip[0])) == sorted(map(repr, strip[1])):
+        return
+    added = [_short(c) for c, s in zip(current, strip[1]) if s not in strip[0]]
+    removed = [_short(c) for c, s in zip(saved, strip[0]) if s not in strip[1]]
+    raise ValueError(
+        f"resuming {ckpt_path or 'a checkpoint'} with other pruning callbacks than it was started with "
+        f"(added or changed: {added or 'none'}; removed or changed: {removed or 'none'}). A resumed fit continues the "
+        "ticket it has, so these changes would not act. Resume with the callbacks it was started with (the run's "
+        "config.yaml), or start a new run from this checkpoint (e.g. ConvergedMask(checkpoint=<it>) + WeightRewind) "
+        "to prune it differently"
+    )
+
+
+def _short(described: dict) -> str:
+    args = ", ".join(f"{k}={v!r}" for k, v in described.items() if k != "class" and v is not None)
+    return f"{described['class']}({args})"
+
+
+def check_resume_keeps_masks(trainer: pl.Trainer, checkpoint: dict[str, Any]) -> None:
+    """Refuse to resume a pruned run's checkpoint in a fit with no pruning callback: nothing would
+    hold its masks, and the run would silently continue dense. Called from a LightningModule's
+    ``on_load_checkpoint``, which Lightning runs after ``setup`` and before the first step."""
+    masks = (checkpoint.get(STATE_KEY) or {}).get("masks") or {}
+    pruned = sum(int((~m.bool()).sum()) for m in masks.values())
+    if not pruned or session_of(trainer) is not None or trainer.state.fn != "fit":
+        return
+    total = sum(m.numel() for m in masks.values())
+    started = [_short(cb) for cb in (checkpoint.get(STATE_KEY) or {}).get("callbacks") or []]
+    raise ValueError(
+        f"checkpoint {trainer.ckpt_path or ''} holds the masks of a pruned run ({pruned / total:.1%} of {total} weights "
+        f"in {len(masks)} tensors pruned), but this fit has no pruning callback, so it would continue dense. Resume "
+        "with the pruning callbacks the run was started with"
+        + (f": {', '.join(started)}" if started else " (its config.yaml)")
+        + "; or, to train these weights further as a new run, load them (TranslationModule.load_from_checkpoint) "
+        "and fit with ConvergedMask(checkpoint=<it>) so the masks are kept"
+    )

@@ -601,6 +601,10 @@ class TranslationModule(pl.LightningModule):
         trainer = self._trainer
         where = f"checkpoint {trainer.ckpt_path}" if trainer is not None and trainer.ckpt_path else "the checkpoint"
         self.check_checkpoint(checkpoint, where)
+        if trainer is not None:
+            from lightning_slt.callbacks.base import check_resume_keeps_masks  # the callbacks own the masks
+
+            check_resume_keeps_masks(trainer, checkpoint)
         if TOKENIZER_KEY in checkpoint:
             self.set_tokenizer(Tokenizer.from_proto(checkpoint[TOKENIZER_KEY].numpy().tobytes()))
         self._rng_to_restore = checkpoint.get(RNG_KEY)
