@@ -5,9 +5,11 @@ Usage::
     lightning-slt export runs/slt/s0.90/last.ckpt --out model.ticket [--values fp32|fp16|bf16]
     lightning-slt export runs/slt/s0.90/last.ckpt --out wt.ticket --winning-ticket [--step K]
     lightning-slt export ... --wandb-artifact [--wandb-project P] [--artifact-name N] [--artifact-alias A]
+    lightning-slt export last.ckpt|model.ticket --format ctranslate2 --out ct2_model/ [--quantization int8]
 
 Prints one JSON line with the ticket's kind and the sizes (bytes) of its parts and of the
-checkpoint (and the W&B artifact's name and digest when uploaded).
+checkpoint (and the W&B artifact's name and digest when uploaded); with ``--format
+ctranslate2``, the folder's files and their sizes (see ``export.ctranslate2``).
 """
 
 import argparse
@@ -16,12 +18,25 @@ import os
 from typing import Any
 
 VALUES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+FORMATS = ("ticket", "ctranslate2")
+# export.ctranslate2.QUANTIZATIONS, repeated so that --help does not import the converter
+CT2_QUANTIZATIONS = ("float32", "int8", "int8_float32", "int16", "float16", "int8_float16", "bfloat16",
+                     "int8_bfloat16")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lightning-slt export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", help="Lightning checkpoint of a TranslationModule")
-    parser.add_argument("--out", required=True, help="ticket file to write (atomically)")
+    parser.add_argument("checkpoint", help="Lightning checkpoint of a TranslationModule (with --format ctranslate2 "
+                                           "also a ticket written with its tokenizer)")
+    parser.add_argument("--out", required=True, help="ticket file to write (atomically); with --format ctranslate2, "
+                                                     "a new or empty folder")
+    parser.add_argument("--format", choices=FORMATS, default="ticket",
+                        help="ticket: our compact ticket file (default); ctranslate2: a CTranslate2 model folder "
+                             "(model.bin, vocabulary in our id order, sentencepiece.model) for "
+                             "ctranslate2.Translator; needs " + "`pip install 'lightning_slt[ctranslate2]'`")
+    parser.add_argument("--quantization", choices=CT2_QUANTIZATIONS, default=None,
+                        help="with --format ctranslate2: the weight type CTranslate2 stores (default: float32 as "
+                             "trained; int8 for CPU deployment)")
     parser.add_argument("--values", choices=sorted(VALUES), default="fp32",
                         help="dtype of the stored weights: fp32 (bit-identical, default), fp16 or bf16")
     parser.add_argument("--no-tokenizer", action="store_true",
@@ -62,6 +77,10 @@ def export_main(argv: list[str] | None = None) -> int:
         parser.error("--step needs --winning-ticket (a ticket of the final weights has no rewind step)")
     if not args.wandb_artifact and (args.artifact_name or args.artifact_alias):
         parser.error("--artifact-name and --artifact-alias need --wandb-artifact")
+    if args.format == "ctranslate2":
+        return _export_ctranslate2(parser, args)
+    if args.quantization is not None:
+        parser.error("--quantization needs --format ctranslate2 (a ticket's weight type is --values)")
     options = {"values_dtype": VALUES[args.values], "embed_tokenizer": not args.no_tokenizer}
     try:
         check_not_inputs({"--out": args.out}, {"checkpoint": args.checkpoint})
@@ -79,6 +98,28 @@ def export_main(argv: list[str] | None = None) -> int:
         output.update(kind=WINNING_TICKET_KIND, step=read_ticket(args.out).extra["rewind_step"])
     if args.wandb_artifact:
         output["artifact"] = _log_artifact(args)
+    print(json.dumps(output))  # the command's output
+    return 0
+
+
+def _export_ctranslate2(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``--format ctranslate2``: the checkpoint's or ticket's model as a CTranslate2 folder."""
+    for flag, given in (("--winning-ticket", args.winning_ticket), ("--wandb-artifact", args.wandb_artifact),
+                        ("--no-tokenizer", args.no_tokenizer), ("--values", args.values != "fp32")):
+        if given:
+            parser.error(f"{flag} applies to ticket files, not to --format ctranslate2 (a CTranslate2 folder always "
+                         "holds the final weights and the tokenizer; its weight type is --quantization)")
+    from lightning_slt.atomic import check_not_inputs
+    from lightning_slt.export.ctranslate2 import export_ctranslate2
+
+    try:
+        check_not_inputs({"--out": args.out}, {"checkpoint": args.checkpoint})
+        report = export_ctranslate2(args.checkpoint, args.out, quantization=args.quantization)
+    except (FileNotFoundError, ValueError) as error:  # CTranslate2ExportError and TicketError are ValueErrors
+        raise SystemExit(f"lightning-slt export: {error}") from None
+    output = {"model": args.out, "format": "ctranslate2", "quantization": report["quantization"],
+              "vocab_size": report["vocab_size"], "special_tokens": report["special_tokens"],
+              "bytes": {**report["files"], "input": os.path.getsize(args.checkpoint)}}
     print(json.dumps(output))  # the command's output
     return 0
 
