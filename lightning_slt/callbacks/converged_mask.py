@@ -13,6 +13,7 @@ from lightning_slt.pruning import (
     magnitude_masks,
     match_names,
 )
+from lightning_slt.pruning.sources import match_masks
 
 from .base import Phase, PruningCallback, PruningSession
 
@@ -81,8 +82,7 @@ class ConvergedMask(PruningCallback):
         what = f"checkpoint {self.checkpoint!r}"
         previous = None
         if source.masks:
-            names = match_names(params, source.masks, what)
-            previous = {n: source.masks[s] for n, s in names.items()}
+            previous = match_masks(params, source.masks, what)  # uncovered tensors: unpruned, with a warning
             _check_shapes(previous, params, what)
         if self.sparsity is None:
             if previous is None:

@@ -400,12 +400,22 @@ def _mask_unknown_tensors(inputs, folder):
     return masks, ["does not match the model", "decoder.extra0.weight"]
 
 
-def _mask_missing_tensors(inputs, folder):
-    masks = dict(list(inputs.masks.items())[:2])  # two tensors of the model only
-    return masks, ["does not match the model"]
+MASK_CASES = [_mask_other_shapes, _mask_unknown_tensors]
 
 
-MASK_CASES = [_mask_other_shapes, _mask_unknown_tensors, _mask_missing_tensors]
+def test_mask_file_covering_some_tensors_prunes_those_and_warns_naming_the_others(inputs, make_data, tmp_path):
+    """A mask for two tensors of the model only (issue 14: partial sources): the others are
+    unpruned, and a warning lists them with the exclude pattern that leaves them out."""
+    masks = dict(list(inputs.masks.items())[:2])
+    path = tmp_path / "mask.pt"
+    torch.save(masks, path)
+    data = make_data()
+    module = make_module(data)
+    with pytest.warns(UserWarning, match=r"has no mask for \d+ of the \d+ selected tensors, taken as unpruned") as seen:
+        make_trainer(tmp_path / "run", max_steps=2, callbacks=[ConvergedMask(str(path))]).fit(module, datamodule=data)
+    assert any("exclude=" in str(w.message) for w in seen)
+    for name, mask in masks.items():
+        assert int((module.get_parameter(name)[~mask] != 0).sum()) == 0
 
 
 @pytest.mark.parametrize("case", MASK_CASES, ids=lambda case: case.__name__.removeprefix("_mask_"))
