@@ -26,8 +26,8 @@ class TrainTimeBudget(Callback):
     Args:
         minutes: training wall-time budget; None: no limit (the clocks are still logged).
 
-    Acts at: ``on_train_batch_end``, ``on_validation_start/end``. State: both clocks, so a resumed
-    run keeps its budget.
+    Acts at: ``on_train_batch_end``, ``on_validation_start/end``. State: both clocks of the acting
+    budget (``checkpoint["callbacks"]["TrainTimeBudget"]``), so a resumed run keeps its budget.
     """
 
     def __init__(self, minutes: float | None) -> None:
@@ -104,11 +104,17 @@ class TrainTimeBudget(Callback):
             self._mark = None
         rank_zero_info(f"TrainTimeBudget: trained {self._train_s / 60:.1f} min, validated {self._validation_s / 60:.1f} min")
 
+    # The acting budget's clocks live under checkpoint["callbacks"]["TrainTimeBudget"], the key
+    # Lightning's state_dict() would use. Saved through the checkpoint hooks instead, because
+    # Lightning refuses two stateful callbacks of one type and a later config adds a second budget.
     @override
-    def state_dict(self) -> dict[str, Any]:
-        return {"train_s": self.train_minutes * 60, "validation_s": self._validation_s}
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if self.active and "callbacks" in checkpoint:
+            checkpoint["callbacks"][self.state_key] = {"train_s": self.train_minutes * 60, "validation_s": self._validation_s}
 
     @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._train_s = state_dict.get("train_s", 0.0)
-        self._validation_s = state_dict.get("validation_s", 0.0)
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        state = (checkpoint.get("callbacks") or {}).get(self.state_key)
+        if self.active and state:
+            self._train_s = state.get("train_s", 0.0)
+            self._validation_s = state.get("validation_s", 0.0)
