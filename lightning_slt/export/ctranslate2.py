@@ -12,6 +12,9 @@ How our ``Transformer`` maps onto ``TransformerSpec``:
   scaled by sqrt(d_model);
 - positions: our t2t table (sines then cosines, timescale step log(1e4) / (D/2 - 1), first
   position 0) given explicitly, so CT2's own sinusoid, whose layout may differ, is never used;
+  it has at least 1025 rows (the same sinusoid continued past ``max_positions``), so CT2's
+  default limits (1024 source, 256 target tokens) never run off the table, which CT2 reports
+  as an error in the middle of a batch;
 - q/k/v fused as CT2 wants ([q|k|v] for self-attention, [k|v] for cross-attention), no biases;
 - the source gets eos appended (``add_source_eos``), the decoder starts from bos;
 - our search never emits pad or bos: the output projection gets a bias of -inf at those two ids
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
 INSTALL = "pip install 'lightning_slt[ctranslate2]'"
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int16", "float16", "int8_float16", "bfloat16", "int8_bfloat16")
 SPM_FILE = "sentencepiece.model"
+CT2_MAX_INPUT_LENGTH = 1024  # Translator.translate_batch's default max_input_length
 # TransformerConfig fields the spec expresses (or that only matter in training).
 _KNOWN_CONFIG = {"vocab_size", "d_model", "n_heads", "encoder_layers", "decoder_layers", "d_ff", "dropout",
                  "attention_dropout", "activation_dropout", "pre_norm", "max_positions", "pad_id", "bos_id",
@@ -165,7 +169,8 @@ def build_spec(module: "TranslationModule", ctranslate2: Any, vocabulary: list[s
     weights = {name: tensor.detach().float().cpu().numpy() for name, tensor in model.state_dict().items()}
     from lightning_slt.model.transformer import LAYER_NORM_EPS, sinusoidal_positions
 
-    positions = sinusoidal_positions(config.max_positions, config.d_model).numpy()  # (P, D), from position 0
+    rows = max(config.max_positions, CT2_MAX_INPUT_LENGTH + 1)
+    positions = sinusoidal_positions(rows, config.d_model).numpy()  # (rows, D) from position 0; prefix = ours
     embedding = weights["embed.weight"]
     spec.encoder.embeddings[0].weight = embedding
     spec.decoder.embeddings.weight = embedding
