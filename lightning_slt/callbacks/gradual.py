@@ -17,7 +17,7 @@ from lightning_slt.pruning import (
 )
 from lightning_slt.pruning.masks import check_keeps_entries
 
-from .base import Phase, PruningCallback, PruningSession
+from .base import Phase, PruningCallback, PruningSession, pruning_callbacks
 from .time_budget import TrainTimeBudget
 
 
@@ -122,7 +122,24 @@ class GradualMagnitudePruning(PruningCallback):
         # Targets only rise, so the final count is the one that could empty a tensor: refuse it now.
         check_keeps_entries({n: p.numel() for n, p in params.items()}, self.final_sparsity, self.scope,
                             what="GradualMagnitudePruning final_sparsity")
+        self._check_declared_masks(trainer)
         self._check_best_checkpoint(trainer)
+
+    def _check_declared_masks(self, trainer: pl.Trainer) -> None:
+        """Refuse at setup, before any log or config copy, a mask callback that declares a higher
+        sparsity over the same tensors and scope: the ticket would already be past this target.
+        Masks known only at assembly (a source's own mask) are checked there."""
+        for cb in pruning_callbacks(trainer):
+            declared = getattr(cb, "sparsity", None)
+            same = (getattr(cb, "scope", None), getattr(cb, "include", None), getattr(cb, "exclude", None)) == (
+                self.scope, self.include, self.exclude)
+            if cb.phase == Phase.MASK and declared is not None and same and self.final_sparsity < declared:
+                raise ValueError(
+                    f"GradualMagnitudePruning: final_sparsity {self.final_sparsity} is below the sparsity {declared} of "
+                    f"the ticket's mask ({type(cb).__name__}(sparsity={declared}, scope={self.scope!r})), which is "
+                    "assembled before this schedule; masks are nested, so this schedule would never prune anything. "
+                    "Raise final_sparsity above it (SLT-MP: initial_sparsity = the ticket's sparsity, final_sparsity = "
+                    "the target) or use a less sparse ticket")
 
     def _check_best_checkpoint(self, trainer: pl.Trainer) -> None:
         """Warn when every best-by-metric checkpoint may pick a validation from before the ramp's end."""
@@ -196,21 +213,24 @@ class GradualMagnitudePruning(PruningCallback):
         current = {n: m for n, m in session.masks.masks.items() if n in params}  # type: ignore[union-attr]
         if not current:
             return
+        if set(current) != set(params):
+            return  # tensors the mask left alone: the schedule prunes those
         pruned = {n: int((~m).sum()) for n, m in current.items()}
+        total, overall = sum(m.numel() for m in current.values()), sum(pruned.values())
         if self.scope == "global":
-            total = sum(m.numel() for m in current.values())
-            below = [("all selected tensors", sum(pruned.values()), total)] if round(
-                self.final_sparsity * total) < sum(pruned.values()) - len(pruned) else []
-        else:
-            below = [(repr(n), pruned[n], m.numel()) for n, m in current.items()
-                     if round(self.final_sparsity * m.numel()) < pruned[n] - 1]
-        if below:
-            where, count, n = max(below, key=lambda b: b[1] / b[2])
+            idle = round(self.final_sparsity * total) < overall - len(pruned)
+            where = f"in all {overall} of {total} entries"
+        else:  # idle only if no tensor would change; a global ticket's least pruned tensors may still be raised
+            idle = all(round(self.final_sparsity * m.numel()) < pruned[n] - 1 for n, m in current.items())
+            n, mask = min(current.items(), key=lambda item: pruned[item[0]] / item[1].numel())
+            where = f"even the least pruned, {n!r}, has {pruned[n]} of {mask.numel()} entries pruned"
+        if idle:
             raise ValueError(
-                f"GradualMagnitudePruning: final_sparsity {self.final_sparsity} is below the {count / n:.4f} the ticket's "
-                f"mask already prunes in {where} ({count} of {n} entries, set by the mask phase before this schedule); "
-                "masks are nested, so this schedule would never prune anything. Raise final_sparsity above it (SLT-MP: "
-                "initial_sparsity = the ticket's sparsity, final_sparsity = the target) or use a less sparse ticket")
+                f"GradualMagnitudePruning: final_sparsity {self.final_sparsity} is below the {overall / total:.4f} the "
+                f"ticket's mask already prunes over the {len(current)} selected tensors ({self.scope}; {where}), set by "
+                "the mask phase before this schedule; masks are nested, so this schedule would never prune anything. "
+                "Raise final_sparsity above it (SLT-MP: initial_sparsity = the ticket's sparsity, final_sparsity = the "
+                "target) or use a less sparse ticket")
 
     @override
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
