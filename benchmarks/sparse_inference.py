@@ -13,17 +13,28 @@ between the two, BLEU of both against test.de when a checkpoint is given (null o
 random model's output is not a translation), and the per-layer table (shape x sparsity x rows
 -> dense ms, sparse ms, winner) that "auto" measured.
 
-Run: ``LIGHTNING_SLT_DATA=../shared/data .venv/bin/python benchmarks/sparse_inference.py``.
-Prints one JSON line.
+CTranslate2 rows (when ``ctranslate2`` is installed; ``--no-ctranslate2`` skips them): the same
+pruned weights exported with ``export.ctranslate2`` as float32 and int8 folders decode the same
+batches with ``Translator(intra_threads=--threads, inter_threads=1)``, greedy, timed in the same
+interleaved passes; each batch is decoded to its largest per-sentence limit and every
+hypothesis cut to its own (exact for greedy search), so the outputs are comparable token for
+token with ours. Reported: sentences/s, ratios to our dense and CSR passes, outputs differing
+from ours, BLEU of both (with a checkpoint), int8's BLEU cost against float32, and the CPU model.
+
+Run: ``LIGHTNING_SLT_DATA=../shared/data .venv/bin/python benchmarks/sparse_inference.py``
+(``--quick``: 200 sentences, one sparsity, 3 passes, no kernel survey). Prints one JSON line.
 """
 
 import argparse
 import copy
 import json
+import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import warnings
 
@@ -103,6 +114,50 @@ def decode_all(model: Transformer, batches, n: int) -> list[list[int]]:
     return outputs
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def ct2_vocabulary(model: Transformer, tokenizer) -> list[str]:
+    """The tokenizer's pieces in id order, padded with unused tokens when the model is larger than
+    the tokenizer (the random transformer_base: 33k rows, an 8k-piece spm)."""
+    from lightning_slt.export.ctranslate2 import vocabulary_of
+
+    vocabulary = vocabulary_of(tokenizer)
+    return vocabulary + [f"<unused{i}>" for i in range(len(vocabulary), model.config.vocab_size)]
+
+
+def ct2_folders(model: Transformer, tokenizer, vocabulary: list[str], folder: Path) -> dict[str, Path]:
+    """float32 and int8 CTranslate2 folders of `model`."""
+    from lightning_slt.export.ctranslate2 import export_ctranslate2
+
+    source = SimpleNamespace(model=model, tokenizer=tokenizer)
+    folders = {}
+    for quantization in ("float32", "int8"):
+        folders[quantization] = folder / quantization
+        export_ctranslate2(source, folders[quantization], quantization=quantization, vocabulary=vocabulary)
+    return folders
+
+
+def ct2_decode_all(translator, batches, pieces: list[list[str]], limits: list[int], vocabulary: dict[str, int],
+                   n: int) -> list[list[int]]:
+    """Greedy CT2 output ids of every sentence, batch by batch as ``decode_all``, each cut to its own limit."""
+    outputs: list[list[int]] = [[] for _ in range(n)]
+    for ids, _ in batches:
+        results = translator.translate_batch([pieces[i] for i in ids], beam_size=1, max_input_length=0,
+                                             max_decoding_length=max(limits[i] for i in ids))
+        for i, result in zip(ids, results):
+            outputs[i] = [vocabulary[token] for token in result.hypotheses[0][:limits[i]]]
+    return outputs
+
+
 def kernel_survey(rows: int, sparsity: float, repeats: int) -> list[dict]:
     """Median ms of each torch sparse layout for x (rows, in) @ W^T, W of the model's shapes.
 
@@ -154,10 +209,22 @@ def main() -> None:
     parser.add_argument("--mode", choices=("auto", "on"), default="auto")
     parser.add_argument("--vocab", type=int, default=33000)
     parser.add_argument("--tokenizer-vocab", type=int, default=8000)
+    parser.add_argument("--no-ctranslate2", action="store_true", help="skip the CTranslate2 float32/int8 rows")
+    parser.add_argument("--quick", action="store_true",
+                        help="200 sentences, the first sparsity only, 3 passes, no kernel survey (a smoke run)")
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op threads (default 1: on a shared machine, multi-threaded kernels wait on "
                              "descheduled threads, which swamps any difference between the kernels)")
     args = parser.parse_args()
+    if args.quick:
+        args.sentences, args.sparsities, args.repeats = min(args.sentences, 200), args.sparsities[:1], 3
+    ctranslate2 = None
+    if not args.no_ctranslate2:
+        try:
+            import ctranslate2
+        except ImportError:
+            print("ctranslate2 not installed: no CTranslate2 rows (pip install 'lightning_slt[ctranslate2]')",
+                  file=sys.stderr)
     configure_cpu(reuse_freed_memory=True)
     torch.set_num_threads(args.threads)
     model, tokenizer, description = load_model(args.checkpoint, args.vocab, args.tokenizer_vocab)
@@ -168,6 +235,14 @@ def main() -> None:
     batches = length_batches(sources, args.batch_tokens, model.config.pad_id)
     rows = round(statistics.median(len(ids) for ids, _ in batches))
     encoder_rows = round(statistics.median(src.numel() for _, src in batches))
+    if ctranslate2 is not None:
+        from lightning_slt.export.ctranslate2 import length_limits
+
+        vocabulary = ct2_vocabulary(model, tokenizer)
+        pieces = [[vocabulary[i] for i in ids[:-1]] for ids in sources]  # CT2 appends eos itself
+        limits = length_limits([len(ids) for ids in sources], 1.2, 10, limit)  # greedy_search's defaults
+        token_ids = {token: i for i, token in enumerate(vocabulary)}
+        workdir = tempfile.TemporaryDirectory(prefix="sparse_inference_ct2_")
 
     results = {}
     for sparsity in args.sparsities:
@@ -176,15 +251,25 @@ def main() -> None:
         start = time.perf_counter()
         choices = sparsify_(sparse, args.mode, rows=rows, encoder_rows=encoder_rows)
         setup_s = time.perf_counter() - start
-        outputs = {"dense": decode_all(dense, batches, len(sources)), "sparse": decode_all(sparse, batches, len(sources))}
-        seconds: dict[str, list[float]] = {"dense": [], "sparse": []}
+        runners = {"dense": lambda: decode_all(dense, batches, len(sources)),
+                   "sparse": lambda: decode_all(sparse, batches, len(sources))}
+        if ctranslate2 is not None:
+            folders = ct2_folders(dense, tokenizer, vocabulary, Path(workdir.name) / f"{sparsity:.2f}")
+            for quantization, folder in folders.items():
+                translator = ctranslate2.Translator(str(folder), device="cpu", compute_type=quantization,
+                                                    inter_threads=1, intra_threads=args.threads)
+                runners[f"ct2_{quantization}"] = (
+                    lambda t=translator: ct2_decode_all(t, batches, pieces, limits, token_ids, len(sources)))
+        outputs = {name: run() for name, run in runners.items()}  # also the warm-up pass
+        seconds: dict[str, list[float]] = {name: [] for name in runners}
+        names = list(runners)
         for rep in range(args.repeats):
-            for name in (("dense", "sparse") if rep % 2 == 0 else ("sparse", "dense")):
+            for name in names[rep % len(names):] + names[:rep % len(names)]:  # each one first in turn
                 start = time.perf_counter()
-                decode_all(dense if name == "dense" else sparse, batches, len(sources))
+                runners[name]()
                 seconds[name].append(time.perf_counter() - start)
         speed = {name: len(sources) / statistics.median(values) for name, values in seconds.items()}
-        bleu = {"dense": None, "sparse": None}
+        bleu = {name: None for name in runners}
         if args.checkpoint:
             import sacrebleu
 
@@ -198,6 +283,19 @@ def main() -> None:
             "outputs_differing": sum(a != b for a, b in zip(outputs["dense"], outputs["sparse"])),
             "bleu_dense": bleu["dense"],
             "bleu_sparse": bleu["sparse"],
+            **({"ctranslate2": {
+                **{f"sentences_per_s_{name}": round(speed[name], 2) for name in ("ct2_float32", "ct2_int8")},
+                **{f"{name}_vs_dense": round(speed[name] / speed["dense"], 3) for name in ("ct2_float32", "ct2_int8")},
+                **{f"{name}_vs_sparse": round(speed[name] / speed["sparse"], 3) for name in ("ct2_float32", "ct2_int8")},
+                "int8_vs_float32": round(speed["ct2_int8"] / speed["ct2_float32"], 3),
+                "pass_seconds": {name: [round(v, 2) for v in seconds[name]] for name in ("ct2_float32", "ct2_int8")},
+                "outputs_differing_float32_vs_dense": sum(a != b for a, b in zip(outputs["dense"], outputs["ct2_float32"])),
+                "outputs_differing_int8_vs_float32": sum(
+                    a != b for a, b in zip(outputs["ct2_float32"], outputs["ct2_int8"])),
+                "bleu_float32": bleu["ct2_float32"], "bleu_int8": bleu["ct2_int8"],
+                "int8_bleu_cost": (round(bleu["ct2_float32"] - bleu["ct2_int8"], 2) if args.checkpoint else None),
+                "model_bin_bytes": {q: (folders[q] / "model.bin").stat().st_size for q in folders},
+            }} if ctranslate2 is not None else {}),
             "sparsify_seconds": round(setup_s, 2),
             "sparse_layers": f"{sum(c.sparse for c in choices)}/{len(choices)}",
             "layers": [
@@ -213,9 +311,10 @@ def main() -> None:
         "decoding": "greedy_search, max_len 1.2 * src + 10",
         "batch_tokens": args.batch_tokens, "batches": len(batches), "rows_median": rows,
         "encoder_rows_median": encoder_rows, "mode": args.mode, "repeats": args.repeats,
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "cpu": cpu_model(),
+        "ctranslate2": ctranslate2.__version__ if ctranslate2 is not None else None,
         "sparsity": results,
-        "kernel_survey_ms": kernel_survey(rows, args.sparsities[0], repeats=5),
+        "kernel_survey_ms": None if args.quick else kernel_survey(rows, args.sparsities[0], repeats=5),
     }))
 
 

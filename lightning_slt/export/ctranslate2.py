@@ -142,7 +142,7 @@ def export_ctranslate2(source: "str | os.PathLike | TranslationModule", out_dir:
     config = module.model.config
     return {
         "out": str(out), "quantization": quantization or "float32", "vocab_size": config.vocab_size,
-        "special_tokens": {name: _pieces(module.tokenizer)[getattr(config, f"{name}_id")]
+        "special_tokens": {name: vocabulary_of(module.tokenizer)[getattr(config, f"{name}_id")]
                            for name in ("pad", "bos", "eos")},
         "files": {path.name: path.stat().st_size for path in sorted(out.iterdir())},
     }
@@ -166,7 +166,9 @@ def build_spec(module: "TranslationModule", ctranslate2: Any, vocabulary: list[s
         transformer_spec.TransformerDecoderSpec(config.decoder_layers, config.n_heads, pre_norm=config.pre_norm,
                                                 activation=common_spec.Activation.RELU),
     )
-    weights = {name: tensor.detach().float().cpu().numpy() for name, tensor in model.state_dict().items()}
+    # Copies: a float32 CPU tensor's .numpy() shares its memory, and CT2's int8 quantization
+    # scales the arrays in place, which would rewrite the module's own weights.
+    weights = {name: tensor.detach().float().cpu().numpy().copy() for name, tensor in model.state_dict().items()}
     from lightning_slt.model.transformer import LAYER_NORM_EPS, sinusoidal_positions
 
     rows = max(config.max_positions, CT2_MAX_INPUT_LENGTH + 1)
@@ -198,7 +200,7 @@ def build_spec(module: "TranslationModule", ctranslate2: Any, vocabulary: list[s
     bias[[config.pad_id, config.bos_id]] = -np.inf  # never generated, as in lightning_slt.model.search
     spec.decoder.projection.bias = bias
 
-    pieces = _pieces(tokenizer) if vocabulary is None else list(vocabulary)
+    pieces = vocabulary_of(tokenizer) if vocabulary is None else list(vocabulary)
     spec.register_source_vocabulary(pieces)
     spec.register_target_vocabulary(pieces)
     spec.config.unk_token = pieces[tokenizer.unk_id]
@@ -271,16 +273,16 @@ def _layer_norm(spec: Any, weights: dict[str, np.ndarray], scope: str) -> None:
     spec.gamma, spec.beta = weights[f"{scope}.weight"], weights[f"{scope}.bias"]
 
 
-def _processor(tokenizer: Any) -> Any:
+def processor_of(tokenizer: Any) -> Any:
     """A sentencepiece processor of the tokenizer's model bytes (``Tokenizer`` keeps its own private)."""
     import sentencepiece as spm
 
     return spm.SentencePieceProcessor(model_proto=tokenizer.model_proto)
 
 
-def _pieces(tokenizer: Any) -> list[str]:
+def vocabulary_of(tokenizer: Any) -> list[str]:
     """The piece of every id, in id order: the CT2 vocabulary, so that token i of CT2 is our id i."""
-    processor = _processor(tokenizer)
+    processor = processor_of(tokenizer)
     return [processor.id_to_piece(i) for i in range(processor.get_piece_size())]
 
 
@@ -308,7 +310,7 @@ def translate(translator: Any, tokenizer: Any, sentences: list[str], max_len_a: 
     beam search ranks by log P / len**length_penalty and stops otherwise than ours, so only
     greedy output matches token for token.
     """
-    processor = _processor(tokenizer)
+    processor = processor_of(tokenizer)
     pieces = [processor.id_to_piece(ids[:max_positions - 1]) for ids in tokenizer.encode(sentences)]
     limits = length_limits([len(p) + 1 for p in pieces], max_len_a, max_len_b, max_positions)
     order = sorted(range(len(pieces)), key=lambda i: (limits[i], i))

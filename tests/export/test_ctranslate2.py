@@ -104,6 +104,10 @@ def test_ticket_input_and_int8(trained, test_slice, tmp_path, capsys) -> None:
     line = json.loads(capsys.readouterr().out)
     assert line["quantization"] == "int8"
     module = TranslationModule.load_from_checkpoint(trained, map_location="cpu").eval()
+    before = {name: tensor.clone() for name, tensor in module.state_dict().items()}
+    export_ctranslate2(module, tmp_path / "int8_from_module", quantization="int8")
+    for name, tensor in module.state_dict().items():  # CT2 quantizes its arrays in place: never ours
+        assert torch.equal(tensor, before[name]), name
     fp32 = export_ctranslate2(module, tmp_path / "fp32")
     assert line["bytes"]["model.bin"] < 0.5 * fp32["files"]["model.bin"]
     hp, limit = module.hparams, module.model.config.max_positions
