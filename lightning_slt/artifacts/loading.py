@@ -39,6 +39,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_
             f"{what} {name!r} does not exist; check the path (ckpt_path), or leave ckpt_path unset to train "
             "from scratch"
         )
+    _refuse_text(what, name)
     try:
         return _load(path, map_location, weights_only, mmap)
     except pickle.UnpicklingError as err:
@@ -51,6 +52,25 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_
         raise _corrupt(what, name, err) from err
     except _READ_ERRORS as err:
         raise _corrupt(what, name, err) from err
+
+
+def _refuse_text(what: str, name: str) -> None:
+    """A config or text file handed in as a checkpoint (``export conf/x.yaml``) is said as such,
+    not as an unpickling error: torch files start with a zip header or a pickle opcode."""
+    with open(name, "rb") as file:
+        head = file.read(256)
+    if not head or head.startswith((b"PK", b"\x80")):
+        return
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    if text.isprintable() or all(c.isprintable() or c in "\r\n\t" for c in text):
+        kind = "a YAML config" if name.endswith((".yaml", ".yml")) or ":" in text.split("\n", 1)[0] else "a text file"
+        raise ValueError(
+            f"{what} {name!r} is {kind}, not a torch checkpoint (it starts with {text.splitlines()[0][:60]!r}); "
+            "pass a checkpoint file written by a run, e.g. runs/<run>/checkpoints/last.ckpt"
+        )
 
 
 def _corrupt(what: str, name: str, err: BaseException) -> ValueError:

@@ -43,8 +43,10 @@ def load_module(ticket: str | None, checkpoint: str | None) -> Any:
         from lightning_slt.export.checkpoint import load_ticket
 
         return load_ticket(ticket)
+    from lightning_slt.export.checkpoint import read_module_checkpoint
     from lightning_slt.model.module import TranslationModule
 
+    read_module_checkpoint(checkpoint)  # says what is wrong with a file that is not our checkpoint
     return TranslationModule.load_from_checkpoint(checkpoint, map_location="cpu").eval()
 
 

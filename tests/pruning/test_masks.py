@@ -13,7 +13,13 @@ def _weights(seed=0):
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.1, 0.25, 0.5, 0.9, 0.98, 0.999])
 def test_layerwise_prunes_exactly_round_s_n_per_tensor(sparsity):
-    weights = _weights()
+    g = torch.Generator().manual_seed(1)
+    weights = {**_weights(), "c.weight": torch.randn(40, 50, generator=g)}
+    emptied = {n for n, w in weights.items() if round(sparsity * w.numel()) >= w.numel()}
+    if emptied:  # a tensor with no kept weight is refused (issue 13), so check the others
+        with pytest.raises(ValueError, match="leaving it no kept weight"):
+            magnitude_masks(weights, sparsity, "layerwise")
+        weights = {n: w for n, w in weights.items() if n not in emptied}
     masks = magnitude_masks(weights, sparsity, "layerwise")
     for name, w in weights.items():
         assert int((~masks[name]).sum()) == round(sparsity * w.numel())
