@@ -38,9 +38,22 @@ def _atomic(path: Path, write) -> None:
     except BaseException as err:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(err, OSError) and err.errno is not None:
-            raise _named(err, path) from err
+        os_error = _os_error_of(err)
+        if os_error is not None:
+            raise _named(os_error, path) from err
         raise
+
+
+def _os_error_of(err: BaseException) -> OSError | None:
+    """The OS error behind a failed write. torch.save's zip writer turns a full disk into
+    "RuntimeError: [enforce fail at inline_container.cc] unexpected pos" while cleaning up, with
+    the ENOSPC only in the exception's context."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _named(err: OSError, path: Path) -> OSError:
