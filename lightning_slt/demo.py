@@ -24,6 +24,7 @@ Go further:
   lightning-slt experiment --config conf/experiments/all_methods.yaml && lightning-slt report runs/experiments/all_methods
   lightning-slt fit --config conf/multi30k_cpu.yaml --config conf/pruning/record_rewind.yaml   # the one-hour dense baseline
   echo "A dog runs on the beach." | lightning-slt translate --ticket {ticket} --sparse auto
+  lightning-slt export {ticket} --format ctranslate2 --quantization int8 --out runs/demo/ct2   # deploy with CTranslate2
 """
 
 
