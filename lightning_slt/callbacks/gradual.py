@@ -16,6 +16,7 @@ from lightning_slt.pruning import (
     magnitude_masks,
 )
 from lightning_slt.pruning.masks import check_keeps_entries
+from lightning_slt.pruning.schedule import paper_schedule
 
 from .base import Phase, PruningCallback, PruningSession, pruning_callbacks
 from .time_budget import TrainTimeBudget
@@ -109,8 +110,9 @@ class GradualMagnitudePruning(PruningCallback):
                 "GradualMagnitudePruning: end_step/frequency default to 80 % / 2 % of trainer.max_steps, "
                 "but the Trainer has no max_steps; set Trainer(max_steps=...) or pass end_step and frequency"
             )
-        self._end_step = self.end_step if self.end_step is not None else round(0.8 * max_steps)
-        self._frequency = self.frequency if self.frequency is not None else max(1, round(0.02 * max_steps))
+        paper = paper_schedule(max_steps)
+        self._end_step = self.end_step if self.end_step is not None else paper["mp_end_step"]
+        self._frequency = self.frequency if self.frequency is not None else paper["mp_frequency"]
         check_schedule(self.begin_step, self._end_step, self._frequency)
         if max_steps > 0 and self._end_step > max_steps:
             raise ValueError(

@@ -34,3 +34,18 @@ def check_schedule(begin_step: int, end_step: int, frequency: int) -> None:
         raise ValueError(f"end_step ({end_step}) must not precede begin_step ({begin_step})")
     if frequency < 1:
         raise ValueError(f"frequency must be a positive number of steps, got {frequency}")
+
+
+def paper_schedule(max_steps: int) -> dict[str, int]:
+    """Brix et al.'s step counts at a run length of ``max_steps`` (T; theirs: 500k), written once.
+
+    Warm-up 2 % (10k), rewind step k 5 % (25k), MP's ramp ends at 80 % (400k) and prunes every
+    2 % (10k). Counts that must be positive are at least 1, so a short test run still has them.
+    Keys: ``warmup_steps``, ``rewind_step``, ``mp_end_step``, ``mp_frequency``.
+    """
+    return {
+        "warmup_steps": max(1, round(0.02 * max_steps)),
+        "rewind_step": max(1, round(0.05 * max_steps)),
+        "mp_end_step": round(0.8 * max_steps),
+        "mp_frequency": max(1, round(0.02 * max_steps)),
+    }
