@@ -27,8 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
 from lightning_slt._runtime import configure_cpu  # noqa: E402
-from lightning_slt.export.mask_codec import decode_mask, encode_mask, entropy_bits_per_entry  # noqa: E402
-from lightning_slt.export.ticket import read_ticket, write_ticket  # noqa: E402
+from lightning_slt.artifacts.mask_codec import decode_mask, encode_mask, entropy_bits_per_entry  # noqa: E402
+from lightning_slt.artifacts.ticket import read_ticket, write_ticket  # noqa: E402
 from lightning_slt.model.presets import transformer_base  # noqa: E402
 from lightning_slt.model.transformer import Transformer  # noqa: E402
 from lightning_slt.pruning import magnitude_masks, prunable_parameters  # noqa: E402

@@ -154,7 +154,7 @@ def test_demo_prunes_a_ticket_from_its_dense_run_and_prints_the_table(tmp_path, 
     assert cli.main(["demo", "--config-dir", str(conf), *overrides]) == 0
     out = capsys.readouterr().out
     dense, slt = tmp_path / "runs/demo/dense", tmp_path / "runs/demo/slt"
-    from lightning_slt.export.ticket import read_ticket
+    from lightning_slt.artifacts.ticket import read_ticket
 
     ticket = read_ticket(slt / "model.ticket")
     kept = sum(int(m.sum()) for m in ticket.masks.values())

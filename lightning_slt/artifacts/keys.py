@@ -36,9 +36,11 @@ REWIND_SNAPSHOT = "snapshot"  # θ_step (named_parameters, CPU), None before ste
 REWIND_OPTIMIZER = "optimizer"
 REWIND_SCHEDULERS = "lr_schedulers"
 
-# A ticket header's extra.
+# A ticket header's extra: what the ticket holds, and for a winning ticket its k.
 EXTRA_KIND = "kind"
 EXTRA_REWIND_STEP = "rewind_step"
+TICKET_KIND = "ticket"  # θT and m
+WINNING_TICKET_KIND = "winning_ticket"  # θk ⊙ m and m
 
 # The trainer attribute holding the fit's pruning session (set by the leading pruning callback).
 SESSION_ATTR = "_lightning_slt_session"

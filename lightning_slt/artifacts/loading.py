@@ -76,8 +76,8 @@ def _refuse_text(what: str, name: str) -> None:
 def _corrupt(what: str, name: str, err: BaseException) -> ValueError:
     return ValueError(
         f"cannot read {what} {name!r}: it is truncated or corrupt, or not a torch checkpoint "
-        f"({type(err).__name__}: {_first_line(err)}). Use another checkpoint (e.g. an earlier "
-        "step's), or delete it to train that run again from its start"
+        f"({type(err).__name__}: {_first_line(err)}). If the file is truncated or corrupt, re-copy it or use "
+        "another checkpoint (e.g. an earlier step's), or delete it to train that run again from its start"
     )
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from lightning_slt.atomic import write_bytes
-from lightning_slt.export.mask_codec import EncodedMask, decode_mask, encode_mask
+from .mask_codec import EncodedMask, decode_mask, encode_mask
 
 MAGIC = b"LSLTTKT\x00"
 FORMAT_VERSION = 1

@@ -12,7 +12,7 @@ weights source (``WeightRewind``, then ``RandomReinit``), mask (``ConvergedMask`
 restored weights and masks win, and the pruning callbacks must be those the run was started with
 (a mask callback added or changed on resume would otherwise be dropped without a word; a
 checkpoint with masks resumed with no pruning callback at all is refused by
-``check_resume_keeps_masks``, which ``TranslationModule`` calls).
+``artifacts.checkpoint.check_resume_keeps_masks``, which ``TranslationModule`` calls).
 
 Why ``on_train_start``: Lightning calls ``setup``, then restores callbacks and weights, then
 ``on_fit_start``, then the optimizer state; only at ``on_train_start`` is everything in place.
@@ -30,10 +30,9 @@ from typing_extensions import override
 
 from lightning_slt._lightning import Callback, pl, rank_zero_info
 from lightning_slt._runtime import destroy_gloo_group_at_exit
+from lightning_slt.artifacts import keys
+from lightning_slt.artifacts.checkpoint import describe_call, pruning_state, run_checkpoint
 from lightning_slt.pruning import ParameterMasks, kept_zeros, prunable_parameters
-from lightning_slt.pruning.sources import STATE_KEY
-
-FORMAT_VERSION = 1
 
 
 class Phase:
@@ -73,7 +72,7 @@ def pruning_callbacks(trainer: pl.Trainer) -> list[PruningCallback]:
 
 def session_of(trainer: pl.Trainer) -> PruningSession | None:
     """The pruning session of this trainer's current fit, or None without pruning callbacks."""
-    return getattr(trainer, "_lightning_slt_session", None)
+    return getattr(trainer, keys.SESSION_ATTR, None)
 
 
 class PruningCallback(Callback):
@@ -102,7 +101,7 @@ class PruningCallback(Callback):
         destroy_gloo_group_at_exit()  # CPU DDP ranks: a clean exit (see lightning_slt._runtime)
         if stage == "fit" and self._is_leader(trainer):
             _check_one_source_each(pruning_callbacks(trainer))
-            trainer._lightning_slt_session = PruningSession()  # type: ignore[attr-defined]
+            setattr(trainer, keys.SESSION_ATTR, PruningSession())
 
     @override
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
@@ -110,21 +109,19 @@ class PruningCallback(Callback):
         if session is None or not self._is_leader(trainer):
             return
         session.restored = True
-        saved = checkpoint.get(STATE_KEY) or {}
-        _check_same_callbacks(saved.get("callbacks"), [describe_callback(cb) for cb in pruning_callbacks(trainer)],
+        saved = run_checkpoint(checkpoint, trainer.ckpt_path or "the checkpoint")
+        _check_same_callbacks(saved.callbacks, [describe_callback(cb) for cb in pruning_callbacks(trainer)],
                               trainer.ckpt_path)
-        session.pending_masks = {name: mask.bool() for name, mask in (saved.get("masks") or {}).items()}
-        session.ticket = saved.get("ticket")
+        session.pending_masks = saved.masks or {}
+        session.ticket = saved.ticket
 
     @override
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
         session = session_of(trainer)
         if session is None or session.masks is None or not self._is_leader(trainer):
             return
-        checkpoint[STATE_KEY] = {"version": FORMAT_VERSION, "masks": session.masks.state_dict(),
-                                 "callbacks": [describe_callback(cb) for cb in pruning_callbacks(trainer)]}
-        if session.ticket is not None:
-            checkpoint[STATE_KEY]["ticket"] = session.ticket
+        checkpoint[keys.STATE_KEY] = pruning_state(
+            session.masks.state_dict(), [describe_callback(cb) for cb in pruning_callbacks(trainer)], session.ticket)
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -198,37 +195,12 @@ def _check_same_callbacks(saved: list[dict] | None, current: list[dict], ckpt_pa
     strip = [[{k: v for k, v in cb.items() if k not in _PATH_ARGS} for cb in cbs] for cbs in (saved, current)]
     if sorted(map(repr, strip[0])) == sorted(map(repr, strip[1])):
         return
-    added = [_short(c) for c, s in zip(current, strip[1]) if s not in strip[0]]
-    removed = [_short(c) for c, s in zip(saved, strip[0]) if s not in strip[1]]
+    added = [describe_call(c) for c, s in zip(current, strip[1]) if s not in strip[0]]
+    removed = [describe_call(c) for c, s in zip(saved, strip[0]) if s not in strip[1]]
     raise ValueError(
         f"resuming {ckpt_path or 'a checkpoint'} with other pruning callbacks than it was started with "
         f"(added or changed: {added or 'none'}; removed or changed: {removed or 'none'}). A resumed fit continues the "
         "ticket it has, so these changes would not act. Resume with the callbacks it was started with (the run's "
         "config.yaml), or start a new run from this checkpoint (e.g. ConvergedMask(checkpoint=<it>) + WeightRewind) "
         "to prune it differently"
-    )
-
-
-def _short(described: dict) -> str:
-    args = ", ".join(f"{k}={v!r}" for k, v in described.items() if k != "class" and v is not None)
-    return f"{described['class']}({args})"
-
-
-def check_resume_keeps_masks(trainer: pl.Trainer, checkpoint: dict[str, Any]) -> None:
-    """Refuse to resume a pruned run's checkpoint in a fit with no pruning callback: nothing would
-    hold its masks, and the run would silently continue dense. Called from a LightningModule's
-    ``on_load_checkpoint``, which Lightning runs after ``setup`` and before the first step."""
-    masks = (checkpoint.get(STATE_KEY) or {}).get("masks") or {}
-    pruned = sum(int((~m.bool()).sum()) for m in masks.values())
-    if not pruned or session_of(trainer) is not None or trainer.state.fn != "fit":
-        return
-    total = sum(m.numel() for m in masks.values())
-    started = [_short(cb) for cb in (checkpoint.get(STATE_KEY) or {}).get("callbacks") or []]
-    raise ValueError(
-        f"checkpoint {trainer.ckpt_path or ''} holds the masks of a pruned run ({pruned / total:.1%} of {total} weights "
-        f"in {len(masks)} tensors pruned), but this fit has no pruning callback, so it would continue dense. Resume "
-        "with the pruning callbacks the run was started with"
-        + (f": {', '.join(started)}" if started else " (its config.yaml)")
-        + "; or, to train these weights further as a new run, load them (TranslationModule.load_from_checkpoint) "
-        "and fit with ConvergedMask(checkpoint=<it>) so the masks are kept"
     )

@@ -5,15 +5,8 @@ from __future__ import annotations
 from typing_extensions import override
 
 from lightning_slt._lightning import pl
-from lightning_slt.pruning import (
-    check_nested_target,
-    check_scope,
-    check_sparsity,
-    load_source,
-    magnitude_masks,
-    match_names,
-)
-from lightning_slt.pruning.sources import match_masks
+from lightning_slt.artifacts import Kind, load_source, match_masks, match_names
+from lightning_slt.pruning import check_nested_target, check_scope, check_sparsity, magnitude_masks
 
 from .base import Phase, PruningCallback, PruningSession
 
@@ -88,7 +81,7 @@ class ConvergedMask(PruningCallback):
             if previous is None:
                 raise ValueError(f"{what} has no mask; give ConvergedMask a sparsity to prune its weights")
             return previous, previous
-        if source.kind == "winning_ticket":
+        if source.kind is Kind.WINNING_TICKET:
             raise ValueError(f"{what} is a winning ticket (θk ⊙ m), not converged weights θT to prune; set "
                              "sparsity=None to take its mask, or export the run without --winning-ticket")
         if source.weights is None:

@@ -9,9 +9,9 @@ import torch
 from typing_extensions import override
 
 from lightning_slt._lightning import pl, rank_zero_warn
-from lightning_slt.pruning import PruningSource, load_source
+from lightning_slt.artifacts import keys, load_source, match_partial
+from lightning_slt.artifacts.checkpoint import LIGHTNING_KINDS, TICKET_KINDS, Kind, RunCheckpoint, rewind_state
 from lightning_slt.pruning.selection import covering_patterns, select_parameters
-from lightning_slt.pruning.sources import TICKET_KINDS, match_partial
 
 from .base import Phase, PruningCallback, PruningSession
 from .converged_mask import _check_shapes
@@ -83,7 +83,7 @@ class WeightRewind(PruningCallback):
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(step=self.step)
+        return keys.rewind_state_key(self.step)
 
     @property
     def snapshot(self) -> dict[str, torch.Tensor] | None:
@@ -113,7 +113,7 @@ class WeightRewind(PruningCallback):
             weights = source.snapshots[self.step]
         elif source.step == self.step and source.weights is not None:
             weights = source.weights  # a Lightning checkpoint saved at global step k holds θk
-        elif source.snapshots or source.kind in ("lightning", "lightning_slt", "lightning_model_pruning"):
+        elif source.snapshots or source.kind in LIGHTNING_KINDS:
             raise ValueError(_no_snapshot_message(what, source, self.step))
         elif source.weights is None:
             raise ValueError(f"{what} holds only a mask ({source.kind}), no weights to rewind to")
@@ -169,23 +169,19 @@ class WeightRewind(PruningCallback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "snapshot": self._snapshot,
-            "optimizer": self._optimizer_state,
-            "lr_schedulers": self._scheduler_state,
-        }
+        return rewind_state(self.step, self._snapshot, self._optimizer_state, self._scheduler_state)
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if state_dict.get("step", self.step) != self.step:
-            raise ValueError(f"checkpointed WeightRewind recorded step {state_dict['step']}, this one step {self.step}")
-        self._snapshot = state_dict.get("snapshot")
-        self._optimizer_state = state_dict.get("optimizer")
-        self._scheduler_state = state_dict.get("lr_schedulers")
+        if state_dict.get(keys.REWIND_STEP, self.step) != self.step:
+            raise ValueError(f"checkpointed WeightRewind recorded step {state_dict[keys.REWIND_STEP]}, this one "
+                             f"step {self.step}")
+        self._snapshot = state_dict.get(keys.REWIND_SNAPSHOT)
+        self._optimizer_state = state_dict.get(keys.REWIND_OPTIMIZER)
+        self._scheduler_state = state_dict.get(keys.REWIND_SCHEDULERS)
 
 
-def _no_snapshot_message(what: str, source: PruningSource, step: int) -> str:
+def _no_snapshot_message(what: str, source: RunCheckpoint, step: int) -> str:
     recorded = sorted(source.snapshots)
     if source.kind in TICKET_KINDS:
         fix = (f"set step={recorded[0]}, or export the run's checkpoint again with --winning-ticket "
@@ -195,7 +191,7 @@ def _no_snapshot_message(what: str, source: PruningSource, step: int) -> str:
         if source.step is not None and source.weights is not None:
             fix += (f"; its state_dict holds the weights at global step {source.step}: pass step={source.step} to "
                     "start from them")
-        if not recorded and source.kind in ("lightning", "lightning_model_pruning"):  # ModelPruning writes these
+        if not recorded and source.kind in (Kind.LIGHTNING, Kind.LIGHTNING_MODEL_PRUNING):  # ModelPruning writes these
             fix += ("; a Lightning ModelPruning run keeps its original weights (use_lottery_ticket_hypothesis) "
                     "in memory only, so its checkpoints hold no θk: ConvergedMask(<checkpoint>, sparsity=None) "
                     "reads their mask (the zeros)")

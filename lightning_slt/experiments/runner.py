@@ -34,11 +34,9 @@ from typing import Any
 import yaml
 
 from lightning_slt._lightning import qualified
-from lightning_slt.artifacts import read_checkpoint
+from lightning_slt.artifacts import read_checkpoint, run_checkpoint
 from lightning_slt.atomic import read_json, write_json, write_text, write_torch
 from lightning_slt.export.checkpoint import export_checkpoint
-from lightning_slt.export.winning_ticket import recorded_snapshots
-from lightning_slt.pruning.sources import STATE_KEY
 
 from .chains import RunSpec, build_runs
 from .config import ExperimentConfig, Schedule
@@ -311,14 +309,14 @@ def _finish(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths, 
             test: dict, wall_time: float, steps: int) -> dict:
     """Write mask, θk and the ticket; return the metrics for metrics.json (the caller writes it
     last, atomically: its presence marks the run finished)."""
-    last = read_checkpoint(paths.last)
-    masks = (last.get(STATE_KEY) or {}).get("masks") or {}
+    last = run_checkpoint(read_checkpoint(paths.last), str(paths.last))
+    masks = last.masks or {}
     write_torch(paths.mask, masks)
-    snapshots = recorded_snapshots(last)
+    snapshots = last.snapshots
     if snapshots:  # θk: the largest recorded step (the dense run also holds θ0, for LT)
         k = max(snapshots)
         write_torch(paths.theta_k, {"step": k, "weights": snapshots[k]})
-    weights = last["state_dict"]
+    weights = last.weights or {}
     total = sum(t.numel() for t in weights.values() if t.is_floating_point())
     pruned = sum(int((~m).sum()) for m in masks.values())
     prunable = sum(m.numel() for m in masks.values()) or sum(t.numel() for t in weights.values() if t.dim() >= 2)

@@ -17,14 +17,14 @@ from importlib import import_module
 from typing import Any
 
 _PUBLIC = {
-    "EncodedMask": "lightning_slt.export.mask_codec",
-    "encode_mask": "lightning_slt.export.mask_codec",
-    "decode_mask": "lightning_slt.export.mask_codec",
-    "entropy_bits_per_entry": "lightning_slt.export.mask_codec",
-    "Ticket": "lightning_slt.export.ticket",
-    "TicketError": "lightning_slt.export.ticket",
-    "read_ticket": "lightning_slt.export.ticket",
-    "write_ticket": "lightning_slt.export.ticket",
+    "EncodedMask": "lightning_slt.artifacts.mask_codec",
+    "encode_mask": "lightning_slt.artifacts.mask_codec",
+    "decode_mask": "lightning_slt.artifacts.mask_codec",
+    "entropy_bits_per_entry": "lightning_slt.artifacts.mask_codec",
+    "Ticket": "lightning_slt.artifacts.ticket",
+    "TicketError": "lightning_slt.artifacts.ticket",
+    "read_ticket": "lightning_slt.artifacts.ticket",
+    "write_ticket": "lightning_slt.artifacts.ticket",
     "export_checkpoint": "lightning_slt.export.checkpoint",
     "load_ticket": "lightning_slt.export.checkpoint",
     "masks_from_zeros": "lightning_slt.export.checkpoint",

@@ -1,10 +1,9 @@
 """From a TranslationModule checkpoint to a ticket file and back to a TranslationModule.
 
 Why separate from ``ticket.py``: the file format knows nothing of Lightning or of our model;
-this module maps a Lightning checkpoint of ``TranslationModule`` onto it (weights under
-``checkpoint["state_dict"]``, hparams under ``"hyper_parameters"``, the sentencepiece model
-under ``module.TOKENIZER_KEY``, masks under ``checkpoint["lightning_slt"]["masks"]``, written
-by the pruning callbacks) and rebuilds the module from a ticket.
+this module maps a Lightning checkpoint of ``TranslationModule`` onto it (read as a
+``RunCheckpoint``: weights, hparams, the sentencepiece model, the masks the pruning callbacks
+stored) and rebuilds the module from a ticket.
 """
 
 import os
@@ -15,22 +14,15 @@ import torch
 from torch import Tensor
 
 from lightning_slt import __version__
-from lightning_slt.artifacts import read_checkpoint
-from lightning_slt.export.ticket import (
-    Ticket,
-    TicketError,
-    storage_key,
-    read_ticket,
-    write_ticket,
-)
-from lightning_slt.pruning.sources import STATE_KEY
+from lightning_slt.artifacts import keys, read_checkpoint, run_checkpoint
+from lightning_slt.artifacts.keys import TICKET_KIND
+from lightning_slt.artifacts.ticket import Ticket, TicketError, read_ticket, storage_key, write_ticket
 from lightning_slt.pruning.stats import sparsity_report
 
 if TYPE_CHECKING:
     from lightning_slt.model.module import TranslationModule
 
 MODULE_CLASS = "lightning_slt.model.module.TranslationModule"
-TICKET_KIND = "ticket"  # extra["kind"] of a ticket of θT; a winning ticket (θk ⊙ m) says "winning_ticket"
 
 
 def masks_from_zeros(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -71,7 +63,7 @@ def export_checkpoint(
     checkpoint = read_module_checkpoint(ckpt_path)
     state_dict = checkpoint_tensors(checkpoint)
     masks, masks_from = checkpoint_masks(checkpoint, state_dict, masks)
-    extra = {"kind": TICKET_KIND, "masks_from": masks_from}
+    extra = {keys.EXTRA_KIND: TICKET_KIND, "masks_from": masks_from}
     return write_module_ticket(out_path, ckpt_path, checkpoint, zero_pruned(state_dict, masks), masks, extra,
                                values_dtype, embed_tokenizer)
 
@@ -87,7 +79,7 @@ def read_module_checkpoint(ckpt_path: str | os.PathLike) -> dict[str, Any]:
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
     checkpoint = read_checkpoint(ckpt_path)  # weights only: a pickled payload never runs
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
+    if not isinstance(checkpoint, dict) or keys.STATE_DICT_KEY not in checkpoint or keys.HPARAMS_KEY not in checkpoint:
         raise ValueError(
             f"{ckpt_path} is not a Lightning checkpoint of TranslationModule (needs 'state_dict' and "
             "'hyper_parameters'); export the checkpoint written by `lightning-slt fit`"
@@ -97,7 +89,7 @@ def read_module_checkpoint(ckpt_path: str | os.PathLike) -> dict[str, Any]:
 
 def checkpoint_tensors(checkpoint: dict[str, Any]) -> dict[str, Tensor]:
     """The tensors of the checkpoint's ``state_dict`` (the converged weights θT)."""
-    return {name: tensor for name, tensor in checkpoint["state_dict"].items() if isinstance(tensor, Tensor)}
+    return run_checkpoint(checkpoint).weights or {}
 
 
 def checkpoint_masks(
@@ -107,9 +99,9 @@ def checkpoint_masks(
     stored ("checkpoint"), else the exact zeros of `state_dict` ("zeros", ``masks_from_zeros``)."""
     if masks is not None:
         return masks, "argument"
-    stored = (checkpoint.get(STATE_KEY) or {}).get("masks")
+    stored = run_checkpoint(checkpoint).masks
     if stored:
-        return {name: mask.bool() for name, mask in stored.items()}, "checkpoint"
+        return stored, "checkpoint"
     return masks_from_zeros(state_dict), "zeros"
 
 
@@ -150,20 +142,17 @@ def write_module_ticket(
     ``extra`` gains what every ticket of a checkpoint records: the checkpoint's file name,
     global step and epoch, the masks' global sparsity and this package's version.
     """
-    from lightning_slt.model.module import TOKENIZER_KEY
-
-    tokenizer = checkpoint.get(TOKENIZER_KEY)
-    tokenizer_proto = tokenizer.numpy().tobytes() if isinstance(tokenizer, Tensor) else None
-    model_config = {"class": MODULE_CLASS, "hparams": _plain(_constructor_hparams(checkpoint["hyper_parameters"]))}
+    run = run_checkpoint(checkpoint, os.fspath(ckpt_path))
+    model_config = {"class": MODULE_CLASS, "hparams": _plain(_constructor_hparams(run.hparams or {}))}
     extra = {
         "source_checkpoint": Path(ckpt_path).name,
-        "global_step": checkpoint.get("global_step"),
-        "epoch": checkpoint.get("epoch"),
+        "global_step": run.global_step,
+        "epoch": run.epoch,
         **extra,
         "sparsity": sparsity_report(masks)["global"],
         "lightning_slt_version": __version__,
     }
-    return write_ticket(out_path, state_dict, masks, model_config, tokenizer_proto, values_dtype, extra,
+    return write_ticket(out_path, state_dict, masks, model_config, run.tokenizer, values_dtype, extra,
                         embed_tokenizer=embed_tokenizer)
 
 

@@ -65,11 +65,9 @@ def export_main(argv: list[str] | None = None) -> int:
         SystemExit: a bad argument, or a checkpoint that cannot be exported (the message says why).
     """
     from lightning_slt.atomic import check_not_inputs
-    from lightning_slt.export.checkpoint import TICKET_KIND, export_checkpoint
-    from lightning_slt.export.winning_ticket import (
-        WINNING_TICKET_KIND,
-        export_winning_ticket,
-    )
+    from lightning_slt.artifacts.keys import TICKET_KIND, WINNING_TICKET_KIND
+    from lightning_slt.export.checkpoint import export_checkpoint
+    from lightning_slt.export.winning_ticket import export_winning_ticket
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -93,7 +91,7 @@ def export_main(argv: list[str] | None = None) -> int:
     sizes["checkpoint"] = os.path.getsize(args.checkpoint)
     output: dict[str, Any] = {"ticket": args.out, "kind": TICKET_KIND, "values": args.values, "bytes": sizes}
     if args.winning_ticket:
-        from lightning_slt.export.ticket import read_ticket
+        from lightning_slt.artifacts.ticket import read_ticket
 
         output.update(kind=WINNING_TICKET_KIND, step=read_ticket(args.out).extra["rewind_step"])
     if args.wandb_artifact:

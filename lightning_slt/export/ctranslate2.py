@@ -67,7 +67,7 @@ def require_ctranslate2() -> Any:
 
 def load_module(path: str | os.PathLike) -> "TranslationModule":
     """The TranslationModule of a ticket (recognised by its magic bytes) or a Lightning checkpoint."""
-    from lightning_slt.export.ticket import MAGIC
+    from lightning_slt.artifacts.ticket import MAGIC
 
     path = Path(path)
     if not path.is_file():

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lightning_slt.export.ticket import FORMAT_VERSION, read_ticket
+from lightning_slt.artifacts.ticket import FORMAT_VERSION, read_ticket
 from lightning_slt.pruning.stats import sparsity_report
 
 if TYPE_CHECKING:

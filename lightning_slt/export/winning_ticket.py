@@ -1,8 +1,8 @@
 """The winning ticket θk ⊙ m of a pruning run as a ticket file, the start of the next round.
 
 Why: an SLT round (Brix et al. §3.3) starts from the previous run's mask m applied to its
-weights rewound to step k. Both sit in that run's Lightning checkpoint (m under
-``checkpoint["lightning_slt"]``, θk in the ``WeightRewind`` callback state), beside θT,
+weights rewound to step k. Both sit in that run's Lightning checkpoint (``RunCheckpoint.masks``
+and ``.snapshots[k]``, the ``WeightRewind`` callback state), beside θT,
 optimizer state and every other snapshot. A winning ticket keeps only θk ⊙ m and m, in the
 ordinary, checksummed ticket format: a few percent of the checkpoint at high sparsity, and a
 file that ``WeightRewind(step=k, source=...)`` plus ``ConvergedMask(..., sparsity=None)`` turn
@@ -23,10 +23,9 @@ from lightning_slt.export.checkpoint import (
     write_module_ticket,
     zero_pruned,
 )
-from lightning_slt.export.ticket import storage_key
-from lightning_slt.pruning.sources import rewind_states
-
-WINNING_TICKET_KIND = "winning_ticket"
+from lightning_slt.artifacts import keys, run_checkpoint
+from lightning_slt.artifacts.keys import WINNING_TICKET_KIND
+from lightning_slt.artifacts.ticket import storage_key
 
 
 def export_winning_ticket(
@@ -77,8 +76,8 @@ def export_winning_ticket(
         )
     theta_k = zero_pruned(_with_snapshot(ckpt_path, converged, snapshot, step), masks)
     extra: dict[str, Any] = {
-        "kind": WINNING_TICKET_KIND,
-        "rewind_step": step,
+        keys.EXTRA_KIND: WINNING_TICKET_KIND,
+        keys.EXTRA_REWIND_STEP: step,
         "recorded_steps": sorted(recorded_snapshots(checkpoint)),
         "masks_from": masks_from,
     }
@@ -87,7 +86,7 @@ def export_winning_ticket(
 
 def recorded_snapshots(checkpoint: dict[str, Any]) -> dict[int, dict[str, Tensor]]:
     """{k: θk} for every step a ``WeightRewind`` of that run had recorded when it was saved."""
-    return {step: state["snapshot"] for step, state in rewind_states(checkpoint).items() if state.get("snapshot")}
+    return run_checkpoint(checkpoint).snapshots
 
 
 def _check_step(step: int | None) -> None:
@@ -107,7 +106,7 @@ def pick_snapshot(
     _check_step(step)
     recorded = recorded_snapshots(checkpoint)
     if not recorded:
-        pending = ", ".join(f"WeightRewind(step={k})" for k in sorted(rewind_states(checkpoint)))
+        pending = ", ".join(f"WeightRewind(step={k})" for k in run_checkpoint(checkpoint).rewind_steps)
         why = (f"{pending} had not reached its step when this checkpoint was saved (global_step "
                f"{checkpoint.get('global_step')})" if pending else "the run had no WeightRewind callback")
         raise ValueError(

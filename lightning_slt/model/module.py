@@ -36,8 +36,7 @@ from lightning_slt.model.search import beam_search, greedy_search
 from lightning_slt.model.transformer import Transformer, TransformerConfig
 
 # Checkpoint keys written by ``on_save_checkpoint`` (never rename: old checkpoints use them).
-TOKENIZER_KEY = "tokenizer_model_proto"  # uint8 tensor of the sentencepiece model bytes
-RNG_KEY = "rng_states"  # dict from ``rng_states()``
+from lightning_slt.artifacts.keys import RNG_KEY, TOKENIZER_KEY  # the checkpoint's keys, one place
 
 # Fields shared by TranslationModule's arguments and TransformerConfig: the architecture, which a
 # checkpoint fixes (the CLI takes them from --ckpt_path).
@@ -602,7 +601,7 @@ class TranslationModule(pl.LightningModule):
         where = f"checkpoint {trainer.ckpt_path}" if trainer is not None and trainer.ckpt_path else "the checkpoint"
         self.check_checkpoint(checkpoint, where)
         if trainer is not None:
-            from lightning_slt.callbacks.base import check_resume_keeps_masks  # the callbacks own the masks
+            from lightning_slt.artifacts.checkpoint import check_resume_keeps_masks  # the checkpoint's owner
 
             check_resume_keeps_masks(trainer, checkpoint)
         if TOKENIZER_KEY in checkpoint:

@@ -17,12 +17,10 @@ from .masks import (
 from .reinit import fan_avg_bound, initialiser_values, random_init_values, sign_only_values
 from .schedule import check_schedule, cubic_sparsity, is_pruning_step
 from .selection import prunable_parameters
-from .sources import PruningSource, load_source, match_names
 from .stats import kept_zeros, mask_jaccard, sign_agreement, sparsity_report
 
 __all__ = [
     "ParameterMasks",
-    "PruningSource",
     "check_masks",
     "check_nested_target",
     "check_scope",
@@ -33,10 +31,8 @@ __all__ = [
     "initialiser_values",
     "is_pruning_step",
     "kept_zeros",
-    "load_source",
     "magnitude_masks",
     "mask_jaccard",
-    "match_names",
     "prunable_parameters",
     "random_init_values",
     "random_masks",

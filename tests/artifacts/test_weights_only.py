@@ -14,7 +14,7 @@ from lightning_slt import ConvergedMask, WeightRewind
 from lightning_slt.artifacts import read_checkpoint
 from lightning_slt.experiments.checkpointing import AtomicCheckpointIO
 from lightning_slt.export.checkpoint import read_module_checkpoint
-from lightning_slt.pruning import load_source
+from lightning_slt.artifacts import load_source
 
 from ..callbacks.tiny import fresh_module, make_trainer
 

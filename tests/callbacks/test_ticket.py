@@ -9,7 +9,8 @@ import torch
 from torch.nn.utils import prune
 
 from lightning_slt import ConvergedMask, RandomMask, RandomReinit, SignOnlyReinit, WeightRewind
-from lightning_slt.pruning import initialiser_values, load_source, magnitude_masks, prunable_parameters
+from lightning_slt.artifacts import load_source
+from lightning_slt.pruning import initialiser_values, magnitude_masks, prunable_parameters
 
 from .tiny import Probe, fresh_module, make_trainer, params_of
 

@@ -22,7 +22,7 @@ import torch
 from lightning_slt.experiments import load_config, plan
 from lightning_slt.experiments.config import METHOD_NAMES
 from lightning_slt.model.presets import transformer_cpu
-from lightning_slt.pruning import load_source
+from lightning_slt.artifacts import load_source
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTROLS = ("random_mask", "random_reinit", "random_sign")

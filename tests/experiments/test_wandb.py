@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from lightning_slt.export import load_ticket
-from lightning_slt.export.ticket import read_ticket
+from lightning_slt.artifacts.ticket import read_ticket
 
 from lightning_slt.experiments import ExperimentConfig, run_experiment
 

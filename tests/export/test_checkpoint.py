@@ -12,7 +12,7 @@ from lightning_slt.data import TranslationDataModule
 from lightning_slt.export.checkpoint import export_checkpoint, load_ticket, masks_from_zeros
 from lightning_slt.export.cli import export_main
 from lightning_slt.export.sparse_linear import sparsify_
-from lightning_slt.export.ticket import TicketError, read_ticket, write_ticket
+from lightning_slt.artifacts.ticket import TicketError, read_ticket, write_ticket
 from lightning_slt.export.translate import translate_main
 from lightning_slt.model.module import TOKENIZER_KEY, TranslationModule
 

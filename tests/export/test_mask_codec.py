@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_slt.export.mask_codec import EncodedMask, decode_mask, encode_mask, entropy_bits_per_entry
+from lightning_slt.artifacts.mask_codec import EncodedMask, decode_mask, encode_mask, entropy_bits_per_entry
 
 DENSITIES = [0.0, 1e-4, 0.02, 0.1, 0.3, 0.5, 0.7, 0.9, 0.98, 1.0]
 SIZES = [0, 1, 2, 7, 8, 9, 1000, 4099]

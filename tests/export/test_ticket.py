@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_slt.export.ticket import FORMAT_VERSION, MAGIC, TicketError, read_ticket, write_ticket
+from lightning_slt.artifacts.ticket import FORMAT_VERSION, MAGIC, TicketError, read_ticket, write_ticket
 
 TOKENIZER = b"sentencepiece model bytes " * 40
 

@@ -13,7 +13,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from lightning_slt.export.checkpoint import export_checkpoint
 from lightning_slt.export.cli import export_main
-from lightning_slt.export.ticket import FORMAT_VERSION, TicketError, read_ticket
+from lightning_slt.artifacts.ticket import FORMAT_VERSION, TicketError, read_ticket
 from lightning_slt.export.wandb_artifact import log_ticket_artifact
 from tests.experiments.wandb_files import logged_artifacts
 from tests.export.test_winning_ticket import train_rewound_checkpoint

@@ -13,7 +13,7 @@ from lightning_slt.callbacks import session_of
 from lightning_slt.data import TranslationDataModule
 from lightning_slt.export.checkpoint import export_checkpoint
 from lightning_slt.export.cli import export_main
-from lightning_slt.export.ticket import TicketError, read_ticket
+from lightning_slt.artifacts.ticket import TicketError, read_ticket
 from lightning_slt.export.winning_ticket import export_winning_ticket
 from lightning_slt.model.module import TranslationModule
 from lightning_slt.pruning import magnitude_masks

@@ -10,8 +10,8 @@ import torch
 from torch.nn.utils import prune
 
 from lightning_slt import ConvergedMask, WeightRewind
-from lightning_slt.pruning import load_source, match_names
-from lightning_slt.pruning.sources import match_masks
+from lightning_slt.artifacts import load_source, match_names
+from lightning_slt.artifacts import match_masks
 
 from ..callbacks.tiny import Probe, fresh_module, make_trainer
 from .test_selection_foreign import POSITIONS, Seq2Seq, marian

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_slt.export.ticket import TicketError, write_ticket
-from lightning_slt.pruning import load_source, match_names
+from lightning_slt.artifacts.ticket import TicketError, write_ticket
+from lightning_slt.artifacts import load_source, match_names
 
 
 def _state() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -76,7 +76,7 @@ def test_damaged_tickets_fail_with_the_tickets_own_error(tmp_path):
 def test_reading_a_ticket_as_a_source_does_not_import_lightning(tmp_path):
     path = _write(tmp_path / "wt.ticket", {"kind": "winning_ticket", "rewind_step": 0})
     code = (
-        "import sys; from lightning_slt.pruning import load_source; "
+        "import sys; from lightning_slt.artifacts import load_source; "
         f"source = load_source({str(path)!r}); assert source.kind == 'winning_ticket'; "
         "sys.exit(any(m.startswith(('pytorch_lightning', 'lightning')) and not m.startswith('lightning_slt') "
         "for m in sys.modules))"
