@@ -9,13 +9,15 @@ From the shell: ``lightning-slt experiment --config conf/experiments/slt.yaml`` 
 ``lightning-slt report runs/slt``.
 """
 
-from .chains import RunSpec, build_runs, method_rows
-from .config import PAPER_TARGETS, ExperimentConfig, Schedule
+from .chains import RunSpec, Schedule
+from .config import PAPER_TARGETS, ExperimentConfig
+from .methods import METHODS, build_runs, method_rows
 from .report import write_report
 from .runner import load_config, plan, run_experiment, run_paths
 
 __all__ = [
     "PAPER_TARGETS",
+    "METHODS",
     "ExperimentConfig",
     "RunSpec",
     "Schedule",

@@ -1,4 +1,4 @@
-"""The paper's methods as chains of runs: plain data, built before anything trains.
+"""An experiment's runs as plain data, built before anything trains: its schedule in steps, its runs.
 
 A run is named by its lineage, so the folder path *is* the chain and runs that are the same
 run (same parents, same kind, same target) get the same name and are trained once:
@@ -9,24 +9,76 @@ run (same parents, same kind, same target) get the same name and are trained onc
     mp_0.60                                 MP from scratch, one run per target
     mp_0.60/slt_0.70                        MP-SLT: SLT rounds from the MP 60 % mask
     dense/slt_0.40/random_mask_0.50         a control beside the SLT round dense/slt_0.40/slt_0.50
+    dense/slt_0.50/slt_dense_k_0.60         rounds rewound to the *dense* run's θk (Frankle et al.)
 
-Chain semantics (Brix et al. §3-4): LT rewinds to θ0 of the dense run; SLT/CLT to θk of the
-*most recent* run; every run restarts at step 0 with fresh optimizer state.
-
-Controls (Frankle & Carbin 2019; OpenLTH), each beside the SLT (CLT) round of the same target,
-that is with the same parent: ``random_mask`` draws a mask over the whole tensor with that
-round's per-tensor counts and takes the *dense* run's θk (non-zero everywhere, so no kept weight
-starts at an accidental 0); ``random_reinit`` keeps the round's mask and draws every tensor from
-the model's own initialiser; ``random_sign`` keeps CLT's mask and magnitudes, random signs.
+Which runs each method needs, and their callbacks, are entries of ``methods.METHODS``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from .config import ExperimentConfig, Schedule
+from lightning_slt.pruning.schedule import paper_schedule
 
-CB = "lightning_slt.callbacks."
+
+class Settings(Protocol):
+    """The fields of an ``ExperimentConfig`` that schedules and chains read (config.py checks its
+    methods against the registry, which builds chains, so this module cannot import it)."""
+
+    methods: list[str]
+    targets: list[float]
+    rewind_step: int | None
+    mp_end_step: int | None
+    mp_frequency: int | None
+    warmup_steps: int | None
+    clt_magnitude: str
+    slt_mp_switch: float
+    mp_slt_source: float
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What defines an experiment's runs beyond their lineage: step counts resolved from
+    ``max_steps``, and CLT's constant."""
+
+    max_steps: int
+    rewind_step: int
+    mp_end_step: int
+    mp_frequency: int
+    warmup_steps: int
+    clt_magnitude: str = "fan_avg"
+
+    @classmethod
+    def resolve(cls, config: Settings, max_steps: int) -> Schedule:
+        """The config's steps, the paper's proportions (``paper_schedule``) where it sets none; the
+        one place the experiment's rewind step is checked against the run."""
+        if max_steps <= 0:
+            raise ValueError("the base config must bound runs with trainer.max_steps (the paper: 500k); got none")
+        paper = paper_schedule(max_steps)
+        steps = {key: value if (value := getattr(config, key)) is not None else paper[key] for key in paper}
+        schedule = cls(max_steps=max_steps, **steps, clt_magnitude=config.clt_magnitude)
+        if schedule.rewind_step > max_steps:
+            raise ValueError(
+                f"rewind_step {schedule.rewind_step} is beyond the run's max_steps {max_steps}; "
+                "choose k inside the run (the paper: 5 %)"
+            )
+        if schedule.mp_end_step > max_steps:
+            raise ValueError(f"mp_end_step {schedule.mp_end_step} is beyond the run's max_steps {max_steps}")
+        return schedule
+
+    def warnings(self) -> list[str]:
+        """Where this schedule leaves the paper's proportions (w ≤ k ≤ 10 % of T)."""
+        out = []
+        if 0 < self.rewind_step < self.warmup_steps:
+            out.append(f"rewind_step k={self.rewind_step} lies inside the warm-up ({self.warmup_steps} steps): θk is "
+                       "taken before training has stabilised (the paper: warm-up 10k, k = 25k of 500k); raise "
+                       "rewind_step or lower warmup_steps")
+        if self.rewind_step > 0.1 * self.max_steps:
+            out.append(f"rewind_step k={self.rewind_step} is {self.rewind_step / self.max_steps:.0%} of the run "
+                       f"({self.max_steps} steps), beyond the 10 % a stabilized ticket rewinds to (the paper: 5 %); "
+                       "lower rewind_step or leave it unset")
+        return out
 
 
 @dataclass
@@ -35,7 +87,8 @@ class RunSpec:
 
     Attributes:
         name: lineage path relative to the seed folder (also its folder).
-        kind: dense, mp, lt, slt, clt, random_mask, random_reinit or random_sign.
+        kind: dense, or the registry entry whose callbacks the run gets (mp, lt, slt, clt,
+            random_mask, random_reinit, random_sign, slt_dense_k).
         sparsity: final sparsity of the run.
         parent: the run whose θT gives the mask (and, except for LT, whose θk gives the weights).
         weights_from: the run whose θ_step the weights are rewound to (LT: the dense run's θ0).
@@ -60,52 +113,17 @@ class RunSpec:
 
     @property
     def lineage(self) -> list[str]:
-        """This run's ancestors, oldest first (the folders above it, plus LT's θ0 source)."""
+        """This run's ancestors, oldest first (the folders above it)."""
         parts = self.name.split("/")
         return ["/".join(parts[: i + 1]) for i in range(len(parts) - 1)]
 
-    def callbacks(self, last_ckpt: dict[str, str], schedule: Schedule, seed: int) -> list[dict]:
-        """LightningCLI ``class_path``/``init_args`` of this run's pruning callbacks.
 
-        Every run records θk (``WeightRewind(k)``) for the rounds after it; the dense run also
-        records θ0 for LT. ``WeightRewind(step, source=...)`` both starts from the source's
-        θ_step and records this run's own.
-
-        Args:
-            last_ckpt: run name -> path of its last checkpoint (θT, θk snapshots, mask).
-        """
-        k = schedule.rewind_step
-        if self.kind == "dense":
-            return [_cb("WeightRewind", step=0)] + ([_cb("WeightRewind", step=k)] if k else [])
-        if self.kind == "mp":
-            mp = _cb("GradualMagnitudePruning", final_sparsity=self.sparsity, initial_sparsity=self.initial_sparsity,
-                     end_step=schedule.mp_end_step, frequency=schedule.mp_frequency)
-            if self.parent is None:
-                return [mp, _cb("WeightRewind", step=k)]
-            return [_cb("ConvergedMask", checkpoint=last_ckpt[self.parent], sparsity=self.initial_sparsity),
-                    _cb("WeightRewind", step=k, source=last_ckpt[self.parent]), mp]
-        if self.kind == "random_mask":  # the SLT round's per-tensor counts, drawn over the whole tensor
-            mask = _cb("RandomMask", sparsity=self.sparsity, like=last_ckpt[self.parent], seed=seed)  # type: ignore[index]
-        else:
-            mask = _cb("ConvergedMask", checkpoint=last_ckpt[self.parent], sparsity=self.sparsity)  # type: ignore[index]
-        callbacks = [mask, _cb("WeightRewind", step=self.rewind_step, source=last_ckpt[self.weights_from])]  # type: ignore[index]
-        extra = {
-            "clt": _cb("SignOnlyReinit", magnitude=schedule.clt_magnitude),
-            "random_sign": _cb("SignOnlyReinit", sign="random", seed=seed),
-            "random_reinit": _cb("RandomReinit", seed=seed),
-        }
-        return callbacks + ([extra[self.kind]] if self.kind in extra else [])
-
-
-def _cb(name: str, **init_args) -> dict:
-    return {"class_path": CB + name, "init_args": init_args}
-
-
-def _tag(kind: str, sparsity: float) -> str:
+def tag(kind: str, sparsity: float) -> str:
+    """A run's folder name below its parent: ``slt_0.50``."""
     return f"{kind}_{sparsity:.2f}"
 
 
-class _Chain:
+class Chain:
     """Collects runs by name; a run met again (shared prefix) only gains the new method."""
 
     def __init__(self, schedule: Schedule) -> None:
@@ -122,54 +140,6 @@ class _Chain:
     def dense(self, method: str) -> RunSpec:
         return self.add(RunSpec("dense", "dense", 0.0), method)
 
-    def rounds(self, start: RunSpec, kind: str, targets: list[float], method: str, reported: bool = True) -> list[RunSpec]:
-        """Iterative rounds from ``start``: each round's mask from its parent's θT; weights from
-        the parent's θk (SLT, CLT) or the dense run's θ0 (LT)."""
-        parent, out = start, []
-        for target in targets:
-            lt = kind == "lt"
-            spec = RunSpec(f"{parent.name}/{_tag(kind, target)}", kind, target, parent.name,
-                           "dense" if lt else parent.name, rewind_step=0 if lt else self.schedule.rewind_step)
-            parent = self.add(spec, method, reported)
-            out.append(parent)
-        return out
-
-    def mp(self, target: float, method: str, parent: RunSpec | None = None, initial: float = 0.0) -> RunSpec:
-        name = _tag("mp", target) if parent is None else f"{parent.name}/{_tag('mp', target)}"
-        source = parent.name if parent else None
-        spec = RunSpec(name, "mp", target, source, source, rewind_step=self.schedule.rewind_step,
-                       initial_sparsity=initial, best_after_step=self.schedule.mp_end_step)
-        return self.add(spec, method)
-
-
-def build_runs(config: ExperimentConfig, schedule: Schedule) -> list[RunSpec]:
-    """Every run the experiment needs, parents before children, each once."""
-    chain = _Chain(schedule)
-    targets = list(config.targets)
-    for method in config.methods:
-        dense = chain.dense(method)
-        if method == "mp":
-            for target in targets:
-                chain.mp(target, method)
-        elif method in ("lt", "slt", "clt"):
-            chain.rounds(dense, method, targets, method)
-        elif method == "slt_mp":
-            switch = config.slt_mp_switch
-            ticket = chain.rounds(dense, "slt", [0.5, switch] if switch > 0.5 else [switch], method)[-1]
-            for target in (t for t in targets if t > switch):
-                chain.mp(target, method, parent=ticket, initial=switch)
-        elif method == "mp_slt":
-            source = chain.mp(config.mp_slt_source, method)
-            chain.rounds(source, "slt", [t for t in targets if t > config.mp_slt_source], method)
-        else:  # a control: beside the SLT (CLT) round of each target, one ingredient changed
-            base = chain.rounds(dense, "clt" if method == "random_sign" else "slt", targets[:-1], method, reported=False)
-            for parent, target in zip([dense, *base], targets):
-                weights = "dense" if method == "random_mask" else parent.name  # θk non-zero everywhere
-                chain.add(RunSpec(f"{parent.name}/{_tag(method, target)}", method, target, parent.name, weights,
-                                  rewind_step=schedule.rewind_step), method)
-    return sorted(chain.runs.values(), key=lambda run: run.name.count("/"))
-
-
-def method_rows(runs: list[RunSpec], method: str) -> dict[float, RunSpec]:
-    """The run reported at each sparsity in ``method``'s column (0 % is the dense run)."""
-    return dict(sorted((run.sparsity, run) for run in runs if method in run.reported_in))
+    def ordered(self) -> list[RunSpec]:
+        """Every run, parents before children, each once."""
+        return sorted(self.runs.values(), key=lambda run: run.name.count("/"))

@@ -20,8 +20,11 @@ from pathlib import Path
 
 from lightning_slt.pruning import check_sparsity
 
+from .chains import Schedule
+from .methods import METHOD_NAMES, METHODS
+
+__all__ = ["METHOD_NAMES", "PAPER_TARGETS", "ExperimentConfig", "Schedule"]
 PAPER_TARGETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98]
-METHOD_NAMES = ("mp", "lt", "slt", "clt", "slt_mp", "mp_slt", "random_mask", "random_reinit", "random_sign")
 
 
 @dataclass
@@ -30,7 +33,8 @@ class ExperimentConfig:
 
     Args:
         base: LightningCLI config(s) of a dense run (model, data, trainer with ``max_steps``).
-        methods: any of mp, lt, slt, clt, slt_mp, mp_slt, random_mask, random_reinit, random_sign.
+        methods: names of ``methods.METHODS``: mp, lt, slt, clt, slt_mp, mp_slt, random_mask,
+            random_reinit, random_sign (the paper's, ``METHOD_NAMES``) or slt_dense_k.
         output_dir: the experiment directory; one sub-folder per seed, one per run below it.
         targets: final sparsities of the pruned runs, strictly increasing, each in [0, 1).
         base_args: extra LightningCLI arguments for every run, e.g. ``["--trainer.max_steps=400"]``.
@@ -70,9 +74,9 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if isinstance(self.base, str):
             self.base = [self.base]
-        unknown = [m for m in self.methods if m not in METHOD_NAMES]
+        unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
-            raise ValueError(f"unknown method(s) {unknown or self.methods}; known methods: {', '.join(METHOD_NAMES)}")
+            raise ValueError(f"unknown method(s) {unknown or self.methods}; known methods: {', '.join(METHODS)}")
         if not self.targets:
             raise ValueError("targets is empty; give the final sparsities of the pruned runs, e.g. [0.5, 0.6, 0.8]")
         for i, target in enumerate(self.targets):
@@ -82,7 +86,8 @@ class ExperimentConfig:
         check_sparsity(self.slt_mp_switch, "slt_mp_switch")
         check_sparsity(self.mp_slt_source, "mp_slt_source")
         self._check_run_names()
-        self._check_slt_mp_targets()
+        for method in self._methods():
+            method.check(self)
         if self.clt_magnitude not in ("fan_avg", "std"):
             raise ValueError(f"clt_magnitude must be 'fan_avg' (the paper's) or 'std', got {self.clt_magnitude!r}")
         for key in ("rewind_step", "mp_end_step", "mp_frequency", "warmup_steps"):
@@ -96,11 +101,8 @@ class ExperimentConfig:
         """Runs are named by sparsity at two decimals (``slt_0.90``): two different sparsities of
         one name would be one folder, and the second would silently never be trained."""
         named = {f"targets[{i}]": t for i, t in enumerate(self.targets)}
-        if "slt_mp" in self.methods:
-            named.update({"slt_mp_switch": self.slt_mp_switch, **({"SLT-MP's first round": 0.5}
-                                                                    if self.slt_mp_switch > 0.5 else {})})
-        if "mp_slt" in self.methods:
-            named["mp_slt_source"] = self.mp_slt_source
+        for method in self._methods():
+            named.update(method.named_sparsities(self))
         seen: dict[str, tuple[str, float]] = {}
         for key, value in named.items():
             name = f"{value:.2f}"
@@ -113,23 +115,9 @@ class ExperimentConfig:
                 )
             seen.setdefault(name, (key, value))
 
-    def _check_slt_mp_targets(self) -> None:
-        """SLT-MP trains SLT to 0.5 and its switch, then MP above the switch: a target below the
-        switch that no other method of the experiment trains would be dropped without a word."""
-        if "slt_mp" not in self.methods or any(m not in ("slt_mp", "mp_slt") for m in self.methods):
-            return
-        first = {0.5} if self.slt_mp_switch > 0.5 else set()  # as chains.build_runs
-        trained = first | {self.slt_mp_switch} | {t for t in self.targets if t > self.slt_mp_switch}
-        if "mp_slt" in self.methods:
-            trained |= {self.mp_slt_source} | {t for t in self.targets if t > self.mp_slt_source}
-        unused = [t for t in self.targets if t not in trained]
-        if unused:
-            raise ValueError(
-                f"targets {unused} are below slt_mp_switch={self.slt_mp_switch}: SLT-MP trains SLT to 0.5 and "
-                f"{self.slt_mp_switch}, then MP from that ticket to each target above it, so no run of this "
-                "experiment would train them. Remove them from targets, lower slt_mp_switch, or add a method "
-                "that trains them (e.g. slt)"
-            )
+    def _methods(self) -> list:
+        """The registry entries of this experiment, in the registry's order (one order of checks)."""
+        return [method for name, method in METHODS.items() if name in self.methods]
 
     @property
     def experiment_name(self) -> str:
@@ -137,50 +125,3 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """What defines an experiment's runs beyond their lineage: step counts resolved from
-    ``max_steps``, and CLT's constant."""
-
-    max_steps: int
-    rewind_step: int
-    mp_end_step: int
-    mp_frequency: int
-    warmup_steps: int
-    clt_magnitude: str = "fan_avg"
-
-    @classmethod
-    def resolve(cls, config: ExperimentConfig, max_steps: int) -> Schedule:
-        if max_steps <= 0:
-            raise ValueError("the base config must bound runs with trainer.max_steps (the paper: 500k); got none")
-        schedule = cls(
-            max_steps=max_steps,
-            rewind_step=config.rewind_step if config.rewind_step is not None else max(1, round(0.05 * max_steps)),
-            mp_end_step=config.mp_end_step if config.mp_end_step is not None else round(0.8 * max_steps),
-            mp_frequency=config.mp_frequency if config.mp_frequency is not None else max(1, round(0.02 * max_steps)),
-            warmup_steps=config.warmup_steps if config.warmup_steps is not None else max(1, round(0.02 * max_steps)),
-            clt_magnitude=config.clt_magnitude,
-        )
-        if schedule.rewind_step > max_steps:
-            raise ValueError(
-                f"rewind_step {schedule.rewind_step} is beyond the run's max_steps {max_steps}; "
-                "choose k inside the run (the paper: 5 %)"
-            )
-        if schedule.mp_end_step > max_steps:
-            raise ValueError(f"mp_end_step {schedule.mp_end_step} is beyond the run's max_steps {max_steps}")
-        return schedule
-
-    def warnings(self) -> list[str]:
-        """Where this schedule leaves the paper's proportions (w ≤ k ≤ 10 % of T)."""
-        out = []
-        if 0 < self.rewind_step < self.warmup_steps:
-            out.append(f"rewind_step k={self.rewind_step} lies inside the warm-up ({self.warmup_steps} steps): θk is "
-                       "taken before training has stabilised (the paper: warm-up 10k, k = 25k of 500k); raise "
-                       "rewind_step or lower warmup_steps")
-        if self.rewind_step > 0.1 * self.max_steps:
-            out.append(f"rewind_step k={self.rewind_step} is {self.rewind_step / self.max_steps:.0%} of the run "
-                       f"({self.max_steps} steps), beyond the 10 % a stabilized ticket rewinds to (the paper: 5 %); "
-                       "lower rewind_step or leave it unset")
-        return out

@@ -16,10 +16,8 @@ from pathlib import Path
 
 from lightning_slt.atomic import read_json, write_bytes, write_text
 
-METHOD_LABELS = {
-    "mp": "MP", "lt": "LT", "slt": "SLT", "clt": "CLT", "slt_mp": "SLT-MP", "mp_slt": "MP-SLT",
-    "random_mask": "random mask", "random_reinit": "random re-init", "random_sign": "random sign",
-}
+from .methods import label, shows
+
 CSV_FIELDS = [
     "method", "sparsity", "seed", "run", "kind", "test_bleu", "test_chrf", "test_ter", "valid_bleu",
     "measured_sparsity", "sparse_mb", "remaining_parameters", "steps", "wall_time_s", "lineage_steps",
@@ -43,16 +41,8 @@ def collect(output_dir: str | Path) -> tuple[list[str], list[dict]]:
     except ValueError as err:
         raise ValueError(f"{err}: restore it from a backup; the report needs its list of methods and runs") from None
     methods = manifest["config"]["methods"]
-    mp_slt_source = manifest["config"].get("mp_slt_source", 0.6)
     runs = [_read_metrics(path) for path in _metrics_files(output_dir, manifest)]
-    rows = []
-    for method in methods:
-        for run in runs:
-            shown = method in run["reported_in"] or (
-                method == "mp_slt" and "mp" in methods and "mp" in run["reported_in"] and run["sparsity_target"] <= mp_slt_source
-            )  # paper Table 1: MP-SLT rows up to the MP source sparsity are the MP column
-            if shown:
-                rows.append(_row(method, run))
+    rows = [_row(method, run) for method in methods for run in runs if shows(method, run, methods, manifest["config"])]
     rows.sort(key=lambda r: (methods.index(r["method"]), r["sparsity"], r["seed"]))
     return methods, rows
 
@@ -113,7 +103,7 @@ def _cell(stats: dict | None, field: str) -> str:
 def markdown_table(methods: list[str], summary: dict) -> str:
     """Sparsity rows, method columns (BLEU and TER), memory: shaped like the paper's Table 1."""
     sparsities = sorted({s for _, s in summary})
-    header = ["Sparsity", "Memory"] + [f"{METHOD_LABELS.get(m, m)} {x}" for m in methods for x in ("BLEU", "TER")]
+    header = ["Sparsity", "Memory"] + [f"{label(m)} {x}" for m in methods for x in ("BLEU", "TER")]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for sparsity in sparsities:
         stats = [summary.get((m, sparsity)) for m in methods]
@@ -137,11 +127,11 @@ def plot(methods: list[str], summary: dict, path: Path, paper: str | None = "wmt
     for i, method in enumerate(methods):
         points = sorted((s, v["test_bleu"]) for (m, s), v in summary.items() if m == method and v["test_bleu"] is not None)
         if points:
-            ax.plot([100 * s for s, _ in points], [b for _, b in points], marker="o", color=f"C{i}", label=METHOD_LABELS.get(method, method))
+            ax.plot([100 * s for s, _ in points], [b for _, b in points], marker="o", color=f"C{i}", label=label(method))
         if method in reference:
             ref = sorted((float(s), b) for s, b in reference[method]["bleu"].items())
             ax.plot([100 * s for s, _ in ref], [b for _, b in ref], linestyle="--", color=f"C{i}", alpha=0.6,
-                    label=f"{METHOD_LABELS.get(method, method)} (paper, {paper})")
+                    label=f"{label(method)} (paper, {paper})")
     ax.set_xlabel("sparsity [%]")
     ax.set_ylabel("test BLEU [%]")
     ax.grid(alpha=0.3)

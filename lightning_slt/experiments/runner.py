@@ -24,7 +24,6 @@ import hashlib
 import logging
 import os
 import time
-import warnings
 import zlib
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -33,18 +32,21 @@ from typing import Any
 
 import yaml
 
-from lightning_slt._lightning import qualified
+from lightning_slt._lightning import ModelCheckpoint, qualified
 from lightning_slt.artifacts import read_checkpoint, run_checkpoint
 from lightning_slt.atomic import read_json, write_json, write_text, write_torch
+from lightning_slt.callbacks import SparsityMonitor
 from lightning_slt.export.checkpoint import export_checkpoint
+from lightning_slt.launch import Component, RunConfig, build, parse_base
 
-from .chains import RunSpec, build_runs
-from .config import ExperimentConfig, Schedule
+from .chains import RunSpec, Schedule
+from .checkpointing import BestAfterStep
+from .config import ExperimentConfig
 from .lock import LOCK_FILE, describe_stale, experiment_lock
+from .methods import build_runs, run_callbacks
 
 MANIFEST = "experiment.json"
 log = logging.getLogger(__name__)
-CHECKPOINT = "lightning_slt.experiments.checkpointing.BestAfterStep"
 
 
 @dataclass
@@ -90,17 +92,13 @@ def run_paths(output_dir: str | Path, seed: int, run: str) -> RunPaths:
     return RunPaths(Path(output_dir) / f"seed{seed}" / run)
 
 
-def _parse_base(config: ExperimentConfig) -> tuple[Any, dict]:
-    """The base run's parser and fully resolved config (as a dict), validated by LightningCLI."""
-    from lightning_slt.cli import TranslationCLI
+def _parse_base(config: ExperimentConfig) -> dict:
+    """The base run's fully resolved config, validated by LightningCLI: parsed once per experiment.
 
+    Keys sorted (yaml's default order): the order every run's config.yaml has been written in.
+    """
     args = [arg for path in config.base for arg in ("--config", str(_existing(path)))] + list(config.base_args)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
-        cli = TranslationCLI(args=args, run=False, parse_only=True)
-    # skip_none=False: an explicit null is a setting (check_val_every_n_epoch: null validates by
-    # steps across epochs); dropping it would bring back the Trainer default and fail the run.
-    return cli.parser, yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
+    return yaml.safe_load(yaml.safe_dump(parse_base(args)))
 
 
 def _existing(path: str) -> Path:
@@ -111,7 +109,7 @@ def _existing(path: str) -> Path:
 
 def plan(config: ExperimentConfig) -> tuple[dict, Schedule, list[RunSpec]]:
     """Parse and check everything an experiment needs, before any training."""
-    _, base = _parse_base(config)
+    base = _parse_base(config)
     schedule = Schedule.resolve(config, int(base["trainer"].get("max_steps") or -1))
     if "warmup_steps" not in base.get("model", {}):
         raise ValueError(f"the base config's model ({base.get('model', {}).get('class_path', '?')}) has no warmup_steps; "
@@ -199,42 +197,43 @@ def _rank_zero() -> bool:
     return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0"
 
 
-def _run_config(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpec, seed: int,
-                last_ckpt: dict[str, str]) -> dict:
-    """The run's full LightningCLI config: the base, its pruning callbacks, checkpoints, logger."""
+def _run_spec(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpec, seed: int,
+              last_ckpt: dict[str, str]) -> RunConfig:
+    """The run, typed, for the launcher: the base, its pruning callbacks, checkpoints, logger."""
     paths = run_paths(config.output_dir, seed, run.name)
-    cfg = yaml.safe_load(yaml.safe_dump(base))  # deep copy
-    trainer = cfg["trainer"]
     # The runner owns checkpointing, and runs are bounded by max_steps (the schedule is in steps):
     # the base config's ModelCheckpoint and TrainTimeBudget would fight that.
     replaced = ("ModelCheckpoint", "TrainTimeBudget")
-    kept = [cb for cb in trainer.get("callbacks") or [] if not str(cb.get("class_path", "")).endswith(replaced)]
+    kept = [cb for cb in base["trainer"].get("callbacks") or [] if not str(cb.get("class_path", "")).endswith(replaced)]
     every = max(1, schedule.max_steps // 20)
     checkpoints = [
-        {"class_path": CHECKPOINT, "init_args": {"dirpath": str(paths.checkpoints), "filename": "best", "monitor": "val/bleu",
-                                                 "mode": "max", "save_top_k": 1, "after_step": run.best_after_step,
-                                                 "enable_version_counter": False}},
-        {"class_path": qualified("callbacks.ModelCheckpoint"),
-         "init_args": {"dirpath": str(paths.checkpoints), "save_last": True, "save_top_k": 0, "every_n_train_steps": every}},
+        Component.of(BestAfterStep, dirpath=str(paths.checkpoints), filename="best", monitor="val/bleu", mode="max",
+                     save_top_k=1, after_step=run.best_after_step, enable_version_counter=False),
+        Component.of(ModelCheckpoint, dirpath=str(paths.checkpoints), save_last=True, save_top_k=0,
+                     every_n_train_steps=every),
     ]
-    monitor = {"class_path": "lightning_slt.callbacks.SparsityMonitor", "init_args": {"every_n_steps": every}}
     has_monitor = any(str(cb.get("class_path", "")).endswith("SparsityMonitor") for cb in kept)
-    trainer["callbacks"] = run.callbacks(last_ckpt, schedule, seed) + kept + ([] if has_monitor else [monitor]) + checkpoints
-    trainer["default_root_dir"] = str(paths.root)
-    trainer["logger"] = _logger(config, run, seed, paths)
-    cfg["seed_everything"] = seed
-    cfg["model"]["output_dir"] = str(paths.root / "test")
-    cfg["model"]["warmup_steps"] = schedule.warmup_steps  # the paper's proportion (config.py)
-    return cfg
+    monitor = [] if has_monitor else [Component.of(SparsityMonitor, every_n_steps=every)]
+    return RunConfig(
+        base=base, callbacks=[*run_callbacks(run, last_ckpt, schedule, seed), *kept, *monitor, *checkpoints],
+        logger=_logger(config, run, seed, paths), seed=seed, root_dir=str(paths.root),
+        model={"output_dir": str(paths.root / "test"), "warmup_steps": schedule.warmup_steps},  # the paper's proportion
+    )
 
 
-def _logger(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths) -> dict:
+def _run_config(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpec, seed: int,
+                last_ckpt: dict[str, str]) -> dict:
+    """The run's full LightningCLI config (what its config.yaml holds)."""
+    return _run_spec(config, base, schedule, run, seed, last_ckpt).to_config()
+
+
+def _logger(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths) -> Component:
     if not config.wandb:
-        return {"class_path": qualified("loggers.CSVLogger"), "init_args": {"save_dir": str(paths.root), "name": "logs"}}
+        return Component(qualified("loggers.CSVLogger"), {"save_dir": str(paths.root), "name": "logs"})
     run_id = f"{zlib.crc32(str(paths.root.resolve()).encode()):08x}"  # stable: a resumed run continues its W&B run
-    return {
-        "class_path": qualified("loggers.WandbLogger"),
-        "init_args": {
+    return Component(
+        qualified("loggers.WandbLogger"),
+        {
             "project": config.wandb_project,
             "group": config.experiment_name,
             "job_type": run.methods[0],
@@ -246,24 +245,20 @@ def _logger(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths) 
                        "methods": run.methods, "mask_from": run.parent, "weights_from": run.weights_from,
                        "rewind_step": run.rewind_step, "lineage": run.lineage},
         },
-    }
+    )
 
 
 def _train(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpec, seed: int, last_ckpt: dict[str, str]) -> None:
-    from lightning_slt.cli import TranslationCLI
-
     paths = run_paths(config.output_dir, seed, run.name)
     if paths.metrics.exists():
         return
     resume = paths.last if paths.last.exists() else None
-    cfg = _run_config(config, base, schedule, run, seed, last_ckpt)
+    spec = _run_spec(config, base, schedule, run, seed, last_ckpt)
     if _rank_zero():
         write_text(paths.config, "# written by lightning-slt experiment; re-run with: lightning-slt fit --config this file\n"
-                   + yaml.safe_dump(cfg, sort_keys=False))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
-        cli = TranslationCLI(args=cfg, run=False)  # the dict itself: no rank waits for rank 0's file
-    trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
+                   + yaml.safe_dump(spec.to_config(), sort_keys=False))
+    built = build(spec)  # the dict itself, not the file: no rank waits for rank 0's copy
+    trainer, model, datamodule = built.trainer, built.model, built.datamodule
     started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
     wall_time = time.perf_counter() - started
@@ -322,7 +317,7 @@ def _finish(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths, 
     prunable = sum(m.numel() for m in masks.values()) or sum(t.numel() for t in weights.values() if t.dim() >= 2)
     ancestors = [read_json(run_paths(config.output_dir, seed, name).metrics) for name in run.lineage
                  if run_paths(config.output_dir, seed, name).metrics.exists()]
-    if run.kind == "lt" and run.weights_from and run.weights_from not in run.lineage:
+    if run.weights_from and run.weights_from not in run.lineage:
         ancestors.append(read_json(run_paths(config.output_dir, seed, run.weights_from).metrics))
     metrics = {
         "run": run.name, "kind": run.kind, "seed": seed, "methods": run.methods, "reported_in": run.reported_in,

@@ -3,12 +3,18 @@
 import pytest
 
 from lightning_slt.experiments import ExperimentConfig, Schedule, build_runs, method_rows
+from lightning_slt.experiments.methods import run_callbacks
 
 
 def _runs(methods, targets=(0.5, 0.6, 0.8), max_steps=100, **kwargs):
     config = ExperimentConfig(base=["b.yaml"], methods=list(methods), output_dir="out", targets=list(targets), **kwargs)
     schedule = Schedule.resolve(config, max_steps)
     return config, schedule, {run.name: run for run in build_runs(config, schedule)}
+
+
+def _callbacks(run, ckpt, schedule, seed):
+    """The run's callbacks as its config.yaml writes them (``class_path``/``init_args``)."""
+    return [callback.to_config() for callback in run_callbacks(run, ckpt, schedule, seed)]
 
 
 def test_paper_defaults_scale_with_max_steps():
@@ -21,13 +27,13 @@ def test_paper_defaults_scale_with_max_steps():
 def test_slt_rewinds_to_the_previous_round_and_lt_to_dense_theta0():
     _, schedule, runs = _runs(["slt", "lt"])
     ckpt = {name: f"{name}/last.ckpt" for name in runs}
-    slt = runs["dense/slt_0.50/slt_0.60"].callbacks(ckpt, schedule, 0)
+    slt = _callbacks(runs["dense/slt_0.50/slt_0.60"], ckpt, schedule, 0)
     assert slt[0]["init_args"] == {"checkpoint": "dense/slt_0.50/last.ckpt", "sparsity": 0.6}
     assert slt[1]["init_args"] == {"step": 5, "source": "dense/slt_0.50/last.ckpt"}
-    lt = runs["dense/lt_0.50/lt_0.60"].callbacks(ckpt, schedule, 0)
+    lt = _callbacks(runs["dense/lt_0.50/lt_0.60"], ckpt, schedule, 0)
     assert lt[0]["init_args"]["checkpoint"] == "dense/lt_0.50/last.ckpt"
     assert lt[1]["init_args"] == {"step": 0, "source": "dense/last.ckpt"}
-    dense = runs["dense"].callbacks(ckpt, schedule, 0)
+    dense = _callbacks(runs["dense"], ckpt, schedule, 0)
     assert [c["init_args"]["step"] for c in dense] == [0, 5]
 
 
@@ -44,7 +50,7 @@ def test_slt_mp_and_mp_slt_structure():
     config, schedule, runs = _runs(["slt_mp", "mp_slt"])
     mp = runs["dense/slt_0.50/slt_0.60/mp_0.80"]
     assert (mp.kind, mp.initial_sparsity, mp.best_after_step) == ("mp", 0.6, 80)
-    cbs = mp.callbacks({n: n for n in runs}, schedule, 0)
+    cbs = _callbacks(mp, {n: n for n in runs}, schedule, 0)
     assert [c["class_path"].rsplit(".", 1)[1] for c in cbs] == ["ConvergedMask", "WeightRewind", "GradualMagnitudePruning"]
     assert cbs[2]["init_args"]["initial_sparsity"] == 0.6
     assert runs["mp_0.60/slt_0.80"].parent == "mp_0.60"
@@ -57,7 +63,7 @@ def test_controls_branch_off_the_slt_or_clt_chain():
     assert "dense/slt_0.50/random_mask_0.60" in runs and "dense/clt_0.50/random_sign_0.60" in runs
     rows = method_rows(list(runs.values()), "random_mask")
     assert [r.kind for r in rows.values()] == ["dense", "random_mask", "random_mask", "random_mask"]
-    names = {c["class_path"].rsplit(".", 1)[1] for c in runs["dense/random_reinit_0.50"].callbacks({n: n for n in runs}, schedule, 3)}
+    names = {c["class_path"].rsplit(".", 1)[1] for c in _callbacks(runs["dense/random_reinit_0.50"], {n: n for n in runs}, schedule, 3)}
     assert names == {"ConvergedMask", "WeightRewind", "RandomReinit"}
 
 

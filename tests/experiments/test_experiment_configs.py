@@ -53,8 +53,8 @@ def test_manifest_digest_is_that_of_the_base_without_nulls(monkeypatch):
 
     import yaml
 
-    from lightning_slt.cli import TranslationCLI
     from lightning_slt.experiments.runner import _manifest
+    from lightning_slt.launch import TranslationCLI
 
     monkeypatch.chdir(REPO_ROOT)
     config = load_config(REPO_ROOT / "conf" / "experiments" / "slt.yaml")
@@ -87,12 +87,12 @@ def test_a_schedule_that_breaks_the_k_rule_warns(overrides, message):
 
 
 def test_clt_constant_is_one_option_away(monkeypatch):
-    from lightning_slt.experiments.chains import build_runs
+    from lightning_slt.experiments.methods import build_runs, run_callbacks
 
     for magnitude in ("fan_avg", "std"):
         config = ExperimentConfig(base=["x"], methods=["clt"], output_dir="x", targets=[0.5], clt_magnitude=magnitude)
         run = [r for r in build_runs(config, Schedule.resolve(config, 3000)) if r.kind == "clt"][0]
-        reinit = run.callbacks({"dense": "d.ckpt"}, Schedule.resolve(config, 3000), 0)[-1]
+        reinit = run_callbacks(run, {"dense": "d.ckpt"}, Schedule.resolve(config, 3000), 0)[-1].to_config()
         assert reinit == {"class_path": "lightning_slt.callbacks.SignOnlyReinit", "init_args": {"magnitude": magnitude}}
     with pytest.raises(ValueError, match="clt_magnitude must be 'fan_avg'"):
         ExperimentConfig(base=["x"], methods=["clt"], output_dir="x", clt_magnitude="big")

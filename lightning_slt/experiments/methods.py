@@ -1,0 +1,279 @@
+"""The methods registry: one entry per method, everything the experiment needs to know of it.
+
+An entry says how the method's chain is built (``plan``: which runs, with which parents), the
+callbacks of the runs of its kind (``callbacks``), its label (the column of results.md and the
+plot's legend) and which rows its report column shows. Adding a method is adding an entry here.
+
+Chain semantics (Brix et al. §3-4): LT rewinds to θ0 of the dense run; SLT/CLT to θk of the
+*most recent* run; every run restarts at step 0 with fresh optimizer state. ``slt_dense_k`` is
+the rewinding Brix et al. contrast themselves with (Frankle et al. 2019, paper.md §1.5): every
+round rewinds to θk of the *dense* run. Its first round is SLT's first round (the mask of the
+dense θT, the dense θk), so the two share that run.
+
+Controls (Frankle & Carbin 2019; OpenLTH), each beside the SLT (CLT) round of the same target,
+that is with the same parent: ``random_mask`` draws a mask over the whole tensor with that
+round's per-tensor counts and takes the *dense* run's θk (non-zero everywhere, so no kept weight
+starts at an accidental 0); ``random_reinit`` keeps the round's mask and draws every tensor from
+the model's own initialiser; ``random_sign`` keeps CLT's mask and magnitudes, random signs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lightning_slt.callbacks import ConvergedMask, GradualMagnitudePruning, RandomMask, RandomReinit
+from lightning_slt.callbacks import SignOnlyReinit, WeightRewind
+from lightning_slt.launch import Component
+
+from .chains import Chain, RunSpec, Schedule, Settings, tag
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a run's callbacks are made of besides the run itself.
+
+    Attributes:
+        last_ckpt: run name -> path of its last checkpoint (θT, θk snapshots, mask).
+    """
+
+    last_ckpt: dict[str, str]
+    schedule: Schedule
+    seed: int
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method of an experiment (the registry's entry).
+
+    Attributes:
+        name: as written in ``methods:`` of an experiment config; also the kind of its own runs.
+        label: its column in results.md and its line in the plot.
+        plan: ``plan(chain, config, dense, name)`` adds the method's runs to ``chain``, below the
+            dense run ``dense``.
+        callbacks: ``callbacks(run, context)``, the pruning callbacks of a run of kind ``name``;
+            None when the method builds only runs of other kinds (SLT-MP: slt and mp runs).
+        in_paper: one of the paper's six methods or its three controls (what ``METHOD_NAMES``
+            and conf/experiments/all_methods.yaml hold); False for a variant it contrasts with.
+        named_sparsities: sparsities of the config that name run folders besides the targets,
+            ``{"the key": value}``, checked for clashes at two decimals.
+        check: refuses a config this method cannot run (ValueError saying what and how to fix).
+        also_shows: ``also_shows(run, methods, config)`` with a run's metrics.json, the
+            experiment's methods and its config (dicts of experiment.json): rows of another method
+            this method's report column shows as well.
+    """
+
+    name: str
+    label: str
+    plan: Callable[[Chain, Settings, RunSpec, str], None]
+    callbacks: Callable[[RunSpec, Context], list[Component]] | None = None
+    in_paper: bool = True
+    named_sparsities: Callable[[Settings], dict[str, float]] = lambda config: {}
+    check: Callable[[Settings], None] = lambda config: None
+    also_shows: Callable[[dict, list[str], dict], bool] = lambda run, methods, config: False
+
+
+# -- chains: the runs a method needs ---------------------------------------------------------------
+
+
+def rounds(chain: Chain, start: RunSpec, kind: str, targets: list[float], method: str, *, weights: str = "parent",
+           rewind_step: int | None = None, reported: bool = True) -> list[RunSpec]:
+    """Iterative rounds from ``start``: each round's mask from its parent's θT, its weights from
+    θ_rewind_step (default: the schedule's k) of its parent (``weights="parent"``) or of the dense
+    run (``weights="dense"``)."""
+    parent, out = start, []
+    step = chain.schedule.rewind_step if rewind_step is None else rewind_step
+    for target in targets:
+        source = parent.name if weights == "parent" else weights
+        spec = RunSpec(f"{parent.name}/{tag(kind, target)}", kind, target, parent.name, source, rewind_step=step)
+        parent = chain.add(spec, method, reported)
+        out.append(parent)
+    return out
+
+
+def mp_run(chain: Chain, target: float, method: str, parent: RunSpec | None = None, initial: float = 0.0) -> RunSpec:
+    """An MP run to ``target``: from scratch, or from ``parent``'s mask and θk with s0 = ``initial``."""
+    name = tag("mp", target) if parent is None else f"{parent.name}/{tag('mp', target)}"
+    source = parent.name if parent else None
+    spec = RunSpec(name, "mp", target, source, source, rewind_step=chain.schedule.rewind_step,
+                   initial_sparsity=initial, best_after_step=chain.schedule.mp_end_step)
+    return chain.add(spec, method)
+
+
+def _plan_mp(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
+    for target in config.targets:
+        mp_run(chain, target, name)
+
+
+def _plan_lt(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
+    rounds(chain, dense, name, list(config.targets), name, weights="dense", rewind_step=0)
+
+
+def _plan_rounds(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
+    """SLT, CLT: rounds rewound to θk of the most recent run."""
+    rounds(chain, dense, name, list(config.targets), name)
+
+
+def _plan_slt_mp(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
+    switch = config.slt_mp_switch
+    ticket = rounds(chain, dense, "slt", _slt_mp_rounds(config), name)[-1]
+    for target in (t for t in config.targets if t > switch):
+        mp_run(chain, target, name, parent=ticket, initial=switch)
+
+
+def _slt_mp_rounds(config: Settings) -> list[float]:
+    """SLT-MP's SLT rounds: one-shot to 50 %, then to the switch (paper: 60 %)."""
+    return [0.5, config.slt_mp_switch] if config.slt_mp_switch > 0.5 else [config.slt_mp_switch]
+
+
+def _plan_mp_slt(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
+    source = mp_run(chain, config.mp_slt_source, name)
+    rounds(chain, source, "slt", [t for t in config.targets if t > config.mp_slt_source], name)
+
+
+def _plan_slt_dense_k(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
+    targets = list(config.targets)
+    first = rounds(chain, dense, "slt", targets[:1], name)[-1]  # SLT's own first round: dense θT's mask, dense θk
+    rounds(chain, first, name, targets[1:], name, weights="dense")
+
+
+def _control(on: str, weights: str = "parent") -> Callable[[Chain, Settings, RunSpec, str], None]:
+    """A control beside the ``on`` round (slt or clt) of each target, one ingredient changed."""
+
+    def plan(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
+        targets = list(config.targets)
+        base = rounds(chain, dense, on, targets[:-1], name, reported=False)
+        for parent, target in zip([dense, *base], targets):
+            source = parent.name if weights == "parent" else weights
+            chain.add(RunSpec(f"{parent.name}/{tag(name, target)}", name, target, parent.name, source,
+                              rewind_step=chain.schedule.rewind_step), name)
+
+    return plan
+
+
+# -- callbacks: what a run of each kind trains with ------------------------------------------------
+
+
+def _dense_callbacks(run: RunSpec, context: Context) -> list[Component]:
+    """θ0 for LT and θk for the rounds after it."""
+    k = context.schedule.rewind_step
+    return [Component.of(WeightRewind, step=0)] + ([Component.of(WeightRewind, step=k)] if k else [])
+
+
+def _mp_callbacks(run: RunSpec, context: Context) -> list[Component]:
+    """The cubic ramp; from a parent: its mask (s0) and θk first. Records θk for MP-SLT."""
+    schedule, k = context.schedule, context.schedule.rewind_step
+    mp = Component.of(GradualMagnitudePruning, final_sparsity=run.sparsity, initial_sparsity=run.initial_sparsity,
+                      end_step=schedule.mp_end_step, frequency=schedule.mp_frequency)
+    if run.parent is None:
+        return [mp, Component.of(WeightRewind, step=k)]
+    parent = context.last_ckpt[run.parent]
+    return [Component.of(ConvergedMask, checkpoint=parent, sparsity=run.initial_sparsity),
+            Component.of(WeightRewind, step=k, source=parent), mp]
+
+
+def _ticket(*extra: Callable[[Context], Component]) -> Callable[[RunSpec, Context], list[Component]]:
+    """The mask of the parent's θT and the weights of ``weights_from``'s θ_rewind_step, then ``extra``.
+
+    ``WeightRewind(step, source=...)`` both starts from the source's θ_step and records this
+    run's own, for the rounds after it.
+    """
+
+    def callbacks(run: RunSpec, context: Context) -> list[Component]:
+        mask = Component.of(ConvergedMask, checkpoint=context.last_ckpt[run.parent], sparsity=run.sparsity)  # type: ignore[index]
+        return [mask, _rewind(run, context)] + [make(context) for make in extra]
+
+    return callbacks
+
+
+def _rewind(run: RunSpec, context: Context) -> Component:
+    return Component.of(WeightRewind, step=run.rewind_step, source=context.last_ckpt[run.weights_from])  # type: ignore[index]
+
+
+def _random_mask_callbacks(run: RunSpec, context: Context) -> list[Component]:
+    """The SLT round's per-tensor counts, drawn over the whole tensor."""
+    mask = Component.of(RandomMask, sparsity=run.sparsity, like=context.last_ckpt[run.parent], seed=context.seed)  # type: ignore[index]
+    return [mask, _rewind(run, context)]
+
+
+# -- checks of a config, reports -------------------------------------------------------------------
+
+
+def _check_slt_mp_targets(config: Settings) -> None:
+    """SLT-MP trains SLT to 0.5 and its switch, then MP above the switch: a target below the
+    switch that no other method of the experiment trains would be dropped without a word."""
+    methods = config.methods
+    if any(m not in ("slt_mp", "mp_slt") for m in methods):
+        return
+    trained = set(_slt_mp_rounds(config)) | {t for t in config.targets if t > config.slt_mp_switch}
+    if "mp_slt" in methods:
+        trained |= {config.mp_slt_source} | {t for t in config.targets if t > config.mp_slt_source}
+    unused = [t for t in config.targets if t not in trained]
+    if unused:
+        raise ValueError(
+            f"targets {unused} are below slt_mp_switch={config.slt_mp_switch}: SLT-MP trains SLT to 0.5 and "
+            f"{config.slt_mp_switch}, then MP from that ticket to each target above it, so no run of this "
+            "experiment would train them. Remove them from targets, lower slt_mp_switch, or add a method "
+            "that trains them (e.g. slt)"
+        )
+
+
+def _mp_rows_up_to_the_source(run: dict, methods: list[str], config: dict) -> bool:
+    """Paper Table 1: MP-SLT's rows up to the MP source sparsity are the MP column."""
+    return "mp" in methods and "mp" in run["reported_in"] and run["sparsity_target"] <= config.get("mp_slt_source", 0.6)
+
+
+METHODS: dict[str, Method] = {method.name: method for method in (
+    Method("mp", "MP", _plan_mp, _mp_callbacks),
+    Method("lt", "LT", _plan_lt, _ticket()),
+    Method("slt", "SLT", _plan_rounds, _ticket()),
+    Method("clt", "CLT", _plan_rounds,
+           _ticket(lambda context: Component.of(SignOnlyReinit, magnitude=context.schedule.clt_magnitude))),
+    Method("slt_mp", "SLT-MP", _plan_slt_mp, check=_check_slt_mp_targets,
+           named_sparsities=lambda config: {"slt_mp_switch": config.slt_mp_switch, **(
+               {"SLT-MP's first round": 0.5} if config.slt_mp_switch > 0.5 else {})}),
+    Method("mp_slt", "MP-SLT", _plan_mp_slt, also_shows=_mp_rows_up_to_the_source,
+           named_sparsities=lambda config: {"mp_slt_source": config.mp_slt_source}),
+    Method("random_mask", "random mask", _control("slt", weights="dense"), _random_mask_callbacks),  # θk non-zero everywhere
+    Method("random_reinit", "random re-init", _control("slt"),
+           _ticket(lambda context: Component.of(RandomReinit, seed=context.seed))),
+    Method("random_sign", "random sign", _control("clt"),
+           _ticket(lambda context: Component.of(SignOnlyReinit, sign="random", seed=context.seed))),
+    Method("slt_dense_k", "SLT (θk of dense)", _plan_slt_dense_k, _ticket(), in_paper=False),
+)}
+# The paper's six methods and its three controls, in the order of its tables.
+METHOD_NAMES = tuple(name for name, method in METHODS.items() if method.in_paper)
+_KIND_CALLBACKS = {"dense": _dense_callbacks, **{name: m.callbacks for name, m in METHODS.items() if m.callbacks}}
+
+
+def build_runs(config: Settings, schedule: Schedule) -> list[RunSpec]:
+    """Every run the experiment needs, parents before children, each once."""
+    chain = Chain(schedule)
+    for name in config.methods:
+        METHODS[name].plan(chain, config, chain.dense(name), name)
+    return chain.ordered()
+
+
+def run_callbacks(run: RunSpec, last_ckpt: dict[str, str], schedule: Schedule, seed: int) -> list[Component]:
+    """The pruning callbacks of ``run``: those of its kind's registry entry.
+
+    Args:
+        last_ckpt: run name -> path of its last checkpoint (θT, θk snapshots, mask).
+    """
+    return _KIND_CALLBACKS[run.kind](run, Context(last_ckpt, schedule, seed))
+
+
+def method_rows(runs: list[RunSpec], method: str) -> dict[float, RunSpec]:
+    """The run reported at each sparsity in ``method``'s column (0 % is the dense run)."""
+    return dict(sorted((run.sparsity, run) for run in runs if method in run.reported_in))
+
+
+def label(method: str) -> str:
+    """The method's column label; a name the registry no longer has (an old folder) as itself."""
+    return METHODS[method].label if method in METHODS else method
+
+
+def shows(method: str, run: dict, methods: list[str], config: dict) -> bool:
+    """Whether ``method``'s report column shows the finished run ``run`` (its metrics.json)."""
+    entry = METHODS.get(method)
+    return method in run["reported_in"] or (entry is not None and entry.also_shows(run, methods, config))
