@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lightning_slt.model.transformer import Transformer
+
 
 class _LabelSmoothedCrossEntropy(torch.autograd.Function):
     """Per-token (loss, nll) from logits; saves only the (N, V) log-probabilities."""
@@ -69,3 +71,16 @@ def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, epsilon: float)
     if not 0.0 <= epsilon < 1.0:
         raise ValueError(f"label smoothing epsilon must be in [0, 1), got {epsilon!r}")
     return _LabelSmoothedCrossEntropy.apply(logits, target, float(epsilon))
+
+
+def token_losses(model: Transformer, batch: dict[str, Tensor], epsilon: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-token (loss, nll) (N,) on the N non-padding target positions of a batch, and their mask (B, T).
+
+    The decoder's hidden states are selected first and projected to the vocabulary afterwards:
+    no vocabulary GEMM on pads.
+    """
+    hidden = model(batch["src"], batch["tgt_in"])  # (B, T, D)
+    target_mask = batch["tgt_out"].ne(model.config.pad_id)  # (B, T)
+    logits = model.logits(hidden[target_mask])  # (N, V)
+    loss, nll = label_smoothed_cross_entropy(logits, batch["tgt_out"][target_mask], epsilon)
+    return loss, nll, target_mask

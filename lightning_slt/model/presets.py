@@ -1,8 +1,13 @@
-"""Named model sizes as typed builder functions (STYLE.md §14), one dict maps names to them."""
+"""Named model sizes as typed builder functions (STYLE.md §14), one dict maps names to them.
+
+A preset is a ``TransformerConfig`` that states only what differs from the dataclass defaults,
+so a size is written once; ``conf/model/<preset>.yaml`` must agree with it (a test checks).
+"""
 
 from collections.abc import Callable
+from typing import Any
 
-from lightning_slt.model.transformer import TransformerConfig
+from lightning_slt.model.config import TransformerConfig, architecture_arguments
 
 
 def transformer_base(vocab_size: int = 33000) -> TransformerConfig:
@@ -13,10 +18,7 @@ def transformer_base(vocab_size: int = 33000) -> TransformerConfig:
     With the paper's 33k shared word-piece vocabulary: 60,999,680 parameters
     (embedding 16,896,000 + encoder 18,903,040 + decoder 25,200,640), the paper's "60M".
     """
-    return TransformerConfig(
-        vocab_size=vocab_size, d_model=512, n_heads=8, encoder_layers=6, decoder_layers=6,
-        d_ff=2048, dropout=0.1, attention_dropout=0.1, activation_dropout=0.1, pre_norm=True,
-    )
+    return TransformerConfig(vocab_size=vocab_size, attention_dropout=0.1, activation_dropout=0.1)
 
 
 def transformer_cpu(vocab_size: int = 8000) -> TransformerConfig:
@@ -33,10 +35,8 @@ def transformer_cpu(vocab_size: int = 8000) -> TransformerConfig:
     the 2-core AVX-512 machines a 64-sentence step takes ~0.3-0.5 s in fp32 (~40 % less with
     bf16 autocast), so a Multi30k epoch takes a few minutes.
     """
-    return TransformerConfig(
-        vocab_size=vocab_size, d_model=256, n_heads=4, encoder_layers=3, decoder_layers=3,
-        d_ff=1024, dropout=0.1, attention_dropout=0.0, activation_dropout=0.0, pre_norm=True,
-    )
+    return TransformerConfig(vocab_size=vocab_size, d_model=256, n_heads=4, encoder_layers=3, decoder_layers=3,
+                             d_ff=1024)
 
 
 PRESETS: dict[str, Callable[..., TransformerConfig]] = {
@@ -50,3 +50,8 @@ def get_preset(name: str) -> Callable[..., TransformerConfig]:
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
     return PRESETS[name]
+
+
+def preset_arguments(name: str) -> dict[str, Any]:
+    """The architecture arguments of ``TranslationModule`` that preset ``name`` sets (all of them)."""
+    return architecture_arguments(get_preset(name)())

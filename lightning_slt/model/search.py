@@ -151,6 +151,16 @@ def beam_search(model: Transformer, src: Tensor, beam_size: int = 4, length_pena
         model.train(was_training)
 
 
+def best_hypotheses(model: Transformer, src: Tensor, beam_size: int, length_penalty: float, max_len_a: float,
+                    max_len_b: int) -> list[list[int]]:
+    """Token ids (no bos/eos) of the best hypothesis for each row of src (B, S): greedy search
+    when ``beam_size`` is 1 (the same tokens as a beam of 1, faster), else beam search."""
+    if beam_size == 1:
+        return greedy_search(model, src, max_len_a=max_len_a, max_len_b=max_len_b)
+    return beam_search(model, src, beam_size=beam_size, length_penalty=length_penalty,
+                       max_len_a=max_len_a, max_len_b=max_len_b)
+
+
 def _beam_search(model: Transformer, src: Tensor, beam: int, alpha: float, max_len: Tensor,
                  use_cache: bool) -> list[list[int]]:
     config = model.config

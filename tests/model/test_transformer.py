@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from lightning_slt.model.presets import PRESETS, get_preset, transformer_base, transformer_cpu
-from lightning_slt.model.transformer import Packing, Transformer, TransformerConfig
+from lightning_slt.model.packing import Packing
+from lightning_slt.model.transformer import Transformer, TransformerConfig
 
 PAD, BOS, EOS = 0, 1, 2
 
