@@ -5,19 +5,21 @@ The tokenizer is ready right after ``__init__`` (trained on first use, then cach
 because LightningCLI links ``data.vocab_size`` into the model before any Trainer exists. Each
 split is tokenized once per process and kept in memory. The module's ``state_dict`` records how
 far the current training epoch got, so a run killed mid-epoch resumes at the very next batch.
+
+The parts it ties together stand on their own: ``corpora`` (registry, data root, download),
+``splits`` (a split's pairs: training filter, evaluation truncation), ``tokenizer``,
+``batching`` (token buckets) and ``progress`` (the mid-epoch resume state).
 """
 
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from lightning_slt._lightning import TrainerFn, pl, rank_zero_info, rank_zero_warn
+from lightning_slt._lightning import TrainerFn, pl
 from lightning_slt.data.batching import TokenBucketBatchSampler
 from lightning_slt.data.corpora import (
-    CORPORA,
     download_corpus,
     get_corpus,
     parse_pair,
@@ -25,14 +27,10 @@ from lightning_slt.data.corpora import (
     user_cache_dir,
 )
 from lightning_slt.data.dataset import EncodedPairs, collate_translation
-from lightning_slt.data.errors import EmptyCorpusError
-from lightning_slt.data.text import read_monolingual, read_parallel
-from lightning_slt.data.tokenizer import (
-    MODEL_TYPES,
-    Tokenizer,
-    train_tokenizer,
-    truncation_warning,
-)
+from lightning_slt.data.progress import epoch_progress, resume_epoch
+from lightning_slt.data.splits import check_has_train_split, eval_pairs, predict_sources, train_pairs
+from lightning_slt.data.text import read_parallel
+from lightning_slt.data.tokenizer import MODEL_TYPES, Tokenizer, train_tokenizer
 
 _STAGE_ROLES = {"fit": ("train", "valid"), "validate": ("valid",), "test": ("test",), "predict": ("predict",)}
 
@@ -203,7 +201,8 @@ class TranslationDataModule(pl.LightningDataModule):
         )
         # Lightning calls set_epoch only after a multi-worker loader has prefetched; start right.
         sampler.set_epoch(self.trainer.current_epoch if self.trainer is not None else 0)
-        self._apply_resume_state(sampler)
+        state, self._resume_state = self._resume_state, None
+        resume_epoch(sampler, state)
         self._train_sampler = sampler
         return self._loader(dataset, sampler)
 
@@ -220,19 +219,12 @@ class TranslationDataModule(pl.LightningDataModule):
         """Progress of the current training epoch, for an exact mid-epoch resume.
 
         Lightning 2.6 replays an interrupted epoch from its first batch and keeps no sampler
-        position, so the count of batches already trained is saved here. ``processed`` is the
-        count Lightning itself restores (a batch whose step finished counts, one interrupted
-        inside ``training_step`` does not).
+        position (see ``data.progress``).
         """
         trainer = self.trainer
         if trainer is None or self._train_sampler is None or trainer.state.fn != TrainerFn.FITTING:
             return {}
-        return {
-            "epoch": int(trainer.current_epoch),
-            "batches_done": int(trainer.fit_loop.epoch_loop.batch_progress.current.processed),
-            "epoch_batches": int(trainer.num_training_batches),
-            "sampler_batches": len(self._train_sampler),
-        }
+        return epoch_progress(trainer, self._train_sampler)
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         """Store the saved progress; the next ``train_dataloader`` applies it (Lightning restores
@@ -254,46 +246,13 @@ class TranslationDataModule(pl.LightningDataModule):
 
     def _build_train(self) -> EncodedPairs:
         src, tgt = self._texts_of("train")
-        src_ids = self.tokenizer.encode(src)
-        tgt_ids = self.tokenizer.encode(tgt)
-        keep = [i for i in range(len(src)) if len(src_ids[i]) <= self.max_len and len(tgt_ids[i]) <= self.max_len]
-        if not keep:
-            raise EmptyCorpusError(
-                f"no training pair has at most max_len={self.max_len} pieces on both sides; raise max_len"
-            )
-        if len(keep) < len(src):
-            rank_zero_info(
-                f"train: kept {len(keep)} of {len(src)} pairs; dropped {len(src) - len(keep)} longer than "
-                f"max_len={self.max_len} pieces"
-            )
-        return EncodedPairs(
-            [src_ids[i] for i in keep],
-            [tgt_ids[i] for i in keep],
-            [src[i] for i in keep],
-            [tgt[i] for i in keep],
-            keep,
-        )
+        return train_pairs(src, tgt, self.tokenizer, self.max_len)
 
     def _build_eval(self, role: str) -> EncodedPairs:
         if role == "predict":
-            if not self.predict_files:
-                raise ValueError("predict_dataloader needs predict_files=[source files] (YAML data.predict_files)")
-            src = [line for path in self.predict_files for line in read_monolingual(path)]
-            return EncodedPairs(self._encode_truncated(src, role), None, src, None, np.arange(len(src)))
+            return predict_sources(self.predict_files, self.tokenizer, self.max_positions)
         src, tgt = self._texts_of(role)
-        return EncodedPairs(
-            self._encode_truncated(src, role), self._encode_truncated(tgt, role), src, tgt, np.arange(len(src))
-        )
-
-    def _encode_truncated(self, texts: list[str], role: str) -> list[list[int]]:
-        """Encode, cutting sequences to ``max_positions - 1`` pieces (room for eos/bos)."""
-        ids = self.tokenizer.encode(texts)
-        limit = self.max_positions - 1
-        files = self.predict_files if role == "predict" else self._files_of(role)
-        warning = truncation_warning(f"{role} ({', '.join(map(str, files))})", [len(s) for s in ids], limit)
-        if warning:
-            rank_zero_warn(warning + "; their scores will suffer")
-        return [sequence[:limit] for sequence in ids]
+        return eval_pairs(src, tgt, self.tokenizer, self.max_positions, role, self._files_of(role))
 
     def _texts_of(self, role: str) -> tuple[list[str], list[str]]:
         """Raw source and target lines of a split, subset applied (read once)."""
@@ -318,12 +277,8 @@ class TranslationDataModule(pl.LightningDataModule):
             return Path(custom[0]), Path(custom[1])
         split = {"train": "train", "valid": self.valid_split, "test": self.test_split}[role]
         pair = f"{self.src_lang}-{self.tgt_lang}"
-        canonical, _, _ = parse_pair(CORPORA[self.corpus], pair)
-        if role == "train" and "train" not in CORPORA[self.corpus].splits_for(canonical):
-            raise ValueError(
-                f"corpus {self.corpus!r} has no train split (it is for evaluation only): pass "
-                "train_files=[src, tgt] to train, or spm_model=<path> to only evaluate"
-            )
+        if role == "train":
+            check_has_train_split(self.corpus, pair)
         if self.download:
             self._ensure_downloaded()
         return resolve_corpus(self.corpus, pair, split, root=self.data_root)
@@ -358,24 +313,6 @@ class TranslationDataModule(pl.LightningDataModule):
         if self.trainer is None:
             return 1, 0
         return self.trainer.world_size, self.trainer.global_rank
-
-    def _apply_resume_state(self, sampler: TokenBucketBatchSampler) -> None:
-        state, self._resume_state = self._resume_state, None
-        if not state:
-            return
-        epoch, done = state["epoch"], state["batches_done"]
-        if state.get("sampler_batches") != len(sampler):
-            rank_zero_warn(
-                f"cannot resume epoch {epoch} at batch {done} exactly: the checkpoint's epoch had "
-                f"{state.get('sampler_batches')} batches per rank, now {len(sampler)} (data, max_tokens, "
-                "max_len or the number of devices changed); the epoch restarts from its first batch"
-            )
-            return
-        if done >= state["epoch_batches"]:
-            sampler.set_epoch(epoch + 1)  # saved at the end of an epoch: the next one starts fresh
-        else:
-            sampler.set_epoch(epoch)
-            sampler.skip_batches(done)
 
     def _check_trainer(self) -> None:
         trainer = self.trainer
