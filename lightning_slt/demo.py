@@ -33,7 +33,7 @@ def demo_main(argv: list[str]) -> int:
 
     ``--config-dir`` names a folder with its own base/dense/slt.yaml (default: the shipped conf/demo).
     """
-    from lightning_slt.cli import _conf_file, run_lightning_cli
+    from lightning_slt.launch import conf_file as _conf_file, run_lightning_cli
     from lightning_slt.data.text import read_parallel
 
     argv = list(argv)
