@@ -8,10 +8,11 @@
 - ``ticket`` / ``mask_codec``: the ticket file and its compact mask coding.
 """
 
+from . import keys
 from .checkpoint import Kind, RunCheckpoint, run_checkpoint
 from .loading import read_checkpoint
 from .matching import match_masks, match_names, match_partial
 from .sources import load_source
 
-__all__ = ["Kind", "RunCheckpoint", "load_source", "match_masks", "match_names", "match_partial", "read_checkpoint",
+__all__ = ["Kind", "RunCheckpoint", "keys", "load_source", "match_masks", "match_names", "match_partial", "read_checkpoint",
            "run_checkpoint"]

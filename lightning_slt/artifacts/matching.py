@@ -99,3 +99,13 @@ def _listing(names: list[str], count: int = 8) -> str:
 def _key(name: str, drop: int) -> str:
     parts = _strip_wrappers(name).split(".")
     return ".".join(parts[drop:]) if len(parts) > drop else ""
+
+
+def check_shapes(tensors: Mapping[str, Tensor], params: Mapping[str, Tensor], what: str) -> None:
+    """Refuse a file's tensors (matched to model names) whose shapes are not the model's: they come from another model."""
+    for name, tensor in tensors.items():
+        if tuple(tensor.shape) != tuple(params[name].shape):
+            raise ValueError(
+                f"{what}: tensor for {name!r} has shape {tuple(tensor.shape)}, the model's is "
+                f"{tuple(params[name].shape)}; it comes from a model of other shapes"
+            )

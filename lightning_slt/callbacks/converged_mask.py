@@ -6,7 +6,8 @@ from typing_extensions import override
 
 from lightning_slt._lightning import pl
 from lightning_slt.artifacts import Kind, load_source, match_masks, match_names
-from lightning_slt.pruning import check_nested_target, check_scope, check_sparsity, magnitude_masks
+from lightning_slt.artifacts.matching import check_shapes
+from lightning_slt.pruning import Masks, check_nested_target, check_scope, check_sparsity, magnitude_masks
 
 from .base import Phase, PruningCallback, PruningSession
 
@@ -68,7 +69,7 @@ class ConvergedMask(PruningCallback):
         if stage == "fit":
             self._masks, self._previous = self.compute_masks(pl_module)
 
-    def compute_masks(self, pl_module: pl.LightningModule) -> tuple[dict, dict | None]:
+    def compute_masks(self, pl_module: pl.LightningModule) -> tuple[Masks, Masks | None]:
         """The new masks and the source's own masks, keyed by this module's parameter names."""
         params = self._select(pl_module, self.include, self.exclude)
         source = load_source(self.checkpoint)
@@ -76,7 +77,8 @@ class ConvergedMask(PruningCallback):
         previous = None
         if source.masks:
             previous = match_masks(params, source.masks, what)  # uncovered tensors: unpruned, with a warning
-            _check_shapes(previous, params, what)
+            check_shapes(previous, params, what)  # names the file's shapes; then the type carries the check
+            previous = Masks(previous, params, what)
         if self.sparsity is None:
             if previous is None:
                 raise ValueError(f"{what} has no mask; give ConvergedMask a sparsity to prune its weights")
@@ -88,22 +90,13 @@ class ConvergedMask(PruningCallback):
             raise ValueError(f"{what} holds only a mask ({source.kind}); set sparsity=None to use it as it is")
         names = match_names(params, source.weights, what)
         weights = {n: source.weights[s].float() for n, s in names.items()}
-        _check_shapes(weights, params, what)
+        check_shapes(weights, params, what)
         if previous is not None:
             check_nested_target(previous, self.sparsity, self.scope, what)
-        return magnitude_masks(weights, self.sparsity, self.scope, current=previous), previous
+        return Masks(magnitude_masks(weights, self.sparsity, self.scope, current=previous), params, what), previous
 
     @override
     def assemble(self, trainer: pl.Trainer, pl_module: pl.LightningModule, session: PruningSession) -> None:
         session.masks.set_masks_(self._masks, trainer.optimizers)  # type: ignore[union-attr,arg-type]
         session.previous_masks = self._previous
         self._masks = None  # the session holds them now; free the CPU copy
-
-
-def _check_shapes(tensors: dict, params: dict, what: str) -> None:
-    for name, tensor in tensors.items():
-        if tuple(tensor.shape) != tuple(params[name].shape):
-            raise ValueError(
-                f"{what}: tensor for {name!r} has shape {tuple(tensor.shape)}, the model's is "
-                f"{tuple(params[name].shape)}; it comes from a model of other shapes"
-            )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing_extensions import override
 
 from lightning_slt._lightning import pl
-from lightning_slt.pruning import check_scope, check_sparsity, random_masks, random_masks_like
+from lightning_slt.pruning import Masks, check_scope, check_sparsity, random_masks, random_masks_like
 
 from .base import Phase, PruningCallback, PruningSession
 from .converged_mask import ConvergedMask
@@ -75,5 +75,5 @@ class RandomMask(PruningCallback):
             self._reference = None
         else:
             params = self._select(pl_module, self.include, self.exclude)
-            masks = random_masks(params, self.sparsity, self.scope, seed=self.seed)
+            masks = Masks(random_masks(params, self.sparsity, self.scope, seed=self.seed), params)
         session.masks.set_masks_(masks, trainer.optimizers)  # type: ignore[union-attr]

@@ -10,11 +10,11 @@ from typing_extensions import override
 
 from lightning_slt._lightning import pl, rank_zero_warn
 from lightning_slt.artifacts import keys, load_source, match_partial
+from lightning_slt.artifacts.matching import check_shapes
 from lightning_slt.artifacts.checkpoint import LIGHTNING_KINDS, TICKET_KINDS, Kind, RunCheckpoint, rewind_state
 from lightning_slt.pruning.selection import covering_patterns, select_parameters
 
 from .base import Phase, PruningCallback, PruningSession
-from .converged_mask import _check_shapes
 
 
 class WeightRewind(PruningCallback):
@@ -125,7 +125,7 @@ class WeightRewind(PruningCallback):
         if missing:
             raise ValueError(_missing_message(what, missing, params))
         mapped = {n: weights[s] for n, s in names.items()}
-        _check_shapes(mapped, params, what)
+        check_shapes(mapped, params, what)
         optimizer = source.optimizer_states.get(self.step)
         if self.restore_optimizer and optimizer is None:
             if source.kind in TICKET_KINDS:

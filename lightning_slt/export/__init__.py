@@ -1,7 +1,8 @@
-"""Compact ticket files and sparse CPU inference.
+"""From a run's checkpoint to deployable files, and sparse CPU inference.
 
-- ``mask_codec``: boolean masks in well under one bit per entry (Rice-coded gaps).
-- ``ticket``: the self-describing, checksummed ticket file (`write_ticket`, `read_ticket`).
+The ticket file format and its mask codec live in ``lightning_slt.artifacts`` (``ticket``,
+``mask_codec``), with every other file format; this package writes tickets of our checkpoints.
+
 - ``checkpoint``: TranslationModule checkpoint -> ticket (`export_checkpoint`) and back
   (`load_ticket`).
 - ``winning_ticket``: θk ⊙ m of a checkpoint as a ticket (`export_winning_ticket`), a source for
@@ -17,14 +18,6 @@ from importlib import import_module
 from typing import Any
 
 _PUBLIC = {
-    "EncodedMask": "lightning_slt.artifacts.mask_codec",
-    "encode_mask": "lightning_slt.artifacts.mask_codec",
-    "decode_mask": "lightning_slt.artifacts.mask_codec",
-    "entropy_bits_per_entry": "lightning_slt.artifacts.mask_codec",
-    "Ticket": "lightning_slt.artifacts.ticket",
-    "TicketError": "lightning_slt.artifacts.ticket",
-    "read_ticket": "lightning_slt.artifacts.ticket",
-    "write_ticket": "lightning_slt.artifacts.ticket",
     "export_checkpoint": "lightning_slt.export.checkpoint",
     "load_ticket": "lightning_slt.export.checkpoint",
     "masks_from_zeros": "lightning_slt.export.checkpoint",

@@ -6,6 +6,7 @@ ending in ``_`` mutate anything.
 
 from .masking import ParameterMasks
 from .masks import (
+    Masks,
     check_masks,
     check_nested_target,
     check_scope,
@@ -20,6 +21,7 @@ from .selection import prunable_parameters
 from .stats import kept_zeros, mask_jaccard, sign_agreement, sparsity_report
 
 __all__ = [
+    "Masks",
     "ParameterMasks",
     "check_masks",
     "check_nested_target",

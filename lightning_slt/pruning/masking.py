@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from .masks import check_masks
+from .masks import Masks
 
 
 class ParameterMasks:
@@ -48,9 +48,11 @@ class ParameterMasks:
         """Replace the masks of the given tensors, zero the pruned weights and their optimizer state.
 
         Raises:
-            ValueError: a mask names an unknown tensor, has another shape or is not bool.
+            ValueError: a plain mapping whose mask names an unknown tensor, has another shape or
+                is not bool (a :class:`Masks` was checked when built).
         """
-        check_masks(masks, self.params, allow_subset=True)
+        if not isinstance(masks, Masks):
+            masks = Masks(masks, self.params)
         for name, mask in masks.items():
             self.masks[name] = mask.to(self.params[name].device, copy=True)
         self.apply_()
@@ -109,5 +111,5 @@ class ParameterMasks:
         return {name: mask.cpu() for name, mask in self.masks.items()}
 
     def load_state_dict(self, masks: Mapping[str, Tensor]) -> None:
-        check_masks(masks, self.params, allow_subset=True, source="checkpointed mask")
+        masks = Masks(masks, self.params, source="checkpointed mask")
         self.masks = {name: mask.to(self.params[name].device) for name, mask in masks.items()}

@@ -235,6 +235,23 @@ def _keep_mask(score: Tensor, prune: int) -> Tensor:
     return keep.view(score.shape)
 
 
+class Masks(dict):
+    """Bool masks (True = kept) keyed by parameter name, checked once, when built, against the
+    parameters they mask: known names, equal shapes, bool dtype (as OpenLTH's ``Mask`` type).
+
+    Why a type: masks pass from a callback's setup to the session and its optimizer hooks; code
+    that receives a ``Masks`` (``ParameterMasks.set_masks_``) trusts it instead of checking again.
+    A plain dict is still accepted there, and checked on arrival.
+
+    Raises:
+        ValueError: as :func:`check_masks`, naming the tensor.
+    """
+
+    def __init__(self, masks: Mapping[str, Tensor], params: Mapping[str, Tensor], source: str = "mask") -> None:
+        check_masks(masks, params, allow_subset=True, source=source)
+        super().__init__(masks)
+
+
 def check_masks(
     masks: Mapping[str, Tensor], weights: Mapping[str, Tensor], allow_subset: bool = False, source: str = "mask"
 ) -> None:

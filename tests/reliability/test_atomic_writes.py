@@ -6,11 +6,11 @@ Audit (writer of each file, all through a temporary file beside the target and `
                             hence by the experiment runner) -> atomic.write_torch
     mask.pt, theta_k.pt     experiments.runner._finish -> atomic.write_torch
     metrics.json            experiments.runner._train (after _finish) -> atomic.write_json
-    model.ticket (run)      experiments.runner._finish -> export.ticket.write_ticket
+    model.ticket (run)      experiments.runner._finish -> artifacts.ticket.write_ticket
     experiment.json         experiments.runner.run_experiment -> atomic.write_json
     config.yaml (run)       experiments.runner._train -> atomic.write_text
     results.csv/.md, .png   experiments.report.write_report -> atomic.write_text / atomic.write_bytes
-    tickets                 export.ticket.write_ticket -> atomic.write_bytes
+    tickets                 artifacts.ticket.write_ticket -> atomic.write_bytes
     tokenizer cache         data.tokenizer.train_tokenizer -> _write_atomic
     hypotheses, metrics     model.module.TranslationModule._write_test_outputs -> atomic.write_text
     corpus downloads        data.corpora.download_corpus -> _fetch_verified

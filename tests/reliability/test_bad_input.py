@@ -30,7 +30,8 @@ from lightning_slt.data import (
 from lightning_slt.experiments import ExperimentConfig, load_config, plan, run_experiment
 from lightning_slt.atomic import write_json
 from lightning_slt.experiments.runner import _manifest
-from lightning_slt.export import TicketError, export_checkpoint, load_ticket, read_ticket
+from lightning_slt.artifacts.ticket import TicketError, read_ticket
+from lightning_slt.export import export_checkpoint, load_ticket
 
 from tests.callbacks.tiny import fresh_module as fresh_tiny_module  # a LightningModule that is not ours
 
