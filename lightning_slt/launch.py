@@ -34,6 +34,7 @@ from jsonargparse import Namespace, get_loader
 from lightning_slt._lightning import LightningArgumentParser, LightningCLI, Trainer
 from lightning_slt.artifacts import read_checkpoint
 from lightning_slt.atomic import check_writable
+from lightning_slt.checkpointing import use_atomic_checkpoints
 from lightning_slt.data import TranslationDataModule
 from lightning_slt.model.module import ARCHITECTURE_ARGUMENTS, TranslationModule
 
@@ -217,11 +218,6 @@ class TranslationCLI(LightningCLI):
             super().instantiate_classes()
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        # Lightning's checkpoint IO, experiments/checkpointing.py: its class_paths are written in
-        # every experiment's config.yaml, so the module stays there (an import inside the function:
-        # importing lightning_slt.experiments runs its runner, which imports this module).
-        from lightning_slt.experiments.checkpointing import use_atomic_checkpoints
-
         trainer = super().instantiate_trainer(**kwargs)
         use_atomic_checkpoints(trainer)  # Lightning's own writer is atomic only if $TMPDIR shares the disk
         if self.subcommand in ("fit", None):  # None: a run built by `build`, which fits next

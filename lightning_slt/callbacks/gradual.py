@@ -152,7 +152,7 @@ class GradualMagnitudePruning(PruningCallback):
             rank_zero_warn(
                 f"GradualMagnitudePruning: {names} may keep a best checkpoint from before step {self._end_step}, where "
                 f"sparsity is still below {self.final_sparsity}; to report the best one at the final sparsity use "
-                f"lightning_slt.experiments.checkpointing.BestAfterStep(after_step={self._end_step}, monitor=...)")
+                f"lightning_slt.checkpointing.BestAfterStep(after_step={self._end_step}, monitor=...)")
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

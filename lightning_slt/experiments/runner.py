@@ -40,7 +40,7 @@ from lightning_slt.export.checkpoint import export_checkpoint
 from lightning_slt.launch import Component, RunConfig, build, parse_base
 
 from .chains import RunSpec, Schedule
-from .checkpointing import BestAfterStep
+from lightning_slt.checkpointing import BestAfterStep
 from .config import ExperimentConfig
 from .lock import LOCK_FILE, describe_stale, experiment_lock
 from .methods import build_runs, run_callbacks

@@ -12,7 +12,7 @@ import torch
 
 from lightning_slt import ConvergedMask, WeightRewind
 from lightning_slt.artifacts import read_checkpoint
-from lightning_slt.experiments.checkpointing import AtomicCheckpointIO
+from lightning_slt.checkpointing import AtomicCheckpointIO
 from lightning_slt.export.checkpoint import read_module_checkpoint
 from lightning_slt.artifacts import load_source
 

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import lightning_slt.callbacks.time_budget as time_budget_module
 from lightning_slt import GradualMagnitudePruning, cli
 from lightning_slt.callbacks import TrainTimeBudget
-from lightning_slt.experiments.checkpointing import BestAfterStep
+from lightning_slt.checkpointing import BestAfterStep
 from lightning_slt.pruning import cubic_sparsity
 
 from .tiny import REPO_ROOT, TinyModule, make_trainer

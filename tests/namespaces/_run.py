@@ -17,7 +17,7 @@ import torch  # noqa: E402
 
 from lightning_slt import GradualMagnitudePruning, TranslationDataModule, TranslationModule, WeightRewind  # noqa: E402
 from lightning_slt._lightning import NAMESPACE as CHOSEN  # noqa: E402
-from lightning_slt.experiments.checkpointing import AtomicCheckpointIO  # noqa: E402
+from lightning_slt.checkpointing import AtomicCheckpointIO  # noqa: E402
 from lightning_slt.pruning import prunable_parameters  # noqa: E402
 
 TINY = dict(d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=64, max_positions=128,
@@ -52,7 +52,7 @@ resumed.fit(module2, datamodule=data, ckpt_path=str(dense))
 config = {
     "seed_everything": 0,
     "trainer": {**TRAINER, "max_steps": 3, "default_root_dir": str(OUT / "cli"),
-                "plugins": [{"class_path": "lightning_slt.experiments.checkpointing.AtomicCheckpointIO"}],
+                "plugins": [{"class_path": "lightning_slt.checkpointing.AtomicCheckpointIO"}],
                 "callbacks": [
                     {"class_path": "lightning_slt.ConvergedMask", "init_args": {"checkpoint": str(dense), "sparsity": 0.7}},
                     {"class_path": "lightning_slt.WeightRewind", "init_args": {"step": 2, "source": str(dense)}},

@@ -2,7 +2,7 @@
 
 Audit (writer of each file, all through a temporary file beside the target and ``os.replace``):
 
-    Lightning checkpoints   experiments.checkpointing.AtomicCheckpointIO (installed by the CLI,
+    Lightning checkpoints   checkpointing.AtomicCheckpointIO (installed by the CLI,
                             hence by the experiment runner) -> atomic.write_torch
     mask.pt, theta_k.pt     experiments.runner._finish -> atomic.write_torch
     metrics.json            experiments.runner._train (after _finish) -> atomic.write_json
@@ -40,7 +40,7 @@ from lightning_slt.data import download_corpus, read_parallel, resolve_corpus, t
 from lightning_slt.data.checksums import UPSTREAM
 from lightning_slt.experiments import ExperimentConfig, RunSpec, run_paths, write_report
 from lightning_slt.experiments import runner
-from lightning_slt.experiments.checkpointing import AtomicCheckpointIO
+from lightning_slt.checkpointing import AtomicCheckpointIO
 from lightning_slt.export import export_checkpoint
 
 from .tiny import TINY_MODEL, cli_config, file_states, make_data, make_module, make_trainer

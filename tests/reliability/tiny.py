@@ -17,7 +17,7 @@ import yaml
 from pytorch_lightning.callbacks import Callback
 
 from lightning_slt import TranslationDataModule, TranslationModule
-from lightning_slt.experiments.checkpointing import AtomicCheckpointIO
+from lightning_slt.checkpointing import AtomicCheckpointIO
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
