@@ -219,3 +219,44 @@ def systems_of(rows: list[dict], output_dir: str | Path, seed: int = 0) -> dict[
         hypotheses = path.read_text(encoding="utf-8").splitlines() if path.is_file() else None
         out[(row["method"], row["sparsity"])] = System(row["test_bleu"], hypotheses, row["run"])
     return out
+
+
+def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, seed: int = 0,
+                 paper: str = "wmt14_ende") -> tuple[Path, list[ClaimVerdict]]:
+    """Judge the claims on one seed of an experiment folder and write ``claims.md`` there.
+
+    Args:
+        dense_from: the experiment folder whose dense runs give the seed spread (≥ 3 seeds);
+            default ``output_dir`` itself.
+        seed: the seed whose runs are compared (comparisons stay within one set of runs).
+
+    Raises:
+        ValueError: fewer than three dense seeds, or test outputs missing where a run finished.
+    """
+    from lightning_slt.atomic import write_text
+
+    from .report import collect, paper_results
+
+    output_dir = Path(output_dir)
+    _, rows = collect(output_dir)
+    _, dense_rows = collect(dense_from) if dense_from is not None else (None, rows)
+    dense = {r["seed"]: r["test_bleu"] for r in dense_rows if r["kind"] == "dense" and r["test_bleu"] is not None}
+    sigma_seed = seed_spread(list(dense.values()))
+    systems = systems_of(rows, output_dir, seed)
+    dense_run = next((r for r in rows if r["kind"] == "dense" and r["seed"] == seed), None)
+    references = None
+    if dense_run is not None:
+        path = output_dir / f"seed{seed}" / dense_run["run"] / "test" / "references_test.txt"
+        references = path.read_text(encoding="utf-8").splitlines() if path.is_file() else None
+    without = [run.run for run in systems.values() if run.hypotheses is None]
+    if references is None or without:
+        raise ValueError(f"{output_dir}: the paired bootstrap needs every run's test/hypotheses_test.txt and the "
+                         f"references_test.txt beside the dense run's (missing: {without[:5] or 'references'}); "
+                         "re-run the experiment's test stage with this version")
+    reference_table = paper_results().get(paper, {}).get("methods")
+    verdicts = judge_claims(systems, sigma_seed, references, reference_table)
+    path = output_dir / "claims.md"
+    dense_bleu = dense.get(seed)
+    write_text(path, f"# Claims of Brix et al. (2020) on {output_dir.name}, seed {seed}\n\n"
+               + claims_markdown(verdicts, sigma_seed, dense_bleu))
+    return path, verdicts

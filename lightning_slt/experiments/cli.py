@@ -26,18 +26,29 @@ def experiment_main(argv: list[str]) -> int:
 
 
 def report_main(argv: list[str]) -> int:
-    """lightning-slt report <experiment dir> [--paper wmt14_ende|wmt14_enfr|none] [--wandb]"""
+    """lightning-slt report <experiment dir> [--paper wmt14_ende|wmt14_enfr|none] [--wandb] [--claims]"""
     from .report import write_report
 
     parser = argparse.ArgumentParser(prog="lightning-slt report", description=report_main.__doc__)
     parser.add_argument("output_dir")
     parser.add_argument("--paper", default="wmt14_ende", help="paper numbers to draw dashed (none to omit)")
     parser.add_argument("--wandb", action="store_true", default=None, help="log the table and chart to W&B")
+    parser.add_argument("--claims", action="store_true",
+                        help="also judge the paper's five claims (and the controls) and write claims.md")
+    parser.add_argument("--dense-from", help="experiment folder whose dense runs (>= 3 seeds) give the seed spread "
+                                             "(default: this one)")
+    parser.add_argument("--seed", type=int, default=0, help="the seed whose runs the claims compare (default 0)")
     args = parser.parse_args(argv)
     try:
         paths = write_report(args.output_dir, paper=None if args.paper == "none" else args.paper, wandb=args.wandb)
+        if args.claims:
+            from .claims import write_claims
+
+            paths["claims"], _ = write_claims(args.output_dir, args.dense_from, args.seed)
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"lightning-slt report: {error}") from None
     print(paths["md"].read_text())
+    if args.claims:
+        print(paths["claims"].read_text())
     print("\n".join(f"wrote {p}" for p in paths.values()))
     return 0

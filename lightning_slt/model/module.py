@@ -312,7 +312,8 @@ class TranslationModule(pl.LightningModule):
         failure = None
         if self.trainer.is_global_zero:
             try:
-                self._write_test_outputs(split, [record.hypothesis for record in summary.records])
+                self._write_test_outputs(split, [record.hypothesis for record in summary.records],
+                                         [record.reference for record in summary.records])
             except OSError as error:
                 failure = error
         # A collective: every rank leaves the test once the files exist, and learns if rank 0
@@ -329,9 +330,9 @@ class TranslationModule(pl.LightningModule):
             return Path(self.hparams.output_dir)
         return Path(self.trainer.log_dir or self.trainer.default_root_dir)
 
-    def _write_test_outputs(self, split: str, hypotheses: list[str]) -> None:
+    def _write_test_outputs(self, split: str, hypotheses: list[str], references: list[str]) -> None:
         folder = self.test_output_dir()
-        write_outputs(folder, split, hypotheses, self.last_test_metrics)
+        write_outputs(folder, split, hypotheses, references, self.last_test_metrics)
         rank_zero_info(f"test BLEU {self.last_test_metrics['bleu']:.2f} on {split}; outputs in {folder}")
 
     # ------------------------------------------------------------------ checkpoint and exact resume

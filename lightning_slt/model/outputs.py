@@ -1,4 +1,6 @@
-"""A test run's files: ``hypotheses_<split>.txt`` and ``metrics_<split>.json`` in one folder.
+"""A test run's files: ``hypotheses_<split>.txt``, the ``references_<split>.txt`` they were scored
+against (line for line: anyone can re-score or bootstrap them with sacrebleu) and
+``metrics_<split>.json``, in one folder.
 
 Written atomically by rank 0; refused before decoding when they would replace one of the
 test's own inputs (the checkpoint, the corpus files, the sentencepiece model).
@@ -15,6 +17,7 @@ from lightning_slt.model.evaluation import EvalSummary
 def output_files(folder: Path, split: str) -> dict[str, Path]:
     """The files a test writes, by what they are."""
     return {"the test hypotheses file": folder / f"hypotheses_{split}.txt",
+            "the test references file": folder / f"references_{split}.txt",
             "the test metrics file": folder / f"metrics_{split}.json"}
 
 
@@ -47,8 +50,9 @@ def metrics_of_test(summary: EvalSummary, datamodule: Any, split: str, ckpt_path
     }
 
 
-def write_outputs(folder: Path, split: str, hypotheses: list[str], metrics: dict[str, Any]) -> None:
-    """Write both files, each atomically."""
+def write_outputs(folder: Path, split: str, hypotheses: list[str], references: list[str], metrics: dict[str, Any]) -> None:
+    """Write the three files, each atomically."""
     files = output_files(folder, split)
     write_text(files["the test hypotheses file"], "".join(h + "\n" for h in hypotheses))
+    write_text(files["the test references file"], "".join(r + "\n" for r in references))
     write_text(files["the test metrics file"], json.dumps(metrics, indent=2) + "\n")

@@ -12,7 +12,7 @@ Audit (writer of each file, all through a temporary file beside the target and `
     results.csv/.md, .png   experiments.report.write_report -> atomic.write_text / atomic.write_bytes
     tickets                 artifacts.ticket.write_ticket -> atomic.write_bytes
     tokenizer cache         data.tokenizer.train_tokenizer -> _write_atomic
-    hypotheses, metrics     model.module.TranslationModule._write_test_outputs -> atomic.write_text
+    hypotheses, references, metrics  model.module.TranslationModule._write_test_outputs -> atomic.write_text
     corpus downloads        data.corpora.download_corpus -> _fetch_verified
 
 For each file the real writer runs with a fault injected into that file's write only: a crash
@@ -222,12 +222,13 @@ def test_tokenizer_cache(monkeypatch, data_root, tmp_path, tally):
     tally("files")
 
 
-@pytest.mark.parametrize("target", ["hypotheses_test.txt", "metrics_test.json"])
+@pytest.mark.parametrize("target", ["hypotheses_test.txt", "references_test.txt", "metrics_test.json"])
 def test_test_outputs(target, monkeypatch, tmp_path, tally):
     def write(folder, version):
         module = TranslationModule(vocab_size=100, output_dir=str(folder / "test"), **TINY_MODEL)
         module.last_test_metrics = {"bleu": float(version), "split": "test"}
-        module._write_test_outputs("test", [f"hypothesis {i} of version {version}" for i in range(50)])
+        module._write_test_outputs("test", [f"hypothesis {i} of version {version}" for i in range(50)],
+                                   [f"reference {i} of version {version}" for i in range(50)])
 
     check_atomic(monkeypatch, tmp_path, target, write)
     tally("files")
