@@ -27,7 +27,9 @@ import torch.nn.utils.prune
 from pytorch_lightning.callbacks import ModelPruning
 
 from lightning_slt import TranslationDataModule, TranslationModule
-from lightning_slt._runtime import configure_cpu, cpu_description
+from _timing import cpu_description, interleaved_times, paired_ratio
+
+from lightning_slt._runtime import configure_cpu
 from lightning_slt.pruning import ParameterMasks, magnitude_masks, prunable_parameters
 
 
@@ -100,23 +102,17 @@ def main() -> None:
     ours_extra = sum(m.numel() * m.element_size() for m in masks.masks.values())
     refresh, theirs_extra = _model_pruning(variants["model_pruning"], names)
 
+    steps = {name: (lambda m=module, name=name: _step(m, optimizers[name], batch,
+                                                        refresh if name == "model_pruning" else ()))
+             for name, module in variants.items()}
     times: dict[str, list[float]] = {name: [] for name in variants}
 
-    def triple(record: bool) -> None:
-        for name, module in variants.items():
-            elapsed = _step(module, optimizers[name], batch, refresh if name == "model_pruning" else ())
-            if record:
-                times[name].append(elapsed)
-
     def ratio(name: str, count: int) -> float:
-        return statistics.median(t / d for t, d in zip(times[name][:count], times["dense"][:count]))
+        return paired_ratio({k: v[:count] for k, v in times.items()}, name, "dense")
 
-    for _ in range(args.warmup):
-        triple(record=False)
     history: list[float] = []
     while True:
-        for _ in range(args.block if history else args.pairs):
-            triple(record=True)
+        interleaved_times(steps, args.block if history else args.pairs, warmup=0 if history else args.warmup, into=times)
         history.append(ratio("ours", len(times["dense"])))
         stable = len(history) >= 3 and all(abs(history[-1] - h) <= args.tolerance * history[-1] for h in history[-3:-1])
         if stable or len(times["dense"]) >= args.max_pairs:

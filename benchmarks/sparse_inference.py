@@ -28,7 +28,6 @@ Run: ``LIGHTNING_SLT_DATA=../shared/data .venv/bin/python benchmarks/sparse_infe
 import argparse
 import copy
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -45,6 +44,8 @@ warnings.filterwarnings("ignore", message="Sparse BSR tensor support is in beta"
 warnings.filterwarnings("ignore", message="Sparse CSC tensor support is in beta")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+
+from _timing import cpu_description, interleaved_times, medians  # noqa: E402
 
 from lightning_slt._runtime import configure_cpu  # noqa: E402
 from lightning_slt.data.corpora import data_root, resolve_corpus  # noqa: E402
@@ -114,17 +115,6 @@ def decode_all(model: Transformer, batches, n: int) -> list[list[int]]:
     return outputs
 
 
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo on Linux), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def ct2_vocabulary(model: Transformer, tokenizer) -> list[str]:
     """The tokenizer's pieces in id order, padded with unused tokens when the model is larger than
     the tokenizer (the random transformer_base: 33k rows, an 8k-piece spm)."""
@@ -186,16 +176,9 @@ def kernel_survey(rows: int, sparsity: float, repeats: int) -> list[dict]:
             "bsr8x8_bsr@xT": lambda: torch.sparse.mm(bsr, x.t()),
             "x@csr(W^T)": lambda: torch.mm(x, csr_t),
         }
-        times = {name: [] for name in kernels}
-        for kernel in kernels.values():
-            kernel()
-        for _ in range(repeats):
-            for name, kernel in kernels.items():
-                start = time.perf_counter()
-                kernel()
-                times[name].append(time.perf_counter() - start)
+        times = medians(interleaved_times(kernels, repeats))
         table.append({"shape": f"{out_features}x{in_features}", "rows": rows, "sparsity": sparsity,
-                      **{name: round(statistics.median(v) * 1e3, 3) for name, v in times.items()}})
+                      **{name: round(v * 1e3, 3) for name, v in times.items()}})
     return table
 
 
@@ -261,14 +244,8 @@ def main() -> None:
                 runners[f"ct2_{quantization}"] = (
                     lambda t=translator: ct2_decode_all(t, batches, pieces, limits, token_ids, len(sources)))
         outputs = {name: run() for name, run in runners.items()}  # also the warm-up pass
-        seconds: dict[str, list[float]] = {name: [] for name in runners}
-        names = list(runners)
-        for rep in range(args.repeats):
-            for name in names[rep % len(names):] + names[:rep % len(names)]:  # each one first in turn
-                start = time.perf_counter()
-                runners[name]()
-                seconds[name].append(time.perf_counter() - start)
-        speed = {name: len(sources) / statistics.median(values) for name, values in seconds.items()}
+        seconds = interleaved_times(runners, args.repeats, warmup=0, rotate=True)  # each one first in turn
+        speed = {name: len(sources) / value for name, value in medians(seconds).items()}
         bleu = {name: None for name in runners}
         if args.checkpoint:
             import sacrebleu
@@ -311,7 +288,7 @@ def main() -> None:
         "decoding": "greedy_search, max_len 1.2 * src + 10",
         "batch_tokens": args.batch_tokens, "batches": len(batches), "rows_median": rows,
         "encoder_rows_median": encoder_rows, "mode": args.mode, "repeats": args.repeats,
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "cpu": cpu_model(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "cpu": cpu_description(),
         "ctranslate2": ctranslate2.__version__ if ctranslate2 is not None else None,
         "sparsity": results,
         "kernel_survey_ms": None if args.quick else kernel_survey(rows, args.sparsities[0], repeats=5),

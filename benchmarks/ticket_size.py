@@ -16,15 +16,15 @@ Prints one JSON line.
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+
+from _timing import interleaved_times, medians  # noqa: E402
 
 from lightning_slt._runtime import configure_cpu  # noqa: E402
 from lightning_slt.artifacts.mask_codec import decode_mask, encode_mask, entropy_bits_per_entry  # noqa: E402
@@ -49,15 +49,7 @@ def tokenizer_proto(vocab_size: int) -> tuple[bytes, str]:
 
 def timed_medians(functions: dict, repeats: int) -> dict[str, float]:
     """Median seconds of each function, run interleaved `repeats` times after one warm-up."""
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    for function in functions.values():
-        function()
-    for _ in range(repeats):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return medians(interleaved_times(functions, repeats))
 
 
 def main() -> None:
