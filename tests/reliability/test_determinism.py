@@ -23,6 +23,7 @@ from lightning_slt import (
 from lightning_slt.callbacks import session_of
 from lightning_slt.experiments import ExperimentConfig, build_runs, plan
 from lightning_slt.experiments.config import METHOD_NAMES, Schedule
+from lightning_slt.experiments.methods import run_callbacks
 from lightning_slt.experiments.runner import _run_config
 
 from .tiny import REPO_ROOT, make_data, make_module, make_trainer
@@ -37,7 +38,8 @@ def chain_digest(output_dir: str = "/exp") -> str:
     schedule = Schedule.resolve(config, 10)
     runs = build_runs(config, schedule)
     last = {run.name: f"{output_dir}/{run.name}/last.ckpt" for run in runs}
-    described = [(dataclasses.asdict(run), [run.callbacks(last, schedule, seed) for seed in config.seeds]) for run in runs]
+    described = [(dataclasses.asdict(run), [[c.to_config() for c in run_callbacks(run, last, schedule, seed)]
+                                            for seed in config.seeds]) for run in runs]
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
