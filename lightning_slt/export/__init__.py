@@ -9,6 +9,7 @@ The ticket file format and its mask codec live in ``lightning_slt.artifacts`` (`
   ``WeightRewind`` and ``ConvergedMask``.
 - ``wandb_artifact``: a ticket as a W&B model artifact (`log_ticket_artifact`).
 - ``sparse_linear``: CSR matmuls for pruned projections where they beat dense (`sparsify_`).
+- ``ctranslate2``: a checkpoint or ticket as a CTranslate2 model folder (`export_ctranslate2`).
 - ``translate`` / ``cli``: the ``lightning-slt translate`` and ``export`` commands.
 
 Names are imported lazily, so reading a ticket does not import Lightning.
@@ -28,6 +29,7 @@ _PUBLIC = {
     "LayerChoice": "lightning_slt.export.sparse_linear",
     "SparseLinear": "lightning_slt.export.sparse_linear",
     "sparsify_": "lightning_slt.export.sparse_linear",
+    "export_ctranslate2": "lightning_slt.export.ctranslate2",
     "translate_main": "lightning_slt.export.translate",
     "export_main": "lightning_slt.export.cli",
 }
