@@ -4,17 +4,17 @@ import json
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
 
 from lightning_slt.callbacks import GradualMagnitudePruning
-from lightning_slt.data import TranslationDataModule
 from lightning_slt.export.checkpoint import export_checkpoint, load_ticket, masks_from_zeros
 from lightning_slt.export.cli import export_main
 from lightning_slt.export.sparse_linear import sparsify_
 from lightning_slt.artifacts.ticket import TicketError, read_ticket, write_ticket
 from lightning_slt.export.translate import translate_main
 from lightning_slt.model.module import TOKENIZER_KEY, TranslationModule
+
+from ._train import train_and_save
 
 TINY = dict(d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=64, max_positions=128,
             dropout=0.1, lr=3e-3, warmup_steps=4, beam_size=2, max_len_a=1.0, max_len_b=5)
@@ -26,18 +26,8 @@ SENTENCES = ["Two young men are playing football in a park.", "A dog.", "A woman
 def pruned_checkpoint(data_root, tmp_path_factory) -> Path:
     """A TranslationModule trained 8 steps on 256 Multi30k pairs while pruned to 80 %."""
     root = tmp_path_factory.mktemp("ckpt")
-    data = TranslationDataModule(data_root=str(data_root), cache_dir=str(root / "spm"), vocab_size=300,
-                                 train_subset=256, valid_subset=32, test_subset=32, max_tokens=256, max_len=64,
-                                 max_positions=128, eval_max_tokens=1024)
-    pl.seed_everything(0, verbose=False)
-    module = TranslationModule(vocab_size=data.vocab_size, **TINY)
-    trainer = pl.Trainer(default_root_dir=str(root), logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         limit_val_batches=0, max_steps=8,
-                         callbacks=[GradualMagnitudePruning(final_sparsity=0.8, end_step=4, frequency=2)])
-    trainer.fit(module, datamodule=data)
-    trainer.save_checkpoint(root / "m.ckpt")
-    return root / "m.ckpt"
+    return train_and_save(data_root, root, dict(vocab_size=300, train_subset=256, max_tokens=256), TINY, max_steps=8,
+                          callbacks=(GradualMagnitudePruning(final_sparsity=0.8, end_step=4, frequency=2),))
 
 
 def test_export_then_load_gives_identical_weights_and_translations(pruned_checkpoint, tmp_path) -> None:

@@ -13,17 +13,17 @@ import sys
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import sacrebleu
 import torch
 
-from lightning_slt.data import TranslationDataModule
 from lightning_slt.data.corpora import resolve_corpus
 from lightning_slt.data.text import read_parallel
 from lightning_slt.export.checkpoint import export_checkpoint
 from lightning_slt.export.cli import export_main
 from lightning_slt.export.ctranslate2 import CTranslate2ExportError, export_ctranslate2, length_limits, translate
 from lightning_slt.model.module import TranslationModule
+
+from ._train import train_and_save
 
 ctranslate2 = pytest.importorskip("ctranslate2")
 
@@ -35,17 +35,7 @@ SMALL = dict(d_model=64, n_heads=4, encoder_layers=2, decoder_layers=2, d_ff=256
 def trained(data_root, tmp_path_factory) -> Path:
     """A small TranslationModule trained 400 steps on 8000 Multi30k pairs (see the module docstring)."""
     root = tmp_path_factory.mktemp("ct2")
-    data = TranslationDataModule(data_root=str(data_root), cache_dir=str(root / "spm"), vocab_size=1000,
-                                 train_subset=8000, valid_subset=32, test_subset=32, max_tokens=1024, max_len=64,
-                                 max_positions=128, eval_max_tokens=1024)
-    pl.seed_everything(0, verbose=False)
-    module = TranslationModule(vocab_size=data.vocab_size, **SMALL)
-    trainer = pl.Trainer(default_root_dir=str(root), logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         limit_val_batches=0, max_steps=400)
-    trainer.fit(module, datamodule=data)
-    trainer.save_checkpoint(root / "m.ckpt")
-    return root / "m.ckpt"
+    return train_and_save(data_root, root, dict(vocab_size=1000, train_subset=8000, max_tokens=1024), SMALL, max_steps=400)
 
 
 @pytest.fixture(scope="module")
