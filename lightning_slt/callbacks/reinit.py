@@ -70,8 +70,8 @@ class RandomReinit(PruningCallback):
 
     Frankle & Carbin's re-init control: the same mask, every tensor drawn afresh from the
     distribution the model was initialised with (``pruning.initialiser_values``: the model's
-    ``reset_parameters`` / ``_reset_parameters`` / Hugging Face ``_init_weights``, else each
-    layer's own ``reset_parameters``, else Glorot uniform), so only the values change, not
+    outermost ``reset_parameters`` / ``_reset_parameters`` / Hugging Face ``_init_weights``
+    above each tensor, else Glorot uniform), so only the values change, not
     their scale. Runs after ``WeightRewind`` and before the mask.
 
     Args:

@@ -97,13 +97,15 @@ MODEL_INITIALISERS = ("reset_parameters", "_reset_parameters", "_init_weights")
 def initialiser_values(module: nn.Module, names: list[str], seed: int = 0) -> tuple[dict[str, Tensor], str]:
     """Fresh values of the named parameters, drawn by the model's own initialiser.
 
-    The hook is found in this order: the outermost sub-module that holds every named tensor and
-    has a model-level initialiser (``reset_parameters`` as ours, ``_reset_parameters`` as
-    ``nn.Transformer``, ``_init_weights`` as Hugging Face models, applied to every sub-module);
-    else, per tensor, the ``reset_parameters`` of the module that owns it (how a model built of
-    ``torch.nn`` layers was initialised); else Glorot/fan_avg uniform (:func:`random_init_values`).
-    The initialiser runs on a CPU copy under a forked RNG seeded with ``seed``: the model and the
-    global RNG are untouched, and every rank and device draws the same values.
+    Each tensor is drawn by the outermost module above it that has an initialiser:
+    ``reset_parameters`` (ours, every ``torch.nn`` layer), ``_reset_parameters``
+    (``nn.Transformer``, ``nn.MultiheadAttention``) or ``_init_weights`` (Hugging Face models,
+    applied to every sub-module). So a whole model with one initialiser is drawn by it, and a
+    model assembled from layers (``nn.Transformer`` beside an embedding) by each part's own; a
+    tensor with no initialiser above it gets Glorot/fan_avg uniform (:func:`random_init_values`).
+    Each initialiser runs once, on a CPU copy, under a forked RNG seeded by (``seed``, its
+    module's name): the model and the global RNG are untouched, and every rank and device draws
+    the same values.
 
     Returns:
         the new values (on each parameter's device and dtype) and a one-line account of where
@@ -113,27 +115,25 @@ def initialiser_values(module: nn.Module, names: list[str], seed: int = 0) -> tu
     unknown = [n for n in names if n not in params]
     if unknown:
         raise ValueError(f"initialiser_values: {type(module).__name__} has no parameters {unknown[:5]}")
-    owner = _model_initialiser(module, names)
-    if owner is not None:
-        prefix, hook = owner
-        fresh = _run_initialiser(module.get_submodule(prefix) if prefix else module, hook, seed)
-        values = {n: fresh[n[len(prefix) + 1:] if prefix else n] for n in names}
-        how = f"{type(module.get_submodule(prefix) if prefix else module).__name__}.{hook}"
-    else:
-        values, hows = {}, set()
-        for i, name in enumerate(names):
-            owner_name, _, attr = name.rpartition(".")
-            layer = module.get_submodule(owner_name) if owner_name else module
-            if callable(getattr(layer, "reset_parameters", None)):
-                values[name] = _run_initialiser(layer, "reset_parameters", seed + i)[attr]
-                hows.add(f"{type(layer).__name__}.reset_parameters")
-            elif params[name].dim() >= 2:
-                values[name] = random_init_values({name: params[name].detach()}, seed)[name]
-                hows.add("Glorot uniform (no initialiser found)")
-            else:
-                raise ValueError(f"no initialiser found for {name!r} ({tuple(params[name].shape)}): its module "
-                                 f"{type(layer).__name__} has no reset_parameters; exclude it from the re-init")
-        how = ", ".join(sorted(hows))
+    groups: dict[tuple[str, str], list[str]] = {}
+    values, hows = {}, set()
+    for name in names:
+        owner = _initialiser_above(module, name)
+        if owner is not None:
+            groups.setdefault(owner, []).append(name)
+        elif params[name].dim() >= 2:
+            values[name] = random_init_values({name: params[name].detach()}, seed)[name]
+            hows.add("Glorot uniform (no initialiser found)")
+        else:
+            layer = module.get_submodule(name.rpartition(".")[0]) if "." in name else module
+            raise ValueError(f"no initialiser found for {name!r} ({tuple(params[name].shape)}): its module "
+                             f"{type(layer).__name__} has no reset_parameters; exclude it from the re-init")
+    for (prefix, hook), members in groups.items():
+        owner = module.get_submodule(prefix) if prefix else module
+        fresh = _run_initialiser(owner, hook, _name_seed(seed, prefix) if prefix else seed)
+        values.update({n: fresh[n[len(prefix) + 1:] if prefix else n] for n in members})
+        hows.add(f"{type(owner).__name__}.{hook}")
+    how = ", ".join(sorted(hows))
     unchanged = [n for n in names if params[n].dim() >= 2 and torch.equal(values[n].cpu(), params[n].detach().cpu())]
     if unchanged:
         warnings.warn(f"the model's initialiser ({how}) left {unchanged[:5]} unchanged; drawing them from Glorot uniform")
@@ -141,20 +141,16 @@ def initialiser_values(module: nn.Module, names: list[str], seed: int = 0) -> tu
     return {n: values[n].to(dtype=params[n].dtype, device=params[n].device) for n in names}, how
 
 
-def _model_initialiser(module: nn.Module, names: list[str]) -> tuple[str, str] | None:
-    for prefix, sub in module.named_modules():
-        if all(n.startswith(prefix + ".") for n in names) or not prefix:
-            for hook in MODEL_INITIALISERS:
-                if callable(getattr(sub, hook, None)) and not _is_torch_layer(sub):
-                    return prefix, hook
+def _initialiser_above(module: nn.Module, name: str) -> tuple[str, str] | None:
+    """(module prefix, hook) of the outermost module above parameter ``name`` with an initialiser."""
+    parts = name.split(".")[:-1]
+    for depth in range(len(parts) + 1):
+        prefix = ".".join(parts[:depth])
+        sub = module.get_submodule(prefix) if prefix else module
+        for hook in MODEL_INITIALISERS:
+            if callable(getattr(sub, hook, None)):
+                return prefix, hook
     return None
-
-
-def _is_torch_layer(module: nn.Module) -> bool:
-    """A torch.nn leaf layer (Linear, Embedding...): its own reset is the per-tensor path.
-    ``nn.Transformer`` and ``nn.MultiheadAttention`` are model-level initialisers."""
-    return type(module).__module__.startswith("torch.nn") and not isinstance(
-        module, (nn.Transformer, nn.MultiheadAttention))
 
 
 @torch.no_grad()

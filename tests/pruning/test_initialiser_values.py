@@ -99,3 +99,27 @@ def test_hugging_face_model_uses_its_init_weights():
     for name in names:  # N(0, init_std), not Glorot
         assert _std_close(values[name], 0.05), name
         assert not torch.equal(values[name], model.get_parameter(name).detach()), name
+
+
+def test_a_model_assembled_from_parts_draws_each_part_from_its_own_initialiser():
+    """nn.Transformer beside an embedding and an output layer (no initialiser covers them all):
+    the transformer's tensors come from its _reset_parameters, in_proj_bias included, the others
+    from their layers' resets; two layers of one shape draw different values."""
+
+    class Wrapper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(50, 16)
+            self.transformer = nn.Transformer(d_model=16, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+                                              dim_feedforward=32)
+            self.out = nn.Linear(16, 50)
+            self.other = nn.Linear(16, 50)
+
+    model = Wrapper()
+    names = [n for n, _ in model.named_parameters()]
+    values, how = initialiser_values(model, names, seed=0)
+    assert how == "Embedding.reset_parameters, Linear.reset_parameters, Transformer._reset_parameters"
+    assert set(values) == set(names)
+    bias = "transformer.encoder.layers.0.self_attn.in_proj_bias"
+    assert values[bias].shape == (48,)
+    assert not torch.equal(values["out.weight"], values["other.weight"])
