@@ -81,10 +81,7 @@ def destroy_gloo_group_at_exit() -> None:
     _cleanup_registered = True
 
 
-def cpu_description() -> str:
-    """"<model name>, <n> cores, bf16: AMX | AVX512-BF16 | none" for benchmark output: CPU models
-    change between machines (AMX made bf16 steps 2.4x faster than AVX512-BF16 alone), so every
-    figure is printed with the CPU it was measured on."""
+def _cpu_model_and_flags() -> tuple[str, set[str]]:
     model, flags = platform.processor() or "unknown CPU", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -96,5 +93,30 @@ def cpu_description() -> str:
                 break
     except OSError:
         pass
-    bf16 = "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else "none"
-    return f"{model}, {os.cpu_count()} cores, bf16: {bf16}"
+    return model, flags
+
+
+def bf16_matmul_unit() -> str:
+    """"AMX", "AVX512-BF16" or "none": what the CPU's oneDNN bf16 matmuls run on.
+
+    ``ONEDNN_MAX_CPU_ISA`` below AMX (e.g. ``AVX512_CORE_BF16``, the way to emulate a CPU
+    without AMX on one that has it) counts as no AMX, since oneDNN then does not use it.
+    """
+    flags = _cpu_model_and_flags()[1]
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if "amx_bf16" in flags and (isa in ("", "ALL", "DEFAULT") or "AMX" in isa):
+        return "AMX"
+    below_bf16 = isa not in ("", "ALL", "DEFAULT") and not any(name in isa for name in ("BF16", "AMX", "AVX10"))
+    return "AVX512-BF16" if "avx512_bf16" in flags and not below_bf16 else "none"
+
+
+def cpu_description() -> str:
+    """"<model name>, <n> cores, bf16: AMX | AVX512-BF16 | none" for benchmark output: CPU models
+    change between machines (AMX made bf16 steps 2.4x faster than AVX512-BF16 alone), so every
+    figure is printed with the CPU it was measured on. An AMX CPU whose AMX is switched off
+    (``ONEDNN_MAX_CPU_ISA``) reads "AVX512-BF16 (AMX disabled)"."""
+    model, flags = _cpu_model_and_flags()
+    unit = bf16_matmul_unit()
+    if unit != "AMX" and "amx_bf16" in flags:
+        unit += " (AMX disabled)"
+    return f"{model}, {os.cpu_count()} cores, bf16: {unit}"

@@ -1,29 +1,63 @@
 """Multi-head attention over packed rows, through ``F.scaled_dot_product_attention``."""
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightning_slt._runtime import bf16_matmul_unit
 from lightning_slt.model.kv_cache import KVBuffer
 from lightning_slt.model.packing import Packing
 
 
 def _sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool, dropout_p: float) -> Tensor:
-    """F.scaled_dot_product_attention; on CPU, bf16/fp16 queries are attended in fp32.
+    """F.scaled_dot_product_attention, except for bf16/fp16 queries on CPU (see below).
 
-    Under bf16 autocast on CPU both bf16 kernels are slow for short sentences: the flash
-    kernel's backward (5x the fp32 one) and the MATH path's copies. Upcasting q, k and v to
-    fp32 (k and v may already be fp32, e.g. a cache filled outside autocast), taking the flash
-    kernel and casting the output back to q's dtype is 1.2x faster than MATH and 4.9x than bf16
-    flash (forward + backward, 240 x 4 heads x 17 tokens, torch 2.13), and more accurate than
-    attention in bf16.
+    Under bf16 autocast on CPU both bf16 SDPA kernels are slow for short sentences: the flash
+    kernel's backward (5x the fp32 one) and the MATH path's copies. Which replacement is
+    fastest depends on the CPU's bf16 matmul unit (forward + backward of a transformer_cpu
+    training step, torch 2.13, 2 threads):
+
+    - with AMX, q, k and v upcast to fp32 through the flash kernel, output cast back: 1.2x
+      faster than MATH and 4.9x than bf16 flash (240 x 4 heads x 17 tokens);
+    - with AVX512-BF16 but no AMX, the plain composition in bf16 (``_bf16_attention``): 1.25x
+      faster than the fp32 flash kernel with its four casts, and the whole step 1.05x
+      (paired steps, ``benchmarks/train_throughput.py``).
     """
     if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
+        if _cpu_bf16_unit() != "AMX":
+            return _bf16_attention(q, k, v, mask, causal, dropout_p)
         with torch.autocast("cpu", enabled=False):
             out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask,
                                                  dropout_p=dropout_p, is_causal=causal)
         return out.to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
+
+
+@functools.cache
+def _cpu_bf16_unit() -> str:
+    return bf16_matmul_unit()
+
+
+def _bf16_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool, dropout_p: float) -> Tensor:
+    """softmax(q k^T / sqrt(hd)) v with both matmuls in q's dtype, the softmax in fp32.
+
+    The semantics of ``F.scaled_dot_product_attention`` (bool ``mask``: True = may attend;
+    ``causal``: query i sees keys <= i, aligned at the top left), as autocast would compute its
+    MATH path, without that path's extra copies. The scores are rounded to bf16 before the
+    fp32 softmax, as in any bf16 matmul.
+    """
+    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(q.size(-1) ** -0.5)  # (B, H, T, S)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    if causal:
+        future = torch.ones(q.size(-2), k.size(-2), dtype=torch.bool, device=q.device).triu(1)  # (T, S)
+        scores = scores.masked_fill(future, float("-inf"))
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, dropout_p, training=True)
+    return torch.matmul(weights, v)  # (B, H, T, hd)
 
 
 class MultiHeadAttention(nn.Module):
