@@ -75,3 +75,27 @@ def test_the_bf16_matmul_unit_follows_the_cpu_flags_and_onednn_max_cpu_isa(monke
     description = _runtime.cpu_description()
     assert description.startswith("Test CPU, ") and description.endswith(
         unit + (" (AMX disabled)" if unit != "AMX" and "amx_bf16" in flags else ""))
+
+
+@pytest.mark.parametrize("unit", ["AVX512-BF16", "AMX"])
+def test_cached_bf16_decoding_matches_full_decoding_on_either_kernel(monkeypatch, unit):
+    """Validation and translation under bf16 autocast take these kernels with cache masks (offset causal)."""
+    from tests.model.test_transformer import padded_batch, tiny_model
+
+    monkeypatch.setattr(attention, "_cpu_bf16_unit", lambda: unit)
+    model = tiny_model(pre_norm=True).eval()
+    src = padded_batch([5, 2, 7])
+    tgt = padded_batch([6, 6, 6], seed=2, start_bos=True)
+    with torch.no_grad():
+        reference = model.decode(tgt, model.encode(src))  # fp32, SDPA
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            enc = model.encode(src)
+            full = model.decode(tgt, enc)
+            cache = model.new_cache(enc, capacity=5)
+            chunks = [model.decode(tgt[:, :4], enc, cache), model.decode(tgt[:, 4:], enc, cache)]
+            cache = model.new_cache(enc, capacity=1)
+            steps = [model.decode(tgt[:, t:t + 1], enc, cache) for t in range(6)]
+    scale = reference.abs().max()
+    for decoded in (full, torch.cat(chunks, dim=1), torch.cat(steps, dim=1)):
+        assert (decoded.float() - reference).abs().max() < 0.05 * scale
+    assert (torch.cat(chunks, dim=1).float() - full.float()).abs().max() < 0.05 * scale
