@@ -65,7 +65,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from lightning_slt import TranslationDataModule, TranslationModule
-from lightning_slt._runtime import _cpu_model_and_flags, bf16_matmul_unit, configure_cpu, cpu_description
+from lightning_slt._runtime import amx_state, configure_cpu, cpu_description
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -150,9 +150,7 @@ def matmul_flops_per_s(n: int = 2048, repeats: int = 7, dtype=torch.float32) -> 
 
 def machine(bf16_peak: float, fp32_peak: float) -> dict:
     """The CPU, its bf16 matmul unit and both matmul peaks, for every line this benchmark prints."""
-    unit = bf16_matmul_unit()
-    amx = "available" if unit == "AMX" else "disabled" if "amx_bf16" in _cpu_model_and_flags()[1] else "absent"
-    return {"cpu": cpu_description(), "amx": amx, "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+    return {"cpu": cpu_description(), "amx": amx_state(), "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
             "threads": torch.get_num_threads(), "matmul_gflops_fp32": round(fp32_peak / 1e9, 1),
             "matmul_gflops_bf16": round(bf16_peak / 1e9, 1)}
 
@@ -223,11 +221,9 @@ def main() -> None:
     data = TranslationDataModule(corpus="multi30k", vocab_size=8000, max_tokens=args.max_tokens)
     data.setup("fit")
     loader = iter(data.train_dataloader())
-    batches = [{k: v for k, v in next(loader).items() if isinstance(v, torch.Tensor)} for _ in range(args.steps)]
+    count = max(args.steps, min(args.fit, 60))  # --fit: the run's own first batches, up to 60
+    batches = [{k: v for k, v in next(loader).items() if isinstance(v, torch.Tensor)} for _ in range(count)]
     bf16 = args.precision == "bf16"
-    if args.fit:  # the fit's own first batches, as many as the comparison needs
-        batches += [{k: v for k, v in next(loader).items() if isinstance(v, torch.Tensor)}
-                    for _ in range(max(0, min(args.fit, 60) - len(batches)))]
     peak, peak_bf16 = matmul_flops_per_s(), matmul_flops_per_s(dtype=torch.bfloat16)  # fp32, bf16
     if args.fit:
         print(json.dumps({**fit_mode(args, batches, bf16, data.vocab_size), **machine(peak_bf16, peak)}))

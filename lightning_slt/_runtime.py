@@ -110,13 +110,17 @@ def bf16_matmul_unit() -> str:
     return "AVX512-BF16" if "avx512_bf16" in flags and not below_bf16 else "none"
 
 
+def amx_state() -> str:
+    """"available", "disabled" (the CPU has AMX, ``ONEDNN_MAX_CPU_ISA`` switches it off) or "absent"."""
+    if bf16_matmul_unit() == "AMX":
+        return "available"
+    return "disabled" if "amx_bf16" in _cpu_model_and_flags()[1] else "absent"
+
+
 def cpu_description() -> str:
     """"<model name>, <n> cores, bf16: AMX | AVX512-BF16 | none" for benchmark output: CPU models
     change between machines (AMX made bf16 steps 2.4x faster than AVX512-BF16 alone), so every
     figure is printed with the CPU it was measured on. An AMX CPU whose AMX is switched off
     (``ONEDNN_MAX_CPU_ISA``) reads "AVX512-BF16 (AMX disabled)"."""
-    model, flags = _cpu_model_and_flags()
-    unit = bf16_matmul_unit()
-    if unit != "AMX" and "amx_bf16" in flags:
-        unit += " (AMX disabled)"
-    return f"{model}, {os.cpu_count()} cores, bf16: {unit}"
+    unit = bf16_matmul_unit() + (" (AMX disabled)" if amx_state() == "disabled" else "")
+    return f"{_cpu_model_and_flags()[0]}, {os.cpu_count()} cores, bf16: {unit}"

@@ -72,6 +72,7 @@ def test_the_bf16_matmul_unit_follows_the_cpu_flags_and_onednn_max_cpu_isa(monke
     monkeypatch.setattr(_runtime, "_cpu_model_and_flags", lambda: ("Test CPU", flags))
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
     assert _runtime.bf16_matmul_unit() == unit
+    assert _runtime.amx_state() == ("available" if unit == "AMX" else "disabled" if "amx_bf16" in flags else "absent")
     description = _runtime.cpu_description()
     assert description.startswith("Test CPU, ") and description.endswith(
         unit + (" (AMX disabled)" if unit != "AMX" and "amx_bf16" in flags else ""))
