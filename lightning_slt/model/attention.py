@@ -1,12 +1,9 @@
 """Multi-head attention over packed rows, through ``F.scaled_dot_product_attention``."""
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_slt._runtime import bf16_matmul_unit
 from lightning_slt.model.kv_cache import KVBuffer
 from lightning_slt.model.packing import Packing
 
@@ -15,29 +12,15 @@ def _sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool, dr
     """F.scaled_dot_product_attention, except for bf16/fp16 queries on CPU (see below).
 
     Under bf16 autocast on CPU both bf16 SDPA kernels are slow for short sentences: the flash
-    kernel's backward (5x the fp32 one) and the MATH path's copies. Which replacement is
-    fastest depends on the CPU's bf16 matmul unit (forward + backward of a transformer_cpu
-    training step, torch 2.13, 2 threads):
-
-    - with AMX, q, k and v upcast to fp32 through the flash kernel, output cast back: 1.2x
-      faster than MATH and 4.9x than bf16 flash (240 x 4 heads x 17 tokens);
-    - with AVX512-BF16 but no AMX, the plain composition in bf16 (``_bf16_attention``): 1.25x
-      faster than the fp32 flash kernel with its four casts, and the whole step 1.05x
-      (paired steps, ``benchmarks/train_throughput.py``).
+    kernel's backward (5x the fp32 one) and the MATH path's copies. The plain composition in
+    bf16 (``_bf16_attention``) is the fastest replacement on both CPU kinds measured
+    (transformer_cpu training step, forward + backward, torch 2.13, 2 threads, paired steps):
+    1.25x faster attention and a 1.05x step against q, k, v upcast through the fp32 flash kernel
+    on AVX512-BF16 without AMX; a 1.054-1.062x step against the same on a Xeon with AMX.
     """
     if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
-        if _cpu_bf16_unit() != "AMX":
-            return _bf16_attention(q, k, v, mask, causal, dropout_p)
-        with torch.autocast("cpu", enabled=False):
-            out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask,
-                                                 dropout_p=dropout_p, is_causal=causal)
-        return out.to(q.dtype)
+        return _bf16_attention(q, k, v, mask, causal, dropout_p)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
-
-
-@functools.cache
-def _cpu_bf16_unit() -> str:
-    return bf16_matmul_unit()
 
 
 def _bf16_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool, dropout_p: float) -> Tensor:

@@ -1,4 +1,4 @@
-"""The CPU bf16 attention kernels: both choices compute SDPA's attention, and each CPU gets its own."""
+"""The CPU bf16 attention kernel computes SDPA's attention; the bf16 matmul unit is read from the CPU flags."""
 
 import pytest
 import torch
@@ -39,20 +39,19 @@ def test_bf16_attention_gradients_match_sdpa():
     for t in (q, k, v):
         t.grad = None
     attention._bf16_attention(q, k, v, None, True, 0.0).square().sum().backward()
-    for t, grad in zip((q, k, v), expected):
-        torch.testing.assert_close(t.grad, grad, rtol=0, atol=1e-5)
+    for t, grad in zip((q, k, v), expected):  # fp32 rounding of sums of 64 products, relative to the gradient's scale
+        torch.testing.assert_close(t.grad, grad, rtol=0, atol=2e-6 * float(grad.abs().max()))
 
 
-@pytest.mark.parametrize("unit, composed", [("AVX512-BF16", True), ("none", True), ("AMX", False)])
-def test_bf16_queries_on_cpu_take_the_kernel_of_their_matmul_unit(monkeypatch, unit, composed):
-    """Without AMX the bf16 composition (1.05x the step there); with AMX the fp32 flash kernel."""
-    monkeypatch.setattr(attention, "_cpu_bf16_unit", lambda: unit)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_queries_on_cpu_take_the_composition_and_fp32_takes_sdpa(monkeypatch, dtype):
+    """The composition was the faster step on both CPU kinds measured (with and without AMX)."""
     calls = []
     original = attention._bf16_attention
     monkeypatch.setattr(attention, "_bf16_attention", lambda *a: calls.append(1) or original(*a))
-    q, k, v = (t.bfloat16() for t in _inputs())
+    q, k, v = (t.to(dtype) for t in _inputs())
     out = attention._sdpa(q, k, v, None, True, 0.0)
-    assert out.dtype == torch.bfloat16 and bool(calls) is composed
+    assert out.dtype == dtype and calls == [1]
     expected = F.scaled_dot_product_attention(*(t.float() for t in (q, k, v)), is_causal=True)
     assert (out.float() - expected).abs().max() < 0.03
     calls.clear()
@@ -78,12 +77,10 @@ def test_the_bf16_matmul_unit_follows_the_cpu_flags_and_onednn_max_cpu_isa(monke
         unit + (" (AMX disabled)" if unit != "AMX" and "amx_bf16" in flags else ""))
 
 
-@pytest.mark.parametrize("unit", ["AVX512-BF16", "AMX"])
-def test_cached_bf16_decoding_matches_full_decoding_on_either_kernel(monkeypatch, unit):
+def test_cached_bf16_decoding_matches_full_decoding():
     """Validation and translation under bf16 autocast take these kernels with cache masks (offset causal)."""
     from tests.model.test_transformer import padded_batch, tiny_model
 
-    monkeypatch.setattr(attention, "_cpu_bf16_unit", lambda: unit)
     model = tiny_model(pre_norm=True).eval()
     src = padded_batch([5, 2, 7])
     tgt = padded_batch([6, 6, 6], seed=2, start_bos=True)
