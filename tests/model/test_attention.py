@@ -78,7 +78,7 @@ def test_the_bf16_matmul_unit_follows_the_cpu_flags_and_onednn_max_cpu_isa(monke
 
 
 def test_cached_bf16_decoding_matches_full_decoding():
-    """Validation and translation under bf16 autocast take these kernels with cache masks (offset causal)."""
+    """Validation and translation under bf16 autocast take the bf16 kernel with cache masks (offset causal)."""
     from tests.model.test_transformer import padded_batch, tiny_model
 
     model = tiny_model(pre_norm=True).eval()
