@@ -36,7 +36,7 @@ def test_offline_runs_and_report_reach_wandb_files(tmp_path, data_root, monkeypa
     assert logged["results._type"] == "table-file" and logged["results.nrows"] == 2  # dense + 50 %
     assert logged["bleu_vs_sparsity._type"] == "image-file" and logged["bleu_vs_sparsity.format"] == "png"
     # every run's best checkpoint is a ticket beside it, logged to its own W&B run as a model artifact
-    artifacts = {record.name: (run_id, record) for run_id, record in logged_artifacts(tmp_path / "exp")
+    artifacts = {record.name: (run_id, record) for run_id, record in logged_artifacts(tmp_path / "exp", expect=2)
                  if record.type == "model"}  # the report's Table is an artifact too
     assert set(artifacts) == {"wandb-test-seed0-dense", "wandb-test-seed0-dense-slt_0.50"}
     run_id, record = artifacts["wandb-test-seed0-dense-slt_0.50"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 from wandb.proto import wandb_internal_pb2
@@ -63,13 +64,26 @@ def runs_under(folder: Path) -> list[dict]:
     return [read_run(path) for path in sorted(Path(folder).glob("**/wandb/offline-run-*/run-*.wandb"))]
 
 
-def logged_artifacts(folder: Path) -> list[tuple[str, wandb_internal_pb2.ArtifactRecord]]:
-    """(run id, artifact record) for every artifact the offline runs under `folder` logged."""
-    found = []
-    for log in sorted(folder.glob("**/offline-run-*/run-*.wandb")):
-        for payload in _payloads(log):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(payload)
-            if record.WhichOneof("record_type") == "artifact":
-                found.append((log.stem.removeprefix("run-"), record.artifact))
-    return found
+def logged_artifacts(folder: Path, expect: int = 0, timeout: float = 60.0) -> list[tuple[str, wandb_internal_pb2.ArtifactRecord]]:
+    """(run id, artifact record) for every artifact the offline runs under `folder` logged.
+
+    With `expect`, wait up to `timeout` seconds for that many: W&B's service process writes the
+    .wandb file itself, and on a loaded machine its last records can land after ``finish()``
+    has returned (seen once in CI: the run's file held no artifact record yet).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found, kinds = [], set()
+        for log in sorted(folder.glob("**/offline-run-*/run-*.wandb")):
+            for payload in _payloads(log):
+                record = wandb_internal_pb2.Record()
+                record.ParseFromString(payload)
+                kinds.add(record.WhichOneof("record_type"))
+                if record.WhichOneof("record_type") == "artifact":
+                    found.append((log.stem.removeprefix("run-"), record.artifact))
+        if len(found) >= expect:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(found)} of {expect} artifact records under {folder} after {timeout:.0f} s; "
+                                 f"record types seen: {sorted(k for k in kinds if k)}")
+        time.sleep(0.5)

@@ -50,7 +50,7 @@ def test_a_ticket_logged_through_a_wandb_logger_reaches_the_offline_run(checkpoi
     run_id = logger.experiment.id
     logger.experiment.finish()
 
-    [(logged_run, record)] = logged_artifacts(tmp_path / "runs")
+    [(logged_run, record)] = logged_artifacts(tmp_path / "runs", expect=1)
     assert logged_run == run_id and record.run_id == run_id and record.project == "lightning_slt_test"
     assert record.name == artifact.name == "slt-0.80" and record.type == "model"
     assert set(record.aliases) == {"latest", "best"}
@@ -78,7 +78,7 @@ def test_export_command_logs_the_winning_ticket_as_an_artifact(checkpoint, tmp_p
             "--wandb-project", "lightning_slt_test", "--artifact-name", "slt-round-1", "--artifact-alias", "s0.80"]
     assert export_main(argv) == 0
     printed = json.loads(capsys.readouterr().out)  # still exactly one JSON line on stdout
-    [(run_id, record)] = logged_artifacts(tmp_path / "runs")
+    [(run_id, record)] = logged_artifacts(tmp_path / "runs", expect=1)
     assert printed["artifact"] == {"name": "slt-round-1", "type": "model", "digest": record.digest,
                                    "project": "lightning_slt_test", "run_id": run_id, "mode": "offline"}
     assert record.name == "slt-round-1" and record.type == "model" and set(record.aliases) == {"latest", "s0.80"}
