@@ -26,7 +26,9 @@ usually feeds it ("user_batches": shuffled sentences, the same number per batch 
 to the longest), since bucketing is part of what we do to avoid padding waste.
 Precision: the CPU config (``conf/multi30k_cpu.yaml``) trains with ``precision="bf16-mixed"``,
 so the default runs both models under CPU bf16 autocast (matmuls in bf16 on AMX, the rest in
-fp32); ``--precision fp32`` runs both in fp32. ``mfu`` is always against the fp32 matmul
+fp32), except on a CPU without a bf16 matmul unit (no AMX, no AVX512-BF16), where bf16 is
+emulated ~50x slower and the config trains in 32-true (``_runtime.cpu_precision``): there the
+default is fp32. ``--precision fp32`` runs both in fp32 anywhere. ``mfu`` is always against the fp32 matmul
 FLOP/s (the definition the project tracks); in bf16 ``mfu_vs_bf16_peak`` is also given, against
 the bf16 matmul FLOP/s, which is ~7x the fp32 one on this CPU.
 
@@ -65,7 +67,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from lightning_slt import TranslationDataModule, TranslationModule
-from lightning_slt._runtime import amx_state, configure_cpu, cpu_description
+from lightning_slt._runtime import amx_state, bf16_matmul_unit, configure_cpu, cpu_description
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -211,11 +213,14 @@ def main() -> None:
     parser.add_argument("--warmup-passes", type=int, default=1,
                         help="untimed passes over all the batches before the timed one (steady-state heap)")
     parser.add_argument("--max-tokens", type=int, default=4096)
-    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16",
-                        help="bf16: CPU autocast, as the CPU config's bf16-mixed (default); fp32: no autocast")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                        help="bf16: CPU autocast, as the CPU config's bf16-mixed; fp32: no autocast; auto (default): "
+                             "what the CPU config trains in here, bf16 unless the CPU has no bf16 matmul unit")
     parser.add_argument("--fit", type=int, default=0, metavar="N",
                         help="time N steps of the real lightning-slt fit of conf/multi30k_cpu.yaml instead")
     args = parser.parse_args()
+    if args.precision == "auto":  # as lightning_slt._runtime.cpu_precision trains bf16-mixed configs
+        args.precision = "fp32" if bf16_matmul_unit() == "none" else "bf16"
     configure_cpu(reuse_freed_memory=True)
     torch.manual_seed(0)
     data = TranslationDataModule(corpus="multi30k", vocab_size=8000, max_tokens=args.max_tokens)
@@ -224,7 +229,10 @@ def main() -> None:
     count = max(args.steps, min(args.fit, 60))  # --fit: the run's own first batches, up to 60
     batches = [{k: v for k, v in next(loader).items() if isinstance(v, torch.Tensor)} for _ in range(count)]
     bf16 = args.precision == "bf16"
-    peak, peak_bf16 = matmul_flops_per_s(), matmul_flops_per_s(dtype=torch.bfloat16)  # fp32, bf16
+    # fp32, bf16; emulated bf16 (no AMX, no AVX512-BF16) runs ~50x slower: a smaller GEMM for its peak
+    emulated = bf16_matmul_unit() == "none"
+    peak = matmul_flops_per_s()
+    peak_bf16 = matmul_flops_per_s(1024, 3, torch.bfloat16) if emulated else matmul_flops_per_s(dtype=torch.bfloat16)
     if args.fit:
         print(json.dumps({**fit_mode(args, batches, bf16, data.vocab_size), **machine(peak_bf16, peak)}))
         return

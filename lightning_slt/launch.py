@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import logging
 import os
 import sys
 import warnings
@@ -32,6 +33,7 @@ import yaml
 from jsonargparse import Namespace, get_loader
 
 from lightning_slt._lightning import LightningArgumentParser, LightningCLI, Trainer
+from lightning_slt._runtime import cpu_precision
 from lightning_slt.artifacts import read_checkpoint
 from lightning_slt.atomic import check_writable
 from lightning_slt.checkpointing import use_atomic_checkpoints
@@ -41,6 +43,8 @@ from lightning_slt.model.module import ARCHITECTURE_ARGUMENTS, TranslationModule
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 REPO_CONF = Path(__file__).resolve().parents[1] / "conf"
 _ARGS_WARNING = ".*LightningCLI's args parameter.*"  # our callers pass ``args`` while sys.argv holds the command
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class RunConfig:
         seed: ``seed_everything``.
         root_dir: ``trainer.default_root_dir``.
         model: ``model`` arguments that replace the base's.
+        trainer: ``trainer`` arguments that replace the base's (a run longer than the others).
     """
 
     base: dict
@@ -99,6 +104,7 @@ class RunConfig:
     seed: int
     root_dir: str
     model: dict = field(default_factory=dict)
+    trainer: dict = field(default_factory=dict)
 
     def to_config(self) -> dict:
         """The run's full LightningCLI config: what config.yaml holds and what is parsed."""
@@ -109,6 +115,7 @@ class RunConfig:
         trainer["logger"] = self.logger.to_config()
         cfg["seed_everything"] = self.seed
         cfg["model"].update(self.model)
+        trainer.update(self.trainer)
         return cfg
 
 
@@ -212,6 +219,11 @@ class TranslationCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         if self._parse_only:
             self.subcommand = None  # LightningCLI runs nothing without a subcommand
+            return
+        trainer = (self.config[self.subcommand] if self.subcommand else self.config).trainer
+        trainer.precision, why = cpu_precision(trainer.precision, trainer.accelerator)
+        if why:  # before the Trainer and the saved config.yaml: both say what the run trains in
+            log.warning(why)
 
     def instantiate_classes(self) -> None:
         if not self._parse_only:

@@ -167,3 +167,27 @@ def test_demo_prunes_a_ticket_from_its_dense_run_and_prints_the_table(tmp_path, 
                 "| translation speed, 16 sentences, "):
         assert row in out
     assert "lightning-slt experiment --config conf/experiments/slt.yaml" in out
+
+
+@pytest.mark.parametrize("unit, env, expected", [("none", None, "32-true"), ("none", "1", "bf16-mixed"),
+                                                 ("AVX512-BF16", None, "bf16-mixed"), ("AMX", None, "bf16-mixed")])
+def test_bf16_on_a_cpu_without_bf16_matmuls_trains_in_fp32_and_says_so(tiny_config, monkeypatch, caplog, unit, env,
+                                                                       expected):
+    """bf16 matmuls are emulated ~50x slower than fp32 on an AVX2-only CPU (0.7 against 35.6
+    GFLOP/s measured on an AMD EPYC): a bf16-mixed config trains in 32-true there, with a warning."""
+    import lightning_slt._runtime as runtime
+
+    monkeypatch.setattr(runtime, "bf16_matmul_unit", lambda: unit)
+    monkeypatch.delenv(runtime.CPU_BF16_ENV, raising=False)
+    if env:
+        monkeypatch.setenv(runtime.CPU_BF16_ENV, env)
+    with caplog.at_level("WARNING"):
+        result = cli.TranslationCLI(args=["--config", str(tiny_config), "--trainer.precision=bf16-mixed",
+                                          "--trainer.accelerator=cpu"], run=False)
+    assert result.trainer.precision == expected and result.config.trainer.precision == expected
+    warned = [r.getMessage() for r in caplog.records if "only emulates" in r.getMessage()]
+    assert len(warned) == (expected == "32-true")
+    if warned:
+        assert "no AMX, no AVX512-BF16" in warned[0] and "LIGHTNING_SLT_CPU_BF16=1" in warned[0]
+    assert runtime.cpu_precision("32-true", "cpu") == ("32-true", None)  # asked for fp32: nothing to say
+    assert runtime.cpu_precision("bf16-mixed", "gpu") == ("bf16-mixed", None)  # a GPU's bf16 is its own matter
