@@ -10,6 +10,7 @@ run (same parents, same kind, same target) get the same name and are trained onc
     mp_0.60/slt_0.70                        MP-SLT: SLT rounds from the MP 60 % mask
     dense/slt_0.40/random_mask_0.50         a control beside the SLT round dense/slt_0.40/slt_0.50
     dense/slt_0.50/slt_dense_k_0.60         rounds rewound to the *dense* run's θk (Frankle et al.)
+    mp_0.90_4x                              MP trained as long as the SLT 90 % lineage (4 runs)
 
 Which runs each method needs, and their callbacks, are entries of ``methods.METHODS``.
 """
@@ -35,6 +36,9 @@ class Settings(Protocol):
     clt_magnitude: str
     slt_mp_switch: float
     mp_slt_source: float
+    method_targets: dict[str, list[float]]
+
+    def targets_of(self, method: str) -> list[float]: ...
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,8 @@ class RunSpec:
         reported_in: the methods whose results table shows this run.
         best_after_step: the best checkpoint is chosen among validations at or after this step
             (MP: after the ramp ends, so only checkpoints at the final sparsity count).
+        max_steps: the run's length where it is not the schedule's (MP trained for an SLT
+            lineage's steps); None = ``Schedule.max_steps``.
     """
 
     name: str
@@ -110,6 +116,7 @@ class RunSpec:
     methods: list[str] = field(default_factory=list)
     reported_in: list[str] = field(default_factory=list)
     best_after_step: int = 0
+    max_steps: int | None = None
 
     @property
     def lineage(self) -> list[str]:

@@ -9,13 +9,19 @@ The rule (fixed before any run, so no threshold is tuned to a result):
   sampling, from sacrebleu's paired bootstrap of the two systems' test outputs (the sd of the
   resampled BLEU difference): σ = sqrt(2·σ_seed² + σ_bootstrap²).
 - "a ≈ b" means |Δ| ≤ 2σ; "a > b" means Δ > 2σ.
+- An experiment run in parts (``ExperimentConfig.parts``) is judged part by part: each
+  comparison within the first part that ran both systems. Only where no part ran both is it
+  made across two parts, on BLEU relative to each part's dense model, with σ =
+  sqrt(4·σ_seed² + σ_bootstrap²) (each relative BLEU carries two seed draws), and marked so.
 
 A claim is a list of expectations, each met, violated or unclear; the claim **holds** when all
 are met, **does not hold** when any is violated, and is **inconclusive** otherwise. Claims
 (paper.md §4): 1. SLT ≈ MP up to 85 % and MP ahead at ≥ 90 %; 2. LT below MP at every sparsity;
 3. SLT-MP best at high sparsity (≥ 80 %); 4. signs matter more than values (CLT ≈ SLT, random
 signs below CLT); 5. the MP-60 % mask followed by SLT above plain SLT at ≥ 85 %. Each control is
-also judged against the SLT (CLT) round of its target.
+also judged against the SLT (CLT) round of its target; MP trained for an SLT lineage's steps is
+measured against that ticket and against MP of one run (no expectation: it separates "method"
+from "compute").
 """
 
 from __future__ import annotations
@@ -42,17 +48,38 @@ class System:
 
 
 @dataclass
+class Part:
+    """The systems of one part of an experiment (one machine, one sitting), with its dense model."""
+
+    name: str
+    systems: dict[tuple[str, float], System]
+    references: list[str] | None = None
+    dense: System | None = None
+
+
+@dataclass
 class Comparison:
-    """Δ = a − b at one sparsity, its σ, and how it stands against the expectation."""
+    """Δ = a − b at one sparsity, its σ, and how it stands against the expectation.
+
+    ``a_rel``/``b_rel`` are a and b relative to the dense model of their part (the paper's
+    likewise, against its dense model); ``across`` marks a comparison between two parts, judged
+    on those relative numbers.
+    """
 
     a: str
     b: str
     sparsity: float
-    expected: str  # ">", "<", "≈" or "≥" (not below: ≈ or better)
+    expected: str  # ">", "<", "≈", "≥" (not below: ≈ or better) or "?" (measured, no expectation)
     delta: float
     sigma: float
-    outcome: str  # "met", "violated", "unclear"
+    outcome: str  # "met", "violated", "unclear", "measured"
     paper_delta: float | None = None
+    part: str = ""
+    across: bool = False
+    a_rel: float | None = None
+    b_rel: float | None = None
+    paper_a_rel: float | None = None
+    paper_b_rel: float | None = None
 
     @property
     def observed(self) -> str:
@@ -73,6 +100,8 @@ class ClaimVerdict:
         if not self.comparisons:
             return "inconclusive"
         outcomes = {c.outcome for c in self.comparisons}
+        if outcomes == {"measured"}:
+            return "measured"
         if "violated" in outcomes:
             return "does not hold"
         return "holds" if outcomes == {"met"} and not self.missing else "inconclusive"
@@ -106,14 +135,28 @@ def bootstrap_sd(a: Sequence[str], b: Sequence[str], references: Sequence[str],
 
 def compare(a: str, b: str, sparsity: float, expected: str, systems: dict[tuple[str, float], System],
             references: Sequence[str] | None, sigma_seed: float, paper: dict | None = None) -> Comparison:
-    """One expectation between methods ``a`` and ``b`` at ``sparsity``."""
-    x, y = systems[(a, sparsity)], systems[(b, sparsity)]
+    """One expectation between methods ``a`` and ``b`` at ``sparsity``, within one set of runs."""
+    part = Part("", systems, list(references) if references is not None else None)
+    return _compare(a, b, sparsity, expected, part, part, sigma_seed, paper)
+
+
+def _compare(a: str, b: str, sparsity: float, expected: str, pa: Part, pb: Part, sigma_seed: float,
+             paper: dict | None) -> Comparison:
+    """Within one part (``pa is pb``): Δ = a − b, σ = sqrt(2σ_seed² + σ_bs²). Across two parts:
+    Δ of the BLEUs relative to each part's dense model, σ = sqrt(4σ_seed² + σ_bs²), as each
+    relative BLEU carries two seed draws (the run's and its dense model's)."""
+    x, y = pa.systems[(a, sparsity)], pb.systems[(b, sparsity)]
+    references = pa.references if pa.references is not None else pb.references
     sigma_bs = (bootstrap_sd(x.hypotheses, y.hypotheses, references)
                 if references is not None and x.hypotheses is not None and y.hypotheses is not None else 0.0)
-    sigma = math.sqrt(2 * sigma_seed ** 2 + sigma_bs ** 2)
-    delta = x.bleu - y.bleu
-    outcome = _outcome(delta, sigma, expected)
-    return Comparison(a, b, sparsity, expected, delta, sigma, outcome, _paper_delta(paper, a, b, sparsity))
+    across = pa is not pb
+    a_rel = x.bleu - pa.dense.bleu if pa.dense is not None else None
+    b_rel = y.bleu - pb.dense.bleu if pb.dense is not None else None
+    delta = a_rel - b_rel if across else x.bleu - y.bleu
+    sigma = math.sqrt((4 if across else 2) * sigma_seed ** 2 + sigma_bs ** 2)
+    return Comparison(a, b, sparsity, expected, delta, sigma, _outcome(delta, sigma, expected),
+                      _paper_delta(paper, a, b, sparsity), pa.name if not across else f"{pa.name} ↔ {pb.name}",
+                      across, a_rel, b_rel, _paper_rel(paper, a, sparsity), _paper_rel(paper, b, sparsity))
 
 
 def _outcome(delta: float, sigma: float, expected: str) -> str:
@@ -126,33 +169,56 @@ def _outcome(delta: float, sigma: float, expected: str) -> str:
         return "violated" if below else "met"
     if expected == "≈":
         return "met" if not (above or below) else "violated"
-    raise ValueError(f"expected must be one of >, <, ≈, ≥; got {expected!r}")
+    if expected == "?":
+        return "measured"
+    raise ValueError(f"expected must be one of >, <, ≈, ≥, ?; got {expected!r}")
 
 
 def _paper_delta(paper: dict | None, a: str, b: str, sparsity: float) -> float | None:
-    if not paper:
-        return None
-    key = f"{sparsity:.2f}"
+    x, y = _paper_bleu(paper, a, sparsity), _paper_bleu(paper, b, sparsity)
+    return None if x is None or y is None else x - y
+
+
+def _paper_bleu(paper: dict | None, method: str, sparsity: float) -> float | None:
     try:
-        return paper[a]["bleu"][key] - paper[b]["bleu"][key]
+        return paper[method]["bleu"][f"{sparsity:.2f}"]  # type: ignore[index]
     except (KeyError, TypeError):
         return None
 
 
+def _paper_rel(paper: dict | None, method: str, sparsity: float) -> float | None:
+    """The paper's BLEU of ``method`` relative to its dense model (the 0 % row)."""
+    value, dense = _paper_bleu(paper, method, sparsity), _paper_bleu(paper, method, 0.0)
+    return None if value is None or dense is None else value - dense
+
+
 def judge_claims(systems: dict[tuple[str, float], System], sigma_seed: float,
                  references: Sequence[str] | None = None, paper: dict | None = None) -> list[ClaimVerdict]:
-    """Every claim (and every control) that the systems at hand can speak to.
+    """Every claim (and every control) that one set of runs can speak to.
 
     Args:
         systems: (method, sparsity) -> System; methods as in the experiment (mp, lt, slt, clt,
-            slt_mp, mp_slt, random_mask, random_reinit, random_sign).
+            slt_mp, mp_slt, random_mask, random_reinit, random_sign, mp_lineage); the dense
+            model at sparsity 0.
         sigma_seed: the dense model's seed spread (``seed_spread``).
         references: the test references, for the paired bootstrap (None: seed spread only).
         paper: the paper's per-method BLEU (``paper_results()["wmt14_ende"]["methods"]``).
     """
-    sparsities = sorted({s for _, s in systems if s > 0})
+    dense = next((system for (method, s), system in systems.items() if s == 0), None)
+    return judge_parts([Part("", systems, list(references) if references is not None else None, dense)],
+                       sigma_seed, paper)
 
-    methods = {m for m, _ in systems}
+
+def judge_parts(parts: list[Part], sigma_seed: float, paper: dict | None = None) -> list[ClaimVerdict]:
+    """The claims over an experiment run in parts: each comparison within the first part that ran
+    both systems; where no part ran both, across the two parts that did, relative to each
+    part's dense model (marked so in the table)."""
+
+    def where_run(method: str, s: float) -> list[Part]:
+        return [part for part in parts if (method, s) in part.systems]
+
+    methods = {m for part in parts for m, _ in part.systems}
+    sparsities = sorted({s for part in parts for _, s in part.systems if s > 0})
 
     def expect(verdict: ClaimVerdict, a: str, b: str, expected: str, where, at: str = "") -> None:
         """Compare wherever both were run (controls run at fewer sparsities than the methods); an
@@ -161,9 +227,18 @@ def judge_claims(systems: dict[tuple[str, float], System], sigma_seed: float,
         if absent:
             verdict.missing += [m for m in absent if m not in verdict.missing]
             return
-        found = [s for s in sparsities if where(s) and (a, s) in systems and (b, s) in systems]
-        for s in found:
-            verdict.comparisons.append(compare(a, b, s, expected, systems, references, sigma_seed, paper))
+        found = 0
+        for s in (s for s in sparsities if where(s)):
+            pa, pb = where_run(a, s), where_run(b, s)
+            both = [part for part in pa if part in pb]
+            if both:
+                pair = (both[0], both[0])
+            elif pa and pb and pa[0].dense is not None and pb[0].dense is not None:
+                pair = (pa[0], pb[0])
+            else:
+                continue
+            verdict.comparisons.append(_compare(a, b, s, expected, *pair, sigma_seed, paper))
+            found += 1
         if not found:
             verdict.missing.append(f"{a} and {b}{' at ' + at if at else ''}")
 
@@ -183,25 +258,47 @@ def judge_claims(systems: dict[tuple[str, float], System], sigma_seed: float,
     five = ClaimVerdict(5, "The MP-60 % mask followed by SLT is above plain SLT at ≥ 85 %")
     expect(five, "mp_slt", "slt", ">", lambda s: s >= 0.85, "≥ 85 %")
     claims += [one, two, three, four, five]
-    for control, base in (("random_mask", "slt"), ("random_reinit", "slt")):
+    for control, base in (("random_mask", "slt"), ("random_reinit", "slt"), ("random_sign", "clt")):
         verdict = ClaimVerdict(control, f"{control.replace('_', ' ')} control is below the {base.upper()} round of its target")
         expect(verdict, base, control, ">", lambda s: True)
-        if verdict.comparisons:
-            claims.append(verdict)
-    return [c for c in claims if c.comparisons]
+        claims.append(verdict)
+    compute = ClaimVerdict("compute", "Beyond the paper: MP trained for as many steps as the SLT lineage of its "
+                                      "target, against that SLT ticket and against MP trained for one run")
+    expect(compute, "mp_lineage", "slt", "?", lambda s: True)
+    expect(compute, "mp_lineage", "mp", "?", lambda s: True)
+    claims.append(compute)
+    return [c for c in claims if c.comparisons or c.number in (1, 2, 3, 4, 5)]
 
 
-def claims_markdown(verdicts: list[ClaimVerdict], sigma_seed: float, dense_bleu: float | None = None) -> str:
-    """The claims table: claim, paper's Δ, ours with σ per comparison, verdict."""
+def _signed(value: float | None, digits: int = 1) -> str:
+    return "" if value is None else f"{value:+.{digits}f}"
+
+
+def claims_markdown(verdicts: list[ClaimVerdict], sigma_seed: float, dense_bleu: float | None = None,
+                    parts: list[tuple[str, float, str]] | None = None) -> str:
+    """The claims table: per comparison the paper's and our numbers relative to each one's dense
+    model, Δ ± σ, outcome; then one verdict per claim.
+
+    Args:
+        parts: (part, its dense test BLEU, how it agrees with the first part's) for an
+            experiment run in parts.
+    """
     lines = [f"Verdict rule: σ = sqrt(2·σ_seed² + σ_bootstrap²) with σ_seed = {sigma_seed:.2f} BLEU (dense model "
              "over seeds) and σ_bootstrap from sacrebleu's paired bootstrap of the two test outputs; "
-             "'≈' is |Δ| ≤ 2σ." + (f" Dense test BLEU {dense_bleu:.2f}." if dense_bleu is not None else ""), "",
-             "| claim | comparison | sparsity | paper Δ | ours Δ ± σ | observed | expected | outcome |",
-             "|---|---|---|---|---|---|---|---|"]
+             "'≈' is |Δ| ≤ 2σ." + (f" Dense test BLEU {dense_bleu:.2f}." if dense_bleu is not None else "")]
+    if parts:
+        lines += ["Comparisons are made within one part; one marked 'a ↔ b' spans two parts and is judged on BLEU "
+                  "relative to each part's dense model, σ = sqrt(4·σ_seed² + σ_bootstrap²).", "",
+                  "| part | dense test BLEU | against the first part's dense model |", "|---|---|---|"]
+        lines += [f"| {name} | {bleu:.2f} | {agreement} |" for name, bleu, agreement in parts]
+    lines += ["", "| claim | comparison | sparsity | part | paper a, b vs dense | paper Δ | ours a, b vs dense "
+              "| ours Δ ± σ | observed | expected | outcome |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for verdict in verdicts:
         for c in verdict.comparisons:
-            paper = "" if c.paper_delta is None else f"{c.paper_delta:+.1f}"
-            lines.append(f"| {verdict.number} | {c.a} − {c.b} | {c.sparsity:.0%} | {paper} | {c.delta:+.2f} ± {c.sigma:.2f} "
+            paper_rel = "" if c.paper_a_rel is None else f"{_signed(c.paper_a_rel)}, {_signed(c.paper_b_rel)}"
+            ours_rel = "" if c.a_rel is None else f"{_signed(c.a_rel, 2)}, {_signed(c.b_rel, 2)}"
+            lines.append(f"| {verdict.number} | {c.a} − {c.b} | {c.sparsity:.0%} | {c.part} | {paper_rel} "
+                         f"| {_signed(c.paper_delta)} | {ours_rel} | {c.delta:+.2f} ± {c.sigma:.2f} "
                          f"| {c.observed} | {c.expected} | {c.outcome} |")
     lines += ["", "| claim | verdict | missing |", "|---|---|---|"]
     for verdict in verdicts:
@@ -221,13 +318,34 @@ def systems_of(rows: list[dict], output_dir: str | Path, seed: int = 0) -> dict[
     return out
 
 
+def _load_part(folder: Path, seed: int) -> tuple[Part, dict[int, float]]:
+    """The part's systems of ``seed`` with their test outputs, and its dense test BLEU per seed."""
+    from .report import collect
+
+    _, rows = collect(folder)
+    dense_rows = {r["seed"]: r for r in rows if r["kind"] == "dense" and r["test_bleu"] is not None}
+    systems = systems_of(rows, folder, seed)
+    references = None
+    if seed in dense_rows:
+        path = folder / f"seed{seed}" / dense_rows[seed]["run"] / "test" / "references_test.txt"
+        references = path.read_text(encoding="utf-8").splitlines() if path.is_file() else None
+    without = [run.run for run in systems.values() if run.hypotheses is None]
+    if references is None or without:
+        raise ValueError(f"{folder}: the paired bootstrap needs every run's test/hypotheses_test.txt and the "
+                         f"references_test.txt beside the dense run's (missing: {without[:5] or 'references'}); "
+                         "re-run the experiment's test stage with this version")
+    dense = next((system for (_, s), system in systems.items() if s == 0), None)
+    return Part(folder.name, systems, references, dense), {k: r["test_bleu"] for k, r in dense_rows.items()}
+
+
 def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, seed: int = 0,
                  paper: str = "wmt14_ende") -> tuple[Path, list[ClaimVerdict]]:
-    """Judge the claims on one seed of an experiment folder and write ``claims.md`` there.
+    """Judge the claims on one seed of an experiment folder (or of its parts) and write
+    ``claims.md`` there.
 
     Args:
         dense_from: the experiment folder whose dense runs give the seed spread (≥ 3 seeds);
-            default ``output_dir`` itself.
+            default: the dense runs of ``output_dir`` (of all its parts, each seed counted once).
         seed: the seed whose runs are compared (comparisons stay within one set of runs).
 
     Raises:
@@ -235,28 +353,37 @@ def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, s
     """
     from lightning_slt.atomic import write_text
 
-    from .report import collect, paper_results
+    from .report import collect, paper_results, part_folders
 
     output_dir = Path(output_dir)
-    _, rows = collect(output_dir)
-    _, dense_rows = collect(dense_from) if dense_from is not None else (None, rows)
-    dense = {r["seed"]: r["test_bleu"] for r in dense_rows if r["kind"] == "dense" and r["test_bleu"] is not None}
+    loaded = [_load_part(folder, seed) for folder in part_folders(output_dir)]
+    parts = [part for part, _ in loaded]
+    if dense_from is not None:
+        _, dense_rows = collect(dense_from)
+        dense = {r["seed"]: r["test_bleu"] for r in dense_rows if r["kind"] == "dense" and r["test_bleu"] is not None}
+    else:
+        dense = {}
+        for _, per_seed in loaded:  # a seed retrained by several parts counts once: the first part's
+            for key, bleu in per_seed.items():
+                dense.setdefault(key, bleu)
     sigma_seed = seed_spread(list(dense.values()))
-    systems = systems_of(rows, output_dir, seed)
-    dense_run = next((r for r in rows if r["kind"] == "dense" and r["seed"] == seed), None)
-    references = None
-    if dense_run is not None:
-        path = output_dir / f"seed{seed}" / dense_run["run"] / "test" / "references_test.txt"
-        references = path.read_text(encoding="utf-8").splitlines() if path.is_file() else None
-    without = [run.run for run in systems.values() if run.hypotheses is None]
-    if references is None or without:
-        raise ValueError(f"{output_dir}: the paired bootstrap needs every run's test/hypotheses_test.txt and the "
-                         f"references_test.txt beside the dense run's (missing: {without[:5] or 'references'}); "
-                         "re-run the experiment's test stage with this version")
     reference_table = paper_results().get(paper, {}).get("methods")
-    verdicts = judge_claims(systems, sigma_seed, references, reference_table)
+    verdicts = judge_parts(parts, sigma_seed, reference_table)
+    agreement = None
+    if len(parts) > 1:
+        agreement = [(part.name, part.dense.bleu, _agreement(parts[0], part, sigma_seed)) for part in parts
+                     if part.dense is not None]
     path = output_dir / "claims.md"
-    dense_bleu = dense.get(seed)
+    first = parts[0].dense.bleu if parts[0].dense is not None else None
     write_text(path, f"# Claims of Brix et al. (2020) on {output_dir.name}, seed {seed}\n\n"
-               + claims_markdown(verdicts, sigma_seed, dense_bleu))
+               + claims_markdown(verdicts, sigma_seed, first if len(parts) == 1 else None, agreement))
     return path, verdicts
+
+
+def _agreement(first: Part, part: Part, sigma_seed: float) -> str:
+    """Whether a part's dense model agrees with the first part's, by the verdict rule."""
+    if part is first:
+        return "(the reference)"
+    systems = {("this", 0.0): part.dense, ("first", 0.0): first.dense}
+    c = compare("this", "first", 0.0, "≈", systems, first.references, sigma_seed)
+    return f"Δ {c.delta:+.2f} ± {c.sigma:.2f}: {'agrees' if c.outcome == 'met' else 'does not agree'}"

@@ -15,7 +15,7 @@ A config that breaks the k rule (k inside warm-up, or k > 10 % of T) is allowed 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from lightning_slt.pruning import check_sparsity
@@ -23,8 +23,25 @@ from lightning_slt.pruning import check_sparsity
 from .chains import Schedule
 from .methods import METHOD_NAMES, METHODS
 
-__all__ = ["METHOD_NAMES", "PAPER_TARGETS", "ExperimentConfig", "Schedule"]
+__all__ = ["METHOD_NAMES", "PAPER_TARGETS", "ExperimentConfig", "Part", "Schedule"]
 PAPER_TARGETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98]
+
+
+@dataclass
+class Part:
+    """Some methods of an experiment, run as an experiment of their own in ``<output_dir>/<part>``.
+
+    Why: an experiment longer than one sitting of the machine is run part by part; each part
+    trains the dense run it needs under the same seed, so all its comparisons are made within
+    runs of one machine and one sitting.
+
+    Args:
+        methods: the part's methods (names of ``methods.METHODS``).
+        dense_seeds: seeds of which this part trains only the dense run (the seed spread).
+    """
+
+    methods: list[str]
+    dense_seeds: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -37,6 +54,8 @@ class ExperimentConfig:
             random_reinit, random_sign (the paper's, ``METHOD_NAMES``) or slt_dense_k.
         output_dir: the experiment directory; one sub-folder per seed, one per run below it.
         targets: final sparsities of the pruned runs, strictly increasing, each in [0, 1).
+        method_targets: a method's own targets where they are not ``targets`` (controls at
+            [0.5, 0.9] beside the SLT rounds of a chain over ``targets``: each a member of it).
         base_args: extra LightningCLI arguments for every run, e.g. ``["--trainer.max_steps=400"]``.
         rewind_step: k of SLT/CLT/MP-SLT; None = max(1, round(0.05 * max_steps)).
         mp_end_step: step where MP reaches its final sparsity; None = round(0.8 * max_steps).
@@ -49,15 +68,21 @@ class ExperimentConfig:
         slt_mp_switch: SLT-MP's SLT sparsity before switching to MP (paper 0.6; 0.5 is one-shot).
         mp_slt_source: the MP sparsity whose mask MP-SLT continues from (paper 0.6).
         seeds: one full set of runs per seed; reports give mean ± sd.
+        dense_seeds: seeds of which only the dense run is trained: the seed spread that
+            ``report --claims`` judges differences against (with ``seeds``, at least three).
+        parts: the experiment split into parts run one by one (``Part``), by name; with parts,
+            ``methods`` may stay empty (it is then every part's methods).
+        part: the part to run (``--part=NAME``); None with ``parts`` runs them all in order.
         wandb: log every run with WandbLogger (``WANDB_MODE=offline`` works without network).
         wandb_project: W&B project; runs are grouped per experiment, ``job_type`` = method.
         name: experiment name (W&B group); default: the output folder's name.
     """
 
     base: list[str]
-    methods: list[str]
     output_dir: str
+    methods: list[str] = field(default_factory=list)
     targets: list[float] = field(default_factory=lambda: list(PAPER_TARGETS))
+    method_targets: dict[str, list[float]] = field(default_factory=dict)
     base_args: list[str] = field(default_factory=list)
     rewind_step: int | None = None
     mp_end_step: int | None = None
@@ -67,6 +92,9 @@ class ExperimentConfig:
     slt_mp_switch: float = 0.6
     mp_slt_source: float = 0.6
     seeds: list[int] = field(default_factory=lambda: [0])
+    dense_seeds: list[int] = field(default_factory=list)
+    parts: dict[str, Part] = field(default_factory=dict)
+    part: str | None = None
     wandb: bool = False
     wandb_project: str = "lightning_slt"
     name: str | None = None
@@ -74,6 +102,12 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if isinstance(self.base, str):
             self.base = [self.base]
+        self.parts = {name: part if isinstance(part, Part) else Part(**part) for name, part in self.parts.items()}
+        if self.parts:
+            self._check_parts()
+            return
+        if self.part is not None:
+            raise ValueError(f"part={self.part!r} but this experiment has no parts; remove --part or add parts:")
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
             raise ValueError(f"unknown method(s) {unknown or self.methods}; known methods: {', '.join(METHODS)}")
@@ -85,6 +119,7 @@ class ExperimentConfig:
             raise ValueError(f"targets must be strictly increasing (masks are nested round after round), got {self.targets}")
         check_sparsity(self.slt_mp_switch, "slt_mp_switch")
         check_sparsity(self.mp_slt_source, "mp_slt_source")
+        self._check_method_targets()
         self._check_run_names()
         for method in self._methods():
             method.check(self)
@@ -96,11 +131,61 @@ class ExperimentConfig:
                 raise ValueError(f"{key} must be a positive number of steps, got {value}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be a non-empty list of distinct integers, got {self.seeds}")
+        if len(set(self.dense_seeds)) != len(self.dense_seeds) or set(self.dense_seeds) & set(self.seeds):
+            raise ValueError(f"dense_seeds must be distinct integers not in seeds {self.seeds}, got {self.dense_seeds}")
+
+    def targets_of(self, method: str) -> list[float]:
+        """The final sparsities of ``method``'s runs: its ``method_targets`` entry, else ``targets``."""
+        return list(self.method_targets.get(method, self.targets))
+
+    def _check_method_targets(self) -> None:
+        for method, targets in self.method_targets.items():
+            if method not in self.methods:
+                raise ValueError(f"method_targets names {method!r}, which is not among methods {self.methods}; "
+                                 "remove the entry or add the method")
+            if not targets:
+                raise ValueError(f"method_targets[{method}] is empty; remove the entry to use targets {self.targets}")
+            for i, target in enumerate(targets):
+                check_sparsity(target, f"method_targets[{method}][{i}]")
+            if any(b <= a for a, b in zip(targets, targets[1:])):
+                raise ValueError(f"method_targets[{method}] must be strictly increasing, got {targets}")
+
+    def _check_parts(self) -> None:
+        """Every part as the experiment it will be: all of them checked before any trains."""
+        if self.part is not None and self.part not in self.parts:
+            raise ValueError(f"part={self.part!r} is not a part of this experiment; its parts: {', '.join(self.parts)}")
+        everything = [m for part in self.parts.values() for m in part.methods]
+        stray = [m for m in self.methods if m not in everything]
+        if stray:
+            raise ValueError(f"methods {stray} are in no part; with parts, each method is run by the parts naming it")
+        if self.dense_seeds:
+            raise ValueError("with parts, dense_seeds belong to a part (parts: {name: {dense_seeds: [1, 2]}})")
+        for name in self.parts:
+            self.for_part(name)
+
+    def for_part(self, name: str) -> ExperimentConfig:
+        """Part ``name`` as an experiment of its own, in ``<output_dir>/<name>``."""
+        part = self.parts[name]
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"part name {name!r} is not a folder name; use letters, digits, '_' or '-'")
+        try:
+            return replace(self, methods=list(part.methods), dense_seeds=list(part.dense_seeds), parts={}, part=None,
+                           method_targets={m: t for m, t in self.method_targets.items() if m in part.methods},
+                           output_dir=str(Path(self.output_dir) / name), name=f"{self.experiment_name}-{name}")
+        except ValueError as error:
+            raise ValueError(f"part {name!r}: {error}") from None
+
+    def selected_parts(self) -> list[ExperimentConfig]:
+        """What ``lightning-slt experiment`` runs: the chosen part, every part in order, or itself."""
+        if not self.parts:
+            return [self]
+        return [self.for_part(name) for name in ([self.part] if self.part else self.parts)]
 
     def _check_run_names(self) -> None:
         """Runs are named by sparsity at two decimals (``slt_0.90``): two different sparsities of
         one name would be one folder, and the second would silently never be trained."""
         named = {f"targets[{i}]": t for i, t in enumerate(self.targets)}
+        named.update({f"method_targets[{m}][{i}]": t for m, ts in self.method_targets.items() for i, t in enumerate(ts)})
         for method in self._methods():
             named.update(method.named_sparsities(self))
         seen: dict[str, tuple[str, float]] = {}

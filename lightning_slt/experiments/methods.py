@@ -61,6 +61,7 @@ class Method:
         also_shows: ``also_shows(run, methods, config)`` with a run's metrics.json, the
             experiment's methods and its config (dicts of experiment.json): rows of another method
             this method's report column shows as well.
+        control_of: for a control, the method whose round of the same target it runs beside.
     """
 
     name: str
@@ -71,6 +72,7 @@ class Method:
     named_sparsities: Callable[[Settings], dict[str, float]] = lambda config: {}
     check: Callable[[Settings], None] = lambda config: None
     also_shows: Callable[[dict, list[str], dict], bool] = lambda run, methods, config: False
+    control_of: str | None = None
 
 
 # -- chains: the runs a method needs ---------------------------------------------------------------
@@ -101,23 +103,23 @@ def mp_run(chain: Chain, target: float, method: str, parent: RunSpec | None = No
 
 
 def _plan_mp(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
-    for target in config.targets:
+    for target in config.targets_of(name):
         mp_run(chain, target, name)
 
 
 def _plan_lt(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
-    rounds(chain, dense, name, list(config.targets), name, weights="dense", rewind_step=0)
+    rounds(chain, dense, name, config.targets_of(name), name, weights="dense", rewind_step=0)
 
 
 def _plan_rounds(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
     """SLT, CLT: rounds rewound to θk of the most recent run."""
-    rounds(chain, dense, name, list(config.targets), name)
+    rounds(chain, dense, name, config.targets_of(name), name)
 
 
 def _plan_slt_mp(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
     switch = config.slt_mp_switch
     ticket = rounds(chain, dense, "slt", _slt_mp_rounds(config), name)[-1]
-    for target in (t for t in config.targets if t > switch):
+    for target in (t for t in config.targets_of(name) if t > switch):
         mp_run(chain, target, name, parent=ticket, initial=switch)
 
 
@@ -128,11 +130,29 @@ def _slt_mp_rounds(config: Settings) -> list[float]:
 
 def _plan_mp_slt(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
     source = mp_run(chain, config.mp_slt_source, name)
-    rounds(chain, source, "slt", [t for t in config.targets if t > config.mp_slt_source], name)
+    rounds(chain, source, "slt", [t for t in config.targets_of(name) if t > config.mp_slt_source], name)
+
+
+def _plan_mp_lineage(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
+    """MP to each target, trained for as many steps as the SLT lineage of that target (the dense
+    run and the SLT rounds up to it): a ticket's lineage trains several runs, MP one, so this
+    row tells "method" from "compute"."""
+    schedule, chain_targets = chain.schedule, config.targets_of("slt")
+    for target in config.targets_of(name):
+        runs = 2 + chain_targets.index(target)
+        chain.add(RunSpec(f"{tag('mp', target)}_{runs}x", "mp", target, rewind_step=schedule.rewind_step,
+                          best_after_step=round(schedule.mp_end_step * runs), max_steps=runs * schedule.max_steps), name)
+
+
+def _check_mp_lineage_targets(config: Settings) -> None:
+    stray = [t for t in config.targets_of("mp_lineage") if t not in config.targets_of("slt")]
+    if stray:
+        raise ValueError(f"mp_lineage targets {stray} are not rounds of the SLT chain {config.targets_of('slt')}: "
+                         "its runs train as many steps as the SLT lineage of their target; use targets of that chain")
 
 
 def _plan_slt_dense_k(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
-    targets = list(config.targets)
+    targets = config.targets_of(name)
     first = rounds(chain, dense, "slt", targets[:1], name)[-1]  # SLT's own first round: dense θT's mask, dense θk
     rounds(chain, first, name, targets[1:], name, weights="dense")
 
@@ -141,9 +161,11 @@ def _control(on: str, weights: str = "parent") -> Callable[[Chain, Settings, Run
     """A control beside the ``on`` round (slt or clt) of each target, one ingredient changed."""
 
     def plan(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
-        targets = list(config.targets)
-        base = rounds(chain, dense, on, targets[:-1], name, reported=False)
-        for parent, target in zip([dense, *base], targets):
+        chain_targets, targets = config.targets_of(on), config.targets_of(name)
+        base = rounds(chain, dense, on, [t for t in chain_targets if t < max(targets)], name, reported=False)
+        for parent, target in zip([dense, *base], chain_targets):
+            if target not in targets:
+                continue
             source = parent.name if weights == "parent" else weights
             chain.add(RunSpec(f"{parent.name}/{tag(name, target)}", name, target, parent.name, source,
                               rewind_step=chain.schedule.rewind_step), name)
@@ -161,10 +183,13 @@ def _dense_callbacks(run: RunSpec, context: Context) -> list[Component]:
 
 
 def _mp_callbacks(run: RunSpec, context: Context) -> list[Component]:
-    """The cubic ramp; from a parent: its mask (s0) and θk first. Records θk for MP-SLT."""
+    """The cubic ramp (stretched with a run longer than the schedule's); from a parent: its mask
+    (s0) and θk first. Records θk for MP-SLT."""
     schedule, k = context.schedule, context.schedule.rewind_step
+    stretch = (run.max_steps or schedule.max_steps) / schedule.max_steps
     mp = Component.of(GradualMagnitudePruning, final_sparsity=run.sparsity, initial_sparsity=run.initial_sparsity,
-                      end_step=schedule.mp_end_step, frequency=schedule.mp_frequency)
+                      end_step=round(schedule.mp_end_step * stretch),
+                      frequency=max(1, round(schedule.mp_frequency * stretch)))
     if run.parent is None:
         return [mp, Component.of(WeightRewind, step=k)]
     parent = context.last_ckpt[run.parent]
@@ -205,10 +230,14 @@ def _check_slt_mp_targets(config: Settings) -> None:
     methods = config.methods
     if any(m not in ("slt_mp", "mp_slt") for m in methods):
         return
-    trained = set(_slt_mp_rounds(config)) | {t for t in config.targets if t > config.slt_mp_switch}
+    trained, asked = set(), set()
+    if "slt_mp" in methods:
+        asked |= set(config.targets_of("slt_mp"))
+        trained |= set(_slt_mp_rounds(config)) | {t for t in config.targets_of("slt_mp") if t > config.slt_mp_switch}
     if "mp_slt" in methods:
-        trained |= {config.mp_slt_source} | {t for t in config.targets if t > config.mp_slt_source}
-    unused = [t for t in config.targets if t not in trained]
+        asked |= set(config.targets_of("mp_slt"))
+        trained |= {config.mp_slt_source} | {t for t in config.targets_of("mp_slt") if t > config.mp_slt_source}
+    unused = sorted(asked - trained)
     if unused:
         raise ValueError(
             f"targets {unused} are below slt_mp_switch={config.slt_mp_switch}: SLT-MP trains SLT to 0.5 and "
@@ -216,6 +245,21 @@ def _check_slt_mp_targets(config: Settings) -> None:
             "experiment would train them. Remove them from targets, lower slt_mp_switch, or add a method "
             "that trains them (e.g. slt)"
         )
+
+
+def _check_control_targets(on: str) -> Callable[[Settings], None]:
+    """A control runs beside the ``on`` round of its target: that round must be in ``on``'s chain."""
+
+    def check(config: Settings) -> None:
+        for method, targets in config.method_targets.items():
+            entry = METHODS[method]
+            if entry.control_of == on and (stray := [t for t in targets if t not in config.targets_of(on)]):
+                raise ValueError(
+                    f"method_targets[{method}] = {targets}: {stray} are not rounds of the {on} chain "
+                    f"{config.targets_of(on)}, and the control runs beside the {on} round of its target; "
+                    f"use targets from that chain")
+
+    return check
 
 
 def _mp_rows_up_to_the_source(run: dict, methods: list[str], config: dict) -> bool:
@@ -234,12 +278,16 @@ METHODS: dict[str, Method] = {method.name: method for method in (
                {"SLT-MP's first round": 0.5} if config.slt_mp_switch > 0.5 else {})}),
     Method("mp_slt", "MP-SLT", _plan_mp_slt, also_shows=_mp_rows_up_to_the_source,
            named_sparsities=lambda config: {"mp_slt_source": config.mp_slt_source}),
-    Method("random_mask", "random mask", _control("slt", weights="dense"), _random_mask_callbacks),  # θk non-zero everywhere
+    Method("random_mask", "random mask", _control("slt", weights="dense"), _random_mask_callbacks,  # θk non-zero everywhere
+           check=_check_control_targets("slt"), control_of="slt"),
     Method("random_reinit", "random re-init", _control("slt"),
-           _ticket(lambda context: Component.of(RandomReinit, seed=context.seed))),
+           _ticket(lambda context: Component.of(RandomReinit, seed=context.seed)),
+           check=_check_control_targets("slt"), control_of="slt"),
     Method("random_sign", "random sign", _control("clt"),
-           _ticket(lambda context: Component.of(SignOnlyReinit, sign="random", seed=context.seed))),
+           _ticket(lambda context: Component.of(SignOnlyReinit, sign="random", seed=context.seed)),
+           check=_check_control_targets("clt"), control_of="clt"),
     Method("slt_dense_k", "SLT (θk of dense)", _plan_slt_dense_k, _ticket(), in_paper=False),
+    Method("mp_lineage", "MP (SLT lineage's steps)", _plan_mp_lineage, in_paper=False, check=_check_mp_lineage_targets),
 )}
 # The paper's six methods and its three controls, in the order of its tables.
 METHOD_NAMES = tuple(name for name, method in METHODS.items() if method.in_paper)

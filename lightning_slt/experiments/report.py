@@ -55,6 +55,7 @@ def _metrics_files(output_dir: Path, manifest: dict) -> list[Path]:
         return sorted(output_dir.glob("seed*/**/metrics.json"))
     paths = [output_dir / f"seed{seed}" / run / "metrics.json" for seed in manifest["config"]["seeds"]
              for run in manifest["runs"]]
+    paths += [output_dir / f"seed{seed}" / "dense" / "metrics.json" for seed in manifest["config"].get("dense_seeds", [])]
     return [path for path in paths if path.is_file()]
 
 
@@ -143,28 +144,72 @@ def plot(methods: list[str], summary: dict, path: Path, paper: str | None = "wmt
     write_bytes(path, buffer.getvalue())
 
 
+def part_folders(folder: str | Path) -> list[Path]:
+    """An experiment folder itself, or the folders of its parts (``ExperimentConfig.parts``), in
+    the order its parts.json gives, else by name."""
+    folder = Path(folder)
+    if (folder / "experiment.json").is_file():
+        return [folder]
+    if (folder / "parts.json").is_file():
+        names = read_json(folder / "parts.json")["parts"]
+        found = [folder / name for name in names if (folder / name / "experiment.json").is_file()]
+    else:
+        found = sorted(p.parent for p in folder.glob("*/experiment.json"))
+    if not found:
+        raise FileNotFoundError(f"{folder} holds no experiment.json and no parts with one: it is not an experiment "
+                                "folder (give the output_dir of `lightning-slt experiment`)")
+    return found
+
+
+def collect_parts(output_dir: str | Path) -> tuple[list[str], list[dict]]:
+    """``collect`` over an experiment's parts: every row with its ``part``; a method's rows in
+    the joint table come from the first part that runs it (``first_part`` True)."""
+    methods: list[str] = []
+    rows: list[dict] = []
+    for folder in part_folders(output_dir):
+        part_methods, part_rows = collect(folder)
+        new = [m for m in part_methods if m not in methods]
+        methods += new
+        rows += [{"part": folder.name, **row, "first_part": row["method"] in new} for row in part_rows]
+    return methods, rows
+
+
 def write_report(output_dir: str | Path, paper: str | None = "wmt14_ende", wandb: bool | None = None) -> dict[str, Path]:
-    """Write results.csv, results.md and bleu_vs_sparsity.png into ``output_dir``.
+    """Write results.csv, results.md and bleu_vs_sparsity.png into ``output_dir`` (an experiment
+    run in parts: one joint table, each method from the first part that runs it, and a ``part``
+    column in results.csv).
 
     Args:
         paper: draw the paper's numbers for comparison ("wmt14_ende", "wmt14_enfr" or None).
         wandb: also log a W&B Table and the chart; None = as the experiment config says.
     """
     output_dir = Path(output_dir)
-    methods, rows = collect(output_dir)
-    summary = summarize(rows)
+    folders = part_folders(output_dir)
+    in_parts = folders != [output_dir]
+    if in_parts:
+        methods, rows = collect_parts(output_dir)
+        shown = [r for r in rows if r["first_part"]]
+        fields = ["part", *CSV_FIELDS]
+    else:
+        methods, rows = collect(output_dir)
+        shown, fields = rows, CSV_FIELDS
+    summary = summarize(shown)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     paths = {"csv": output_dir / "results.csv", "md": output_dir / "results.md", "png": output_dir / "bleu_vs_sparsity.png"}
     write_text(paths["csv"], buffer.getvalue())
-    seeds = sorted({r["seed"] for r in rows})
+    seeds = sorted({r["seed"] for r in shown})
     title = (f"# Results: {output_dir.name}\n\nTest BLEU and TER [%] (sacreBLEU, detokenized), mean ± sd over "
              f"seeds {seeds}; memory = pruned matrices in CSC, as the paper's Table 1.\n\n")
+    if in_parts:
+        owner = {m: next(r["part"] for r in shown if r["method"] == m) for m in methods if any(r["method"] == m for r in shown)}
+        title += ("Run in parts; each column from the part that runs it (its 0 % row is that part's dense model): "
+                  + ", ".join(f"{label(m)}: {part}" for m, part in owner.items()) + ".\n\n")
     write_text(paths["md"], title + markdown_table(methods, summary))
     plot(methods, summary, paths["png"], paper)
-    config = read_json(output_dir / "experiment.json")["config"]
+    config = read_json(folders[0] / "experiment.json")["config"]
     if wandb if wandb is not None else config.get("wandb"):
         _log_wandb(config, rows, paths["png"])
     return paths

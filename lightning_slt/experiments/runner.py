@@ -30,9 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from lightning_slt._lightning import ModelCheckpoint, qualified
+from lightning_slt._runtime import cpu_description
 from lightning_slt.artifacts import read_checkpoint, run_checkpoint
 from lightning_slt.atomic import read_json, write_json, write_text, write_torch
 from lightning_slt.callbacks import SparsityMonitor
@@ -109,6 +111,9 @@ def _existing(path: str) -> Path:
 
 def plan(config: ExperimentConfig) -> tuple[dict, Schedule, list[RunSpec]]:
     """Parse and check everything an experiment needs, before any training."""
+    if config.parts:
+        raise ValueError(f"{config.experiment_name} is run in parts ({', '.join(config.parts)}): plan each part "
+                         "(config.for_part(name)), or run it with --part=NAME")
     base = _parse_base(config)
     schedule = Schedule.resolve(config, int(base["trainer"].get("max_steps") or -1))
     if "warmup_steps" not in base.get("model", {}):
@@ -171,6 +176,19 @@ def run_experiment(config: ExperimentConfig | str | os.PathLike) -> Path:
     """
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)
+    if config.parts:  # every selected part planned (base parsed, schedule checked) before any trains
+        parts = config.selected_parts()
+        for part in parts:
+            plan(part)
+        if _rank_zero():  # the parts' order, for the joint report
+            write_json(Path(config.output_dir) / "parts.json", {"parts": list(config.parts), "config": config.to_dict()})
+        for part in parts:
+            run_experiment(part)
+        if _rank_zero() and all(_finished(config.for_part(name)) for name in config.parts):
+            from .report import write_report
+
+            write_report(config.output_dir)  # the parts' joint table, once the last of them is done
+        return Path(parts[0].output_dir) if config.part else Path(config.output_dir)
     base, schedule, runs = plan(config)
     output_dir = Path(config.output_dir)
     manifest = _manifest(config, base, schedule)
@@ -181,15 +199,26 @@ def run_experiment(config: ExperimentConfig | str | os.PathLike) -> Path:
         _check_manifest(output_dir, manifest)  # again: another process may have started it meanwhile
         if _rank_zero():  # "runs": this plan's runs, the only ones its report shows
             write_json(output_dir / MANIFEST, {**manifest, "config": config.to_dict(), "runs": [r.name for r in runs]})
-        for seed in config.seeds:
+        for seed in [*config.seeds, *config.dense_seeds]:
             last_ckpt = {run.name: str(run_paths(output_dir, seed, run.name).last) for run in runs}
-            for run in runs:
+            for run in runs if seed in config.seeds else runs[:1]:  # dense_seeds: the dense run only
                 _train(config, base, schedule, run, seed, last_ckpt)
         from .report import write_report
 
         if _rank_zero():
             write_report(output_dir)
     return output_dir
+
+
+def _finished(config: ExperimentConfig) -> bool:
+    """Whether every run of a part has its metrics.json (the parts' joint report needs them all)."""
+    manifest = Path(config.output_dir) / MANIFEST
+    if not manifest.is_file():
+        return False
+    saved = read_json(manifest)
+    seeds = [(seed, run) for seed in saved["config"]["seeds"] for run in saved["runs"]]
+    seeds += [(seed, "dense") for seed in saved["config"].get("dense_seeds", [])]
+    return all(run_paths(config.output_dir, seed, run).metrics.is_file() for seed, run in seeds)
 
 
 def _rank_zero() -> bool:
@@ -205,7 +234,7 @@ def _run_spec(config: ExperimentConfig, base: dict, schedule: Schedule, run: Run
     # the base config's ModelCheckpoint and TrainTimeBudget would fight that.
     replaced = ("ModelCheckpoint", "TrainTimeBudget")
     kept = [cb for cb in base["trainer"].get("callbacks") or [] if not str(cb.get("class_path", "")).endswith(replaced)]
-    every = max(1, schedule.max_steps // 20)
+    every = max(1, (run.max_steps or schedule.max_steps) // 20)
     checkpoints = [
         Component.of(BestAfterStep, dirpath=str(paths.checkpoints), filename="best", monitor="val/bleu", mode="max",
                      save_top_k=1, after_step=run.best_after_step, enable_version_counter=False),
@@ -218,6 +247,7 @@ def _run_spec(config: ExperimentConfig, base: dict, schedule: Schedule, run: Run
         base=base, callbacks=[*run_callbacks(run, last_ckpt, schedule, seed), *kept, *monitor, *checkpoints],
         logger=_logger(config, run, seed, paths), seed=seed, root_dir=str(paths.root),
         model={"output_dir": str(paths.root / "test"), "warmup_steps": schedule.warmup_steps},  # the paper's proportion
+        trainer={"max_steps": run.max_steps} if run.max_steps else {},
     )
 
 
@@ -269,6 +299,8 @@ def _train(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpe
         if trainer.is_global_zero:
             metrics = _finish(config, run, seed, paths, best, valid, model.last_test_metrics or {}, wall_time,
                               trainer.global_step)
+            metrics["machine"] = {"cpu": cpu_description(), "precision": str(trainer.precision),
+                                  "threads": torch.get_num_threads()}  # the figures depend on them
             _log_ticket(config, run, seed, paths, trainer, metrics)
             write_json(paths.metrics, metrics)  # last: its presence marks the run finished
     finally:
@@ -323,6 +355,7 @@ def _finish(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths, 
         "run": run.name, "kind": run.kind, "seed": seed, "methods": run.methods, "reported_in": run.reported_in,
         "sparsity_target": run.sparsity,
         "sparsity": pruned / prunable if masks else 0.0,
+        "layer_sparsity": {name: int((~m).sum()) / m.numel() for name, m in masks.items()},
         "parameters": total, "prunable_parameters": prunable, "remaining_parameters": total - pruned,
         "dense_mb": total * 4 / 2**20,
         "sparse_mb": _csc_megabytes(weights, masks),

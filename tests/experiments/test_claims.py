@@ -97,9 +97,11 @@ def test_seed_spread_needs_three_seeds_and_markdown_lists_every_verdict():
     assert seed_spread([30.0, 30.4, 29.8]) == pytest.approx(0.3055, abs=1e-4)
     with pytest.raises(ValueError, match="at least 3 seeds, got 2"):
         seed_spread([30.0, 30.4])
-    verdicts = judge_claims(_table(mp={0.5: 30.0}, lt={0.5: 28.0}), SIGMA_SEED, paper=PAPER)
+    verdicts = judge_claims(_table(mp={0.0: 31.2, 0.5: 30.0}, lt={0.0: 31.2, 0.5: 28.0}), SIGMA_SEED, paper=PAPER)
     text = claims_markdown(verdicts, SIGMA_SEED, dense_bleu=31.2)
-    assert "| 2 | lt − mp | 50% | -1.0 | -2.00 ± 0.28 | < | < | met |" in text
+    # paper: LT 25.4 and MP 26.4 against its dense 26.8; ours against our dense 31.2
+    assert "| 2 | lt − mp | 50% |  | -1.4, -0.4 | -1.0 | -3.20, -1.20 | -2.00 ± 0.28 | < | < | met |" in text
+    assert "| 1. SLT ≈ MP up to 85 % sparsity, and MP is clearly better at ≥ 90 % | **inconclusive** | slt |" in text
     assert "| 2. LT (reset to θ0) is below MP at every sparsity | **holds** |  |" in text
     assert "σ_seed = 0.20" in text and "Dense test BLEU 31.20" in text
 
@@ -141,7 +143,7 @@ def test_report_claims_on_an_experiment_folder(tmp_path):
     text = (tmp_path / "claims.md").read_text()
     assert "σ_seed = 0.31 BLEU" in text and "Dense test BLEU 30.00" in text
     row = next(line for line in text.splitlines() if line.startswith("| 1 | slt − mp | 50% |"))
-    delta, sigma = row.split("|")[5].split("±")
+    delta, sigma = row.split("|")[8].split("±")
     assert float(delta) == pytest.approx(2.0) and float(sigma) > math.sqrt(2) * 0.3055  # the bootstrap adds to it
     assert "| 1. SLT ≈ MP up to 85 % sparsity, and MP is clearly better at ≥ 90 % | **inconclusive** | mp and slt at ≥ 90 % |" in text
 
@@ -153,3 +155,72 @@ def test_report_claims_refuses_fewer_than_three_dense_seeds(tmp_path):
     with pytest.raises(SystemExit, match="at least 3 seeds, got 2; train it with seeds: \\[0, 1, 2\\]"):
         report_main([str(tmp_path), "--claims", "--paper", "none"])
     assert not (tmp_path / "claims.md").exists()
+
+
+def _part(root, name, runs: dict, dense_seeds=(), dense_bleu=30.0):
+    """One part folder as the runner writes it: runs = {lineage: (kind, method, sparsity, BLEU,
+    wrong test lines)}, seed 0, plus dense-only seeds at dense_bleu + 0.4 * seed."""
+    import json
+
+    refs = [f"ein hund läuft am strand nummer {i} ." for i in range(40)]
+    folder = root / name
+    methods = sorted({method for _, method, *_ in runs.values() if method != "dense"})
+    runs = {"dense": ("dense", "dense", 0.0, dense_bleu, 0), **runs}
+    folder.mkdir(parents=True)
+    (folder / "experiment.json").write_text(json.dumps({"config": {"methods": methods, "seeds": [0],
+                                                                   "dense_seeds": list(dense_seeds)}, "runs": list(runs)}))
+    for seed in (0, *dense_seeds):
+        for run, (kind, method, sparsity, bleu, wrong) in runs.items():
+            if seed and kind != "dense":
+                continue
+            out = folder / f"seed{seed}" / run
+            (out / "test").mkdir(parents=True)
+            (out / "test" / "hypotheses_test.txt").write_text(
+                "".join(("eine katze ." if i < wrong else r) + "\n" for i, r in enumerate(refs)))
+            (out / "test" / "references_test.txt").write_text("".join(r + "\n" for r in refs))
+            value = bleu + 0.4 * seed
+            shown = methods if kind == "dense" else [method]
+            (out / "metrics.json").write_text(json.dumps({
+                "run": run, "kind": kind, "seed": seed, "methods": shown, "reported_in": shown,
+                "sparsity_target": sparsity, "sparsity": sparsity, "remaining_parameters": 1, "sparse_mb": 1.0,
+                "valid": {"bleu": value}, "test": {"bleu": value, "chrf": 50.0, "ter": 60.0}, "steps": 10,
+                "wall_time_s": 1.0, "lineage_steps": 10 * (1 + run.count("/")), "lineage_wall_time_s": 1.0,
+                "mask_from": None, "weights_from": None, "layer_sparsity": {} if kind == "dense" else {
+                    f"model.{side}.layers.{i}.{m}.weight": sparsity for side in ("encoder", "decoder")
+                    for i in range(2) for m in ("self_attn.q_proj", "ffn.fc1")}}))
+    return folder
+
+
+def test_claims_over_parts_compare_within_a_part_and_across_only_where_no_part_ran_both(tmp_path):
+    """Part a: SLT and MP with the seed spread (dense seeds 0, 1, 2: 30.0, 30.4, 30.8, sd 0.4);
+    part b: SLT and CLT. Claim 4 (CLT vs SLT) is judged inside b, claim 1 inside a; SLT-MP (part
+    c) against MP (part a) only across, on BLEU relative to each part's dense model."""
+    from lightning_slt.experiments.claims import write_claims
+
+    _part(tmp_path, "a", {"dense/slt_0.90": ("slt", "slt", 0.9, 27.0, 8), "mp_0.90": ("mp", "mp", 0.9, 26.0, 10)},
+          dense_seeds=(1, 2))
+    _part(tmp_path, "b", {"dense/slt_0.90": ("slt", "slt", 0.9, 27.5, 8), "dense/clt_0.90": ("clt", "clt", 0.9, 27.4, 8)},
+          dense_bleu=30.5)
+    _part(tmp_path, "c", {"dense/slt_0.50/slt_0.60/mp_0.90": ("mp", "slt_mp", 0.9, 28.0, 6)}, dense_bleu=28.5)
+    (tmp_path / "parts.json").write_text('{"parts": ["a", "b", "c"]}')
+    path, verdicts = write_claims(tmp_path)
+    by = {v.number: v for v in verdicts}
+    [one] = by[1].comparisons
+    assert (one.part, one.across, one.delta) == ("a", False, pytest.approx(-1.0))  # mp − slt in a, not b's slt
+    [four] = by[4].comparisons
+    assert (four.a, four.b, four.part, four.delta) == ("clt", "slt", "b", pytest.approx(-0.1))
+    three = {c.b: c for c in by[3].comparisons}
+    mp = three["mp"]
+    assert mp.across and mp.part == "c ↔ a"
+    assert (mp.a_rel, mp.b_rel, mp.delta) == (pytest.approx(-0.5), pytest.approx(-4.0), pytest.approx(3.5))
+    assert three["slt"].part == "c ↔ a"  # a is the first part with SLT at 90 %
+    within = math.sqrt(2 * 0.4**2 + 0)  # no bootstrap spread where the outputs are identical (b's SLT, CLT)
+    assert four.sigma == pytest.approx(within)
+    assert mp.sigma > math.sqrt(4 * 0.4**2)  # two seed draws per side, and the bootstrap
+    text = path.read_text()
+    assert "σ_seed = 0.40 BLEU" in text
+    assert "| a | 30.00 | (the reference) |" in text and "| b | 30.50 | Δ +0.50 ± 0.57: agrees |" in text
+    assert "| c | 28.50 | Δ -1.50 ± 0.57: does not agree |" in text
+    paper = PAPER["slt_mp"]["bleu"]["0.90"] - 26.8, PAPER["mp"]["bleu"]["0.90"] - 26.8
+    assert f"| 3 | slt_mp − mp | 90% | c ↔ a | {paper[0]:+.1f}, {paper[1]:+.1f} |" in text
+    assert "| -0.50, -4.00 | +3.50 ± " in text

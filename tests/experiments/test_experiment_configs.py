@@ -20,7 +20,11 @@ def test_there_is_one_config_per_method_and_the_paper_setup():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_experiment_config_plans(path, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
-    config = load_config(path)
+    for config in load_config(path).selected_parts():  # an experiment in parts: each part
+        _check_plan(path, config)
+
+
+def _check_plan(path: Path, config: ExperimentConfig) -> None:
     base, schedule, runs = plan(config)
     assert runs[0].name == "dense" and len(runs) > len(config.methods)
     assert 0 < schedule.rewind_step <= schedule.mp_end_step <= schedule.max_steps
@@ -37,6 +41,9 @@ def test_experiment_config_plans(path, monkeypatch):
                 schedule.warmup_steps) == (500_000, 25_000, 400_000, 10_000, 10_000)
         assert base["model"]["optimizer"] == "adafactor" and base["model"]["d_model"] == 512
         assert len([r for r in runs if "slt" in r.methods]) == 13  # dense + 12 rounds to 98 %
+    if path.stem == "reproduce_multi30k":  # every run of a part the same length, but the lineage-length MP
+        assert (schedule.max_steps, schedule.warmup_steps, schedule.rewind_step) == (800, 16, 40)
+        assert {r.max_steps for r in runs} <= {None, 3200}
 
 
 def test_wrong_type_in_an_experiment_config_names_the_key(tmp_path):

@@ -19,7 +19,7 @@ def _plan(methods, targets=(0.5, 0.6, 0.8)):
 
 def test_every_entry_has_a_label_and_the_paper_methods_keep_their_order():
     assert METHOD_NAMES == ("mp", "lt", "slt", "clt", "slt_mp", "mp_slt", "random_mask", "random_reinit", "random_sign")
-    assert set(METHODS) == {*METHOD_NAMES, "slt_dense_k"} and all(METHODS[m].label for m in METHODS)
+    assert set(METHODS) == {*METHOD_NAMES, "slt_dense_k", "mp_lineage"} and all(METHODS[m].label for m in METHODS)
     assert label("slt_dense_k") == "SLT (θk of dense)" and label("gone") == "gone"  # an old folder's method
 
 
