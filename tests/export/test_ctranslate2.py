@@ -105,7 +105,11 @@ def test_ticket_input_and_int8(trained, test_slice, tmp_path, capsys) -> None:
                for name in ("fp32", "int8")}
     bleu = {name: sacrebleu.corpus_bleu(hyps, [ref]).score for name, hyps in outputs.items()}
     assert bleu["int8"] > bleu["fp32"] - 2.0, bleu
-    assert sum(a == b for a, b in zip(outputs["fp32"], outputs["int8"])) >= 50
+    # int8 stays close to fp32 output by output: chrF of the int8 outputs against the fp32 ones.
+    # (Identical greedy outputs are not a CPU-independent measure for this 7-BLEU fixture: on an
+    # AVX2-only EPYC 11 of 100 were identical with the BLEU still within 0.6, against >= 50 elsewhere.)
+    closeness = sacrebleu.corpus_chrf(outputs["int8"], [outputs["fp32"]]).score
+    assert closeness >= 60, (closeness, sum(a == b for a, b in zip(outputs["fp32"], outputs["int8"])))
 
 
 @pytest.mark.parametrize("pre_norm", [True, False])

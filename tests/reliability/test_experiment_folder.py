@@ -141,7 +141,8 @@ def test_report_of_a_folder_that_is_no_experiment_is_refused(tmp_path, tally):
     before = file_states(tmp_path)
     with pytest.raises(SystemExit) as info:
         cli.main(["report", str(tmp_path)])
-    assert f"{tmp_path} holds no experiment.json: it is not an experiment folder" in str(info.value.code)
+    assert f"{tmp_path} holds no experiment.json and no parts with one: it is not an experiment folder" in str(
+        info.value.code)
     assert file_states(tmp_path) == before
     tally("bad_inputs")
 
