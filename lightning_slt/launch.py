@@ -222,7 +222,7 @@ class TranslationCLI(LightningCLI):
             return
         trainer = (self.config[self.subcommand] if self.subcommand else self.config).trainer
         trainer.precision, why = cpu_precision(trainer.precision, trainer.accelerator)
-        if why:  # before the Trainer and the saved config.yaml: both say what the run trains in
+        if why:  # before the Trainer and Lightning's saved config.yaml: both say what the run trains in
             log.warning(why)
 
     def instantiate_classes(self) -> None:

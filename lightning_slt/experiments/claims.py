@@ -338,6 +338,10 @@ def _load_part(folder: Path, seed: int) -> tuple[Part, dict[int, float]]:
     return Part(folder.name, systems, references, dense), {k: r["test_bleu"] for k, r in dense_rows.items()}
 
 
+def _dense_finished(folder: Path, seed: int) -> bool:
+    return (folder / f"seed{seed}" / "dense" / "metrics.json").is_file()
+
+
 def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, seed: int = 0,
                  paper: str = "wmt14_ende") -> tuple[Path, list[ClaimVerdict]]:
     """Judge the claims on one seed of an experiment folder (or of its parts) and write
@@ -345,7 +349,7 @@ def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, s
 
     Args:
         dense_from: the experiment folder whose dense runs give the seed spread (≥ 3 seeds);
-            default: the dense runs of ``output_dir`` (of all its parts, each seed counted once).
+            default: the dense runs of ``output_dir`` (in parts: of the part with the most seeds).
         seed: the seed whose runs are compared (comparisons stay within one set of runs).
 
     Raises:
@@ -356,16 +360,21 @@ def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, s
     from .report import collect, paper_results, part_folders
 
     output_dir = Path(output_dir)
-    loaded = [_load_part(folder, seed) for folder in part_folders(output_dir)]
+    folders = part_folders(output_dir)
+    if len(folders) > 1:  # a part still training (no dense test result yet) is left out, and said so
+        unfinished = [f.name for f in folders if not _dense_finished(f, seed)]
+        folders = [f for f in folders if f.name not in unfinished]
+        if not folders:
+            raise ValueError(f"{output_dir}: no part has a finished dense run of seed {seed} yet ({', '.join(unfinished)})")
+    else:
+        unfinished = []
+    loaded = [_load_part(folder, seed) for folder in folders]
     parts = [part for part, _ in loaded]
     if dense_from is not None:
         _, dense_rows = collect(dense_from)
         dense = {r["seed"]: r["test_bleu"] for r in dense_rows if r["kind"] == "dense" and r["test_bleu"] is not None}
-    else:
-        dense = {}
-        for _, per_seed in loaded:  # a seed retrained by several parts counts once: the first part's
-            for key, bleu in per_seed.items():
-                dense.setdefault(key, bleu)
+    else:  # the seeds of one part (the one with most): parts on other machines or sittings would inflate it
+        dense = max((per_seed for _, per_seed in loaded), key=len)
     sigma_seed = seed_spread(list(dense.values()))
     reference_table = paper_results().get(paper, {}).get("methods")
     verdicts = judge_parts(parts, sigma_seed, reference_table)
@@ -375,7 +384,8 @@ def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, s
                      if part.dense is not None]
     path = output_dir / "claims.md"
     first = parts[0].dense.bleu if parts[0].dense is not None else None
-    write_text(path, f"# Claims of Brix et al. (2020) on {output_dir.name}, seed {seed}\n\n"
+    pending = f"Parts not finished yet, left out: {', '.join(unfinished)}.\n\n" if unfinished else ""
+    write_text(path, f"# Claims of Brix et al. (2020) on {output_dir.name}, seed {seed}\n\n" + pending
                + claims_markdown(verdicts, sigma_seed, first if len(parts) == 1 else None, agreement))
     return path, verdicts
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from lightning_slt.pruning import check_sparsity
 
 from .chains import Schedule
-from .methods import METHOD_NAMES, METHODS
+from .methods import METHOD_NAMES, METHODS, chains_needed
 
 __all__ = ["METHOD_NAMES", "PAPER_TARGETS", "ExperimentConfig", "Part", "Schedule"]
 PAPER_TARGETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98]
@@ -71,7 +71,7 @@ class ExperimentConfig:
         dense_seeds: seeds of which only the dense run is trained: the seed spread that
             ``report --claims`` judges differences against (with ``seeds``, at least three).
         parts: the experiment split into parts run one by one (``Part``), by name; with parts,
-            ``methods`` may stay empty (it is then every part's methods).
+            ``methods`` may stay empty (each part runs its own; a method listed here must be in one).
         part: the part to run (``--part=NAME``); None with ``parts`` runs them all in order.
         wandb: log every run with WandbLogger (``WANDB_MODE=offline`` works without network).
         wandb_project: W&B project; runs are grouped per experiment, ``job_type`` = method.
@@ -139,10 +139,11 @@ class ExperimentConfig:
         return list(self.method_targets.get(method, self.targets))
 
     def _check_method_targets(self) -> None:
+        allowed = set(self.methods) | chains_needed(self.methods)
         for method, targets in self.method_targets.items():
-            if method not in self.methods:
-                raise ValueError(f"method_targets names {method!r}, which is not among methods {self.methods}; "
-                                 "remove the entry or add the method")
+            if method not in allowed:
+                raise ValueError(f"method_targets names {method!r}, which is not among methods {self.methods} (nor a "
+                                 "chain they build on); remove the entry or add the method")
             if not targets:
                 raise ValueError(f"method_targets[{method}] is empty; remove the entry to use targets {self.targets}")
             for i, target in enumerate(targets):
@@ -158,6 +159,12 @@ class ExperimentConfig:
         stray = [m for m in self.methods if m not in everything]
         if stray:
             raise ValueError(f"methods {stray} are in no part; with parts, each method is run by the parts naming it")
+        unknown = [m for m in everything if m not in METHODS]
+        used = set(everything) | chains_needed([m for m in everything if m in METHODS])
+        unused = [m for m in self.method_targets if m not in used]
+        if unused and not unknown:
+            raise ValueError(f"method_targets names {unused}, which no part runs (nor a chain a part builds on); "
+                             "remove the entries or add the methods to a part")
         if self.dense_seeds:
             raise ValueError("with parts, dense_seeds belong to a part (parts: {name: {dense_seeds: [1, 2]}})")
         for name in self.parts:
@@ -170,7 +177,9 @@ class ExperimentConfig:
             raise ValueError(f"part name {name!r} is not a folder name; use letters, digits, '_' or '-'")
         try:
             return replace(self, methods=list(part.methods), dense_seeds=list(part.dense_seeds), parts={}, part=None,
-                           method_targets={m: t for m, t in self.method_targets.items() if m in part.methods},
+                           method_targets={m: t for m, t in self.method_targets.items()
+                                           if m in part.methods or m in chains_needed([x for x in part.methods
+                                                                                       if x in METHODS])},
                            output_dir=str(Path(self.output_dir) / name), name=f"{self.experiment_name}-{name}")
         except ValueError as error:
             raise ValueError(f"part {name!r}: {error}") from None

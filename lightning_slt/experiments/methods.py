@@ -251,13 +251,13 @@ def _check_control_targets(on: str) -> Callable[[Settings], None]:
     """A control runs beside the ``on`` round of its target: that round must be in ``on``'s chain."""
 
     def check(config: Settings) -> None:
-        for method, targets in config.method_targets.items():
-            entry = METHODS[method]
-            if entry.control_of == on and (stray := [t for t in targets if t not in config.targets_of(on)]):
+        for method in config.methods:
+            targets = config.targets_of(method)
+            if METHODS[method].control_of == on and (stray := [t for t in targets if t not in config.targets_of(on)]):
                 raise ValueError(
-                    f"method_targets[{method}] = {targets}: {stray} are not rounds of the {on} chain "
+                    f"{method}'s targets {targets}: {stray} are not rounds of the {on} chain "
                     f"{config.targets_of(on)}, and the control runs beside the {on} round of its target; "
-                    f"use targets from that chain")
+                    f"use targets from that chain (method_targets: {{{method}: [...]}})")
 
     return check
 
@@ -289,6 +289,12 @@ METHODS: dict[str, Method] = {method.name: method for method in (
     Method("slt_dense_k", "SLT (θk of dense)", _plan_slt_dense_k, _ticket(), in_paper=False),
     Method("mp_lineage", "MP (SLT lineage's steps)", _plan_mp_lineage, in_paper=False, check=_check_mp_lineage_targets),
 )}
+def chains_needed(methods: list[str]) -> set[str]:
+    """The methods whose chains ``methods`` build on without naming them (a control's SLT or CLT
+    chain, the SLT lineage of ``mp_lineage``): their ``method_targets`` shape these runs too."""
+    return {METHODS[m].control_of for m in methods if METHODS[m].control_of} | ({"slt"} if "mp_lineage" in methods else set())
+
+
 # The paper's six methods and its three controls, in the order of its tables.
 METHOD_NAMES = tuple(name for name, method in METHODS.items() if method.in_paper)
 _KIND_CALLBACKS = {"dense": _dense_callbacks, **{name: m.callbacks for name, m in METHODS.items() if m.callbacks}}

@@ -200,7 +200,7 @@ def write_report(output_dir: str | Path, paper: str | None = "wmt14_ende", wandb
     writer.writerows(rows)
     paths = {"csv": output_dir / "results.csv", "md": output_dir / "results.md", "png": output_dir / "bleu_vs_sparsity.png"}
     write_text(paths["csv"], buffer.getvalue())
-    seeds = sorted({r["seed"] for r in shown})
+    seeds = sorted({r["seed"] for r in shown if r["sparsity"] > 0}) or sorted({r["seed"] for r in shown})
     title = (f"# Results: {output_dir.name}\n\nTest BLEU and TER [%] (sacreBLEU, detokenized), mean ± sd over "
              f"seeds {seeds}; memory = pruned matrices in CSC, as the paper's Table 1.\n\n")
     if in_parts:

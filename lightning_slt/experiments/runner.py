@@ -34,7 +34,7 @@ import torch
 import yaml
 
 from lightning_slt._lightning import ModelCheckpoint, qualified
-from lightning_slt._runtime import cpu_description
+from lightning_slt._runtime import cpu_description, cpu_precision
 from lightning_slt.artifacts import read_checkpoint, run_checkpoint
 from lightning_slt.atomic import read_json, write_json, write_text, write_torch
 from lightning_slt.callbacks import SparsityMonitor
@@ -100,7 +100,14 @@ def _parse_base(config: ExperimentConfig) -> dict:
     Keys sorted (yaml's default order): the order every run's config.yaml has been written in.
     """
     args = [arg for path in config.base for arg in ("--config", str(_existing(path)))] + list(config.base_args)
-    return yaml.safe_load(yaml.safe_dump(parse_base(args)))
+    base = yaml.safe_load(yaml.safe_dump(parse_base(args)))
+    # what the runs train in on this machine, in every run's config.yaml and in the manifest (a
+    # folder of bf16 runs is not continued in fp32 on a CPU without bf16 matmuls, or back)
+    trainer = base["trainer"]
+    trainer["precision"], why = cpu_precision(trainer.get("precision"), trainer.get("accelerator"))
+    if why:
+        log.warning(f"experiment {config.experiment_name}: {why}")
+    return base
 
 
 def _existing(path: str) -> Path:
@@ -176,10 +183,15 @@ def run_experiment(config: ExperimentConfig | str | os.PathLike) -> Path:
     """
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)
-    if config.parts:  # every selected part planned (base parsed, schedule checked) before any trains
+    if config.parts:  # every part planned and its folder checked before any trains
+        if (Path(config.output_dir) / MANIFEST).is_file():
+            raise ValueError(f"{config.output_dir} holds a single experiment ({MANIFEST}), not the parts of one: "
+                             "choose another output_dir for the experiment in parts")
+        for name in config.parts:
+            part = config.for_part(name)
+            base, schedule, _ = plan(part)
+            _check_manifest(Path(part.output_dir), _manifest(part, base, schedule))
         parts = config.selected_parts()
-        for part in parts:
-            plan(part)
         if _rank_zero():  # the parts' order, for the joint report
             write_json(Path(config.output_dir) / "parts.json", {"parts": list(config.parts), "config": config.to_dict()})
         for part in parts:

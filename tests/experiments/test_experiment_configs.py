@@ -60,6 +60,7 @@ def test_manifest_digest_is_that_of_the_base_without_nulls(monkeypatch):
 
     import yaml
 
+    from lightning_slt._runtime import cpu_precision
     from lightning_slt.experiments.runner import _manifest
     from lightning_slt.launch import TranslationCLI
 
@@ -70,6 +71,8 @@ def test_manifest_digest_is_that_of_the_base_without_nulls(monkeypatch):
         warnings.simplefilter("ignore")
         cli = TranslationCLI(args=["--config", "conf/multi30k_cpu.yaml", *config.base_args], run=False, parse_only=True)
     without_nulls = yaml.safe_load(cli.parser.dump(cli.config))  # jsonargparse's default: skip_none=True
+    trainer = without_nulls["trainer"]  # the precision this CPU trains in, as the runner records it
+    trainer["precision"] = cpu_precision(trainer["precision"], trainer["accelerator"])[0]
     expected = hashlib.sha256(yaml.safe_dump(without_nulls, sort_keys=True).encode()).hexdigest()
     assert _manifest(config, base, schedule)["base_config_sha256"] == expected
 

@@ -34,9 +34,12 @@ def test_controls_at_their_own_targets_stand_beside_the_slt_round_of_that_target
 
 
 def test_method_targets_are_checked_before_anything_runs():
-    with pytest.raises(ValueError, match=r"method_targets\[random_mask\] = \[0.5, 0.85\]: \[0.85\] are not rounds of the "
+    with pytest.raises(ValueError, match=r"random_mask's targets \[0.5, 0.85\]: \[0.85\] are not rounds of the "
                                          r"slt chain \[0.5, 0.8, 0.9, 0.95\]"):
         _config(methods=["slt", "random_mask"], method_targets={"random_mask": [0.5, 0.85]})
+    # a control on the experiment's targets, beside an SLT chain given fewer: refused, not run at two of four
+    with pytest.raises(ValueError, match=r"random_mask's targets \[0.5, 0.8, 0.9, 0.95\]: \[0.8, 0.95\] are not rounds"):
+        _config(methods=["slt", "random_mask"], method_targets={"slt": [0.5, 0.9]})
     with pytest.raises(ValueError, match="method_targets names 'lt', which is not among methods"):
         _config(methods=["slt"], method_targets={"lt": [0.5]})
     with pytest.raises(ValueError, match=r"method_targets\[mp\] must be strictly increasing"):
@@ -83,6 +86,44 @@ def test_parts_are_experiments_of_their_own_in_subfolders_each_with_the_dense_ru
     assert [p.output_dir for p in _config(parts=config.parts, part="b_seeds").selected_parts()] == ["out/repro/b_seeds"]
     _, runs = _runs(first)
     assert "dense" in runs and runs["dense"].methods == ["slt", "mp"]
+
+
+def test_a_part_keeps_the_targets_of_the_chains_its_controls_stand_beside():
+    """Part b runs only a control and mp_lineage; the SLT chain they build on is given two rounds
+    (method_targets: {slt: [0.5, 0.9]}), so the control stands beside SLT 90 % after 50 % and the
+    lineage is three runs long, in part b as in part a."""
+    config = _config(method_targets={"slt": [0.5, 0.9], "random_mask": [0.9], "mp_lineage": [0.9]},
+                     parts={"a": {"methods": ["slt"]}, "b": {"methods": ["random_mask", "mp_lineage"]}})
+    _, runs = _runs(config.for_part("b"))
+    assert sorted(runs) == ["dense", "dense/slt_0.50", "dense/slt_0.50/random_mask_0.90", "mp_0.90_3x"]
+    _, runs_a = _runs(config.for_part("a"))
+    assert sorted(runs_a) == ["dense", "dense/slt_0.50", "dense/slt_0.50/slt_0.90"]
+    with pytest.raises(ValueError, match=r"method_targets names \['clt'\], which no part runs"):
+        _config(method_targets={"clt": [0.5]}, parts={"a": {"methods": ["slt"]}})
+
+
+def test_every_part_folder_is_checked_before_the_chosen_part_trains(tmp_path, data_root):
+    """Part p1 finished under 6 steps; the config now says 8: running p2 alone is refused before
+    it trains, since p1's runs and p2's would be judged together. A folder holding a single
+    experiment is refused as the home of parts."""
+    from pathlib import Path
+
+    from lightning_slt.experiments import run_experiment
+
+    base = str(Path(__file__).parent / "tiny_base.yaml")
+    parts = {"p1": {"methods": ["mp"]}, "p2": {"methods": ["slt"]}}
+    short = ["--trainer.max_steps=4", "--trainer.val_check_interval=2"]
+    run_experiment(ExperimentConfig(base=[base], output_dir=str(tmp_path / "x"), targets=[0.5], base_args=short,
+                                    parts=parts, part="p1"))
+    changed = ExperimentConfig(base=[base], output_dir=str(tmp_path / "x"), targets=[0.5], parts=parts, part="p2",
+                               base_args=["--trainer.max_steps=8", "--trainer.val_check_interval=2"])
+    with pytest.raises(ValueError, match=r"x/p1 holds a different experiment \(.*max_steps"):
+        run_experiment(changed)
+    assert not (tmp_path / "x" / "p2").exists()
+    single = ExperimentConfig(base=[base], output_dir=str(tmp_path / "x" / "p1"), targets=[0.5], base_args=short,
+                              parts={"q": {"methods": ["mp"]}})
+    with pytest.raises(ValueError, match="holds a single experiment"):
+        run_experiment(single)
 
 
 def test_bad_parts_are_refused_before_any_part_runs():
