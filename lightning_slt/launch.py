@@ -220,10 +220,8 @@ class TranslationCLI(LightningCLI):
         if self._parse_only:
             self.subcommand = None  # LightningCLI runs nothing without a subcommand
             return
-        trainer = (self.config[self.subcommand] if self.subcommand else self.config).trainer
-        trainer.precision, why = cpu_precision(trainer.precision, trainer.accelerator)
-        if why:  # before the Trainer and Lightning's saved config.yaml: both say what the run trains in
-            log.warning(why)
+        # before the Trainer and Lightning's saved config.yaml: both say what the run trains in
+        _train_precision_of_this_cpu((self.config[self.subcommand] if self.subcommand else self.config).trainer)
 
     def instantiate_classes(self) -> None:
         if not self._parse_only:
@@ -258,6 +256,13 @@ class TranslationCLI(LightningCLI):
         tokenizer = self.datamodule.tokenizer if self.datamodule is not None else None
         self.model.check_checkpoint(self._checkpoint, f"checkpoint {ckpt_path}", tokenizer=tokenizer)
         self._checkpoint = None  # Lightning loads it again for the run; free the mapped copy
+
+
+def _train_precision_of_this_cpu(trainer: Namespace) -> None:
+    """Set ``trainer.precision`` to what this machine trains it in (``cpu_precision``), saying why."""
+    trainer.precision, why = cpu_precision(trainer.precision, trainer.accelerator)
+    if why:
+        log.warning(why)
 
 
 def _check_checkpoint_folders(trainer: Trainer) -> None:
@@ -302,6 +307,7 @@ def parse_base(args: list[str]) -> dict:
     (every key present; an explicit null kept: ``check_val_every_n_epoch: null`` validates by steps
     across epochs, and dropping it would bring back the Trainer default), nothing built."""
     cli = TranslationCLI(args=args, run=False, parse_only=True)
+    _train_precision_of_this_cpu(cli.config.trainer)  # what the run will train in here, as `build` would
     return yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
 
 

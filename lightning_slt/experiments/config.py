@@ -159,16 +159,15 @@ class ExperimentConfig:
         stray = [m for m in self.methods if m not in everything]
         if stray:
             raise ValueError(f"methods {stray} are in no part; with parts, each method is run by the parts naming it")
-        unknown = [m for m in everything if m not in METHODS]
-        used = set(everything) | chains_needed([m for m in everything if m in METHODS])
-        unused = [m for m in self.method_targets if m not in used]
-        if unused and not unknown:
-            raise ValueError(f"method_targets names {unused}, which no part runs (nor a chain a part builds on); "
-                             "remove the entries or add the methods to a part")
         if self.dense_seeds:
             raise ValueError("with parts, dense_seeds belong to a part (parts: {name: {dense_seeds: [1, 2]}})")
-        for name in self.parts:
+        for name in self.parts:  # first: an unknown method is named by its part's own error
             self.for_part(name)
+        used = set(everything) | chains_needed(everything)
+        unused = [m for m in self.method_targets if m not in used]
+        if unused:
+            raise ValueError(f"method_targets names {unused}, which no part runs (nor a chain a part builds on); "
+                             "remove the entries or add the methods to a part")
 
     def for_part(self, name: str) -> ExperimentConfig:
         """Part ``name`` as an experiment of its own, in ``<output_dir>/<name>``."""
@@ -178,8 +177,7 @@ class ExperimentConfig:
         try:
             return replace(self, methods=list(part.methods), dense_seeds=list(part.dense_seeds), parts={}, part=None,
                            method_targets={m: t for m, t in self.method_targets.items()
-                                           if m in part.methods or m in chains_needed([x for x in part.methods
-                                                                                       if x in METHODS])},
+                                           if m in {*part.methods, *chains_needed(part.methods)}},
                            output_dir=str(Path(self.output_dir) / name), name=f"{self.experiment_name}-{name}")
         except ValueError as error:
             raise ValueError(f"part {name!r}: {error}") from None

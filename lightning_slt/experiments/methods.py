@@ -289,10 +289,14 @@ METHODS: dict[str, Method] = {method.name: method for method in (
     Method("slt_dense_k", "SLT (θk of dense)", _plan_slt_dense_k, _ticket(), in_paper=False),
     Method("mp_lineage", "MP (SLT lineage's steps)", _plan_mp_lineage, in_paper=False, check=_check_mp_lineage_targets),
 )}
+
+
 def chains_needed(methods: list[str]) -> set[str]:
     """The methods whose chains ``methods`` build on without naming them (a control's SLT or CLT
-    chain, the SLT lineage of ``mp_lineage``): their ``method_targets`` shape these runs too."""
-    return {METHODS[m].control_of for m in methods if METHODS[m].control_of} | ({"slt"} if "mp_lineage" in methods else set())
+    chain, the SLT lineage of ``mp_lineage``): their ``method_targets`` shape these runs too.
+    A name the registry does not know needs nothing (the config refuses it with its own error)."""
+    controls = {METHODS[m].control_of for m in methods if m in METHODS and METHODS[m].control_of}
+    return controls | ({"slt"} if "mp_lineage" in methods else set())
 
 
 # The paper's six methods and its three controls, in the order of its tables.

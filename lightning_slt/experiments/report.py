@@ -47,15 +47,25 @@ def collect(output_dir: str | Path) -> tuple[list[str], list[dict]]:
     return methods, rows
 
 
+def planned_metrics(output_dir: Path, manifest: dict) -> list[Path] | None:
+    """The metrics.json of every run of the experiment's current plan (each seed's runs, the
+    dense run of each dense-only seed), finished or not; None for a manifest written before
+    plans were recorded."""
+    if "runs" not in manifest:
+        return None
+    paths = [output_dir / f"seed{seed}" / run / "metrics.json" for seed in manifest["config"]["seeds"]
+             for run in manifest["runs"]]
+    return paths + [output_dir / f"seed{seed}" / "dense" / "metrics.json"
+                    for seed in manifest["config"].get("dense_seeds", [])]
+
+
 def _metrics_files(output_dir: Path, manifest: dict) -> list[Path]:
     """The finished runs of the experiment's current plan: not those of an earlier invocation with
     other targets, whose rows at a shared sparsity would be averaged with these as if they were
     seeds. A manifest written before plans were recorded lists no runs: then every run found."""
-    if "runs" not in manifest:
+    paths = planned_metrics(output_dir, manifest)
+    if paths is None:
         return sorted(output_dir.glob("seed*/**/metrics.json"))
-    paths = [output_dir / f"seed{seed}" / run / "metrics.json" for seed in manifest["config"]["seeds"]
-             for run in manifest["runs"]]
-    paths += [output_dir / f"seed{seed}" / "dense" / "metrics.json" for seed in manifest["config"].get("dense_seeds", [])]
     return [path for path in paths if path.is_file()]
 
 

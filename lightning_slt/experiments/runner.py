@@ -34,7 +34,7 @@ import torch
 import yaml
 
 from lightning_slt._lightning import ModelCheckpoint, qualified
-from lightning_slt._runtime import cpu_description, cpu_precision
+from lightning_slt._runtime import cpu_description
 from lightning_slt.artifacts import read_checkpoint, run_checkpoint
 from lightning_slt.atomic import read_json, write_json, write_text, write_torch
 from lightning_slt.callbacks import SparsityMonitor
@@ -100,14 +100,9 @@ def _parse_base(config: ExperimentConfig) -> dict:
     Keys sorted (yaml's default order): the order every run's config.yaml has been written in.
     """
     args = [arg for path in config.base for arg in ("--config", str(_existing(path)))] + list(config.base_args)
-    base = yaml.safe_load(yaml.safe_dump(parse_base(args)))
-    # what the runs train in on this machine, in every run's config.yaml and in the manifest (a
-    # folder of bf16 runs is not continued in fp32 on a CPU without bf16 matmuls, or back)
-    trainer = base["trainer"]
-    trainer["precision"], why = cpu_precision(trainer.get("precision"), trainer.get("accelerator"))
-    if why:
-        log.warning(f"experiment {config.experiment_name}: {why}")
-    return base
+    # parse_base gives the precision the runs train in on this machine, so every run's config.yaml
+    # and the manifest hold it (a folder of bf16 runs is not continued in fp32, or back)
+    return yaml.safe_load(yaml.safe_dump(parse_base(args)))
 
 
 def _existing(path: str) -> Path:
@@ -187,21 +182,25 @@ def run_experiment(config: ExperimentConfig | str | os.PathLike) -> Path:
         if (Path(config.output_dir) / MANIFEST).is_file():
             raise ValueError(f"{config.output_dir} holds a single experiment ({MANIFEST}), not the parts of one: "
                              "choose another output_dir for the experiment in parts")
+        planned = {}
         for name in config.parts:
             part = config.for_part(name)
-            base, schedule, _ = plan(part)
-            _check_manifest(Path(part.output_dir), _manifest(part, base, schedule))
-        parts = config.selected_parts()
+            planned[name] = (part, *plan(part))
+            _check_manifest(Path(part.output_dir), _manifest(*planned[name][:3]))
         if _rank_zero():  # the parts' order, for the joint report
             write_json(Path(config.output_dir) / "parts.json", {"parts": list(config.parts), "config": config.to_dict()})
-        for part in parts:
-            run_experiment(part)
-        if _rank_zero() and all(_finished(config.for_part(name)) for name in config.parts):
+        for name in [config.part] if config.part else config.parts:
+            _run_planned(*planned[name])
+        if _rank_zero() and all(_finished(part) for part, *_ in planned.values()):
             from .report import write_report
 
             write_report(config.output_dir)  # the parts' joint table, once the last of them is done
-        return Path(parts[0].output_dir) if config.part else Path(config.output_dir)
-    base, schedule, runs = plan(config)
+        return Path(planned[config.part][0].output_dir) if config.part else Path(config.output_dir)
+    return _run_planned(config, *plan(config))
+
+
+def _run_planned(config: ExperimentConfig, base: dict, schedule: Schedule, runs: list[RunSpec]) -> Path:
+    """``run_experiment`` of one experiment (or part) whose plan is made."""
     output_dir = Path(config.output_dir)
     manifest = _manifest(config, base, schedule)
     _check_manifest(output_dir, manifest)  # before the lock: a refused folder gets no lock file
@@ -224,13 +223,10 @@ def run_experiment(config: ExperimentConfig | str | os.PathLike) -> Path:
 
 def _finished(config: ExperimentConfig) -> bool:
     """Whether every run of a part has its metrics.json (the parts' joint report needs them all)."""
+    from .report import planned_metrics
+
     manifest = Path(config.output_dir) / MANIFEST
-    if not manifest.is_file():
-        return False
-    saved = read_json(manifest)
-    seeds = [(seed, run) for seed in saved["config"]["seeds"] for run in saved["runs"]]
-    seeds += [(seed, "dense") for seed in saved["config"].get("dense_seeds", [])]
-    return all(run_paths(config.output_dir, seed, run).metrics.is_file() for seed, run in seeds)
+    return manifest.is_file() and all(path.is_file() for path in planned_metrics(manifest.parent, read_json(manifest)))
 
 
 def _rank_zero() -> bool:
