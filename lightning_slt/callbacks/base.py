@@ -166,14 +166,9 @@ def _check_one_source_each(callbacks: list[PruningCallback]) -> None:
         ("weights", weights, "keep one WeightRewind with a source (WeightRewind(step=k) without a source only records θk)"),
     ):
         if len(found) > 1:
-            described = ", ".join(f"{type(cb).__name__}({_describe(cb)})" for cb in found)
+            described = ", ".join(describe_call(describe_callback(cb)) for cb in found)
             raise ValueError(f"{len(found)} callbacks set the ticket's {what}: {described}; one fit has one {what} "
                              f"source, and the list order must not choose between them: {fix}")
-
-
-def _describe(callback: PruningCallback) -> str:
-    keys = ("checkpoint", "like", "sparsity", "source", "step", "seed")
-    return ", ".join(f"{k}={getattr(callback, k)!r}" for k in keys if getattr(callback, k, None) is not None)
 
 
 _PATH_ARGS = ("checkpoint", "source", "like")  # may move with the run folder; not compared

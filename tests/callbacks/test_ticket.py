@@ -211,7 +211,7 @@ def test_restore_optimizer_restores_adam_moments_and_lr_schedule(tmp_path):
 @pytest.mark.parametrize("callbacks, what", [
     (lambda c: [ConvergedMask(c, 0.5), ConvergedMask(c, 0.6)], "2 callbacks set the ticket's mask: ConvergedMask"),
     (lambda c: [RandomMask(0.5, seed=1), RandomMask(0.5, seed=2)], "2 callbacks set the ticket's mask: RandomMask"),
-    (lambda c: [ConvergedMask(c, 0.5), RandomMask(0.5)], "RandomMask(sparsity=0.5, seed=0)"),
+    (lambda c: [ConvergedMask(c, 0.5), RandomMask(0.5)], "RandomMask(sparsity=0.5, scope='layerwise', seed=0)"),
     (lambda c: [WeightRewind(3, source=c), WeightRewind(0, source=c)], "2 callbacks set the ticket's weights"),
 ])
 def test_two_sources_of_one_ingredient_are_refused_before_training(dense_ckpt, callbacks, what):
