@@ -12,7 +12,8 @@ The rule (fixed before any run, so no threshold is tuned to a result):
 - An experiment run in parts (``ExperimentConfig.parts``) is judged part by part: each
   comparison within the first part that ran both systems. Only where no part ran both is it
   made across two parts, on BLEU relative to each part's dense model, with σ =
-  sqrt(4·σ_seed² + σ_bootstrap²) (each relative BLEU carries two seed draws), and marked so.
+  sqrt(4·σ_seed² + σ_bootstrap²) (each relative BLEU carries two seed draws; the bootstrap
+  resamples all four test outputs, the dense models' included), and marked so.
 
 A claim is a list of expectations, each met, violated or unclear; the claim **holds** when all
 are met, **does not hold** when any is violated, and is **inconclusive** otherwise. Claims
@@ -119,18 +120,27 @@ def bootstrap_sd(a: Sequence[str], b: Sequence[str], references: Sequence[str],
                  n_samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> float:
     """sd of BLEU(a) − BLEU(b) over paired bootstrap resamples of the test set (sacrebleu's
     sufficient statistics, resampled as its own ``paired-bs`` test does)."""
+    return contrast_bootstrap_sd([(1.0, a), (-1.0, b)], references, n_samples, seed)
+
+
+def contrast_bootstrap_sd(terms: Sequence[tuple[float, Sequence[str]]], references: Sequence[str],
+                          n_samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> float:
+    """sd of Σ wᵢ·BLEU(systemᵢ) over paired bootstrap resamples of the test set: every system is
+    scored on the same resampled sentences. Two terms (+a, −b) are the paired bootstrap of a − b;
+    four, (a − dense_a) − (b − dense_b), compare two parts, whose dense models' test outputs
+    carry test-set noise of their own."""
     from sacrebleu.metrics import BLEU
 
-    if not (len(a) == len(b) == len(references)):
-        raise ValueError(f"paired bootstrap needs one hypothesis per reference: {len(a)}, {len(b)} and "
-                         f"{len(references)} lines")
+    if any(len(hypotheses) != len(references) for _, hypotheses in terms):
+        raise ValueError(f"paired bootstrap needs one hypothesis per reference: "
+                         f"{', '.join(str(len(h)) for _, h in terms)} and {len(references)} lines")
     metric = BLEU()
-    stats_a = np.array(metric._extract_corpus_statistics(list(a), [list(references)]), dtype="float32")
-    stats_b = np.array(metric._extract_corpus_statistics(list(b), [list(references)]), dtype="float32")
     index = np.random.default_rng(seed).choice(len(references), size=(n_samples, len(references)), replace=True)
-    diffs = [metric._compute_score_from_stats(sa.sum(0)).score - metric._compute_score_from_stats(sb.sum(0)).score
-             for sa, sb in zip(stats_a[index], stats_b[index])]
-    return float(np.std(diffs, ddof=1))
+    total = np.zeros(n_samples)
+    for weight, hypotheses in terms:
+        stats = np.array(metric._extract_corpus_statistics(list(hypotheses), [list(references)]), dtype="float32")
+        total += weight * np.array([metric._compute_score_from_stats(sample.sum(0)).score for sample in stats[index]])
+    return float(np.std(total, ddof=1))
 
 
 def compare(a: str, b: str, sparsity: float, expected: str, systems: dict[tuple[str, float], System],
@@ -144,12 +154,15 @@ def _compare(a: str, b: str, sparsity: float, expected: str, pa: Part, pb: Part,
              paper: dict | None) -> Comparison:
     """Within one part (``pa is pb``): Δ = a − b, σ = sqrt(2σ_seed² + σ_bs²). Across two parts:
     Δ of the BLEUs relative to each part's dense model, σ = sqrt(4σ_seed² + σ_bs²), as each
-    relative BLEU carries two seed draws (the run's and its dense model's)."""
+    relative BLEU carries two seed draws (the run's and its dense model's), and σ_bs is the
+    bootstrap of all four test outputs, the dense models' included."""
     x, y = pa.systems[(a, sparsity)], pb.systems[(b, sparsity)]
     references = pa.references if pa.references is not None else pb.references
-    sigma_bs = (bootstrap_sd(x.hypotheses, y.hypotheses, references)
-                if references is not None and x.hypotheses is not None and y.hypotheses is not None else 0.0)
     across = pa is not pb
+    terms = [(1.0, x), (-1.0, y)] + ([(-1.0, pa.dense), (1.0, pb.dense)] if across else [])
+    sigma_bs = (contrast_bootstrap_sd([(w, system.hypotheses) for w, system in terms], references)
+                if references is not None and all(s is not None and s.hypotheses is not None for _, s in terms)
+                else 0.0)
     a_rel = x.bleu - pa.dense.bleu if pa.dense is not None else None
     b_rel = y.bleu - pb.dense.bleu if pb.dense is not None else None
     delta = a_rel - b_rel if across else x.bleu - y.bleu
@@ -288,7 +301,8 @@ def claims_markdown(verdicts: list[ClaimVerdict], sigma_seed: float, dense_bleu:
              "'≈' is |Δ| ≤ 2σ." + (f" Dense test BLEU {dense_bleu:.2f}." if dense_bleu is not None else "")]
     if parts:
         lines += ["Comparisons are made within one part; one marked 'a ↔ b' spans two parts and is judged on BLEU "
-                  "relative to each part's dense model, σ = sqrt(4·σ_seed² + σ_bootstrap²).", "",
+                  "relative to each part's dense model, σ = sqrt(4·σ_seed² + σ_bootstrap²), the bootstrap over "
+                  "the four test outputs (both dense models' included).", "",
                   "| part | dense test BLEU | against the first part's dense model |", "|---|---|---|"]
         lines += [f"| {name} | {bleu:.2f} | {agreement} |" for name, bleu, agreement in parts]
     lines += ["", "| claim | comparison | sparsity | part | paper a, b vs dense | paper Δ | ours a, b vs dense "

@@ -8,9 +8,12 @@ import pytest
 
 from lightning_slt.experiments.claims import (
     System,
+    Part,
     bootstrap_sd,
     claims_markdown,
     compare,
+    contrast_bootstrap_sd,
+    judge_parts,
     judge_claims,
     seed_spread,
 )
@@ -82,6 +85,28 @@ def test_bootstrap_sd_of_real_outputs():
     assert _verdict(controls, "random_mask").comparisons[0].sigma == pytest.approx(sd)
     with pytest.raises(ValueError, match="one hypothesis per reference: 60, 59 and 60"):
         bootstrap_sd(same, other[:-1], refs)
+
+
+def test_across_parts_the_bootstrap_resamples_both_dense_models_too():
+    """(a − dense_a) − (b − dense_b): with identical dense outputs the four-term contrast is the
+    two-system bootstrap exactly; when one part's dense model errs on other sentences, its
+    test-set noise widens σ."""
+    refs = [f"ein hund läuft am strand nummer {i} ." for i in range(60)]
+    miss = lambda every, shift=0: [r if (i + shift) % every else "eine katze schläft ." for i, r in enumerate(refs)]
+    a, b, dense = miss(3), miss(4), list(refs)
+    pair = bootstrap_sd(a, b, refs)
+    assert contrast_bootstrap_sd([(1, a), (-1, dense), (-1, b), (1, dense)], refs) == pytest.approx(pair, abs=1e-9)
+    noisy_dense = miss(5, shift=1)
+    four = contrast_bootstrap_sd([(1, a), (-1, dense), (-1, b), (1, noisy_dense)], refs)
+    assert four > pair * 1.05
+
+    def part(name, method, hypotheses, dense_hypotheses):
+        return Part(name, {(method, 0.9): System(50.0, hypotheses), ("dense", 0.0): System(60.0, dense_hypotheses)},
+                    refs, System(60.0, dense_hypotheses))
+
+    three = {c.b: c for c in _verdict(judge_parts([part("p", "slt_mp", a, dense), part("q", "mp", b, noisy_dense)],
+                                                   0.0), 3).comparisons}
+    assert three["mp"].across and three["mp"].sigma == pytest.approx(four)
 
 
 def test_missing_systems_make_a_claim_inconclusive_and_are_listed():
