@@ -163,6 +163,9 @@ def _control(on: str, weights: str = "parent") -> Callable[[Chain, Settings, Run
     def plan(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
         chain_targets, targets = config.targets_of(on), config.targets_of(name)
         base = rounds(chain, dense, on, [t for t in chain_targets if t < max(targets)], name, reported=False)
+        for run in (dense, *base):  # the chain's rounds this plan trains are results of `on` too: where `on`
+            if on not in run.reported_in:  # is not run itself, the control is judged beside them in-part
+                run.reported_in.append(on)
         for parent, target in zip([dense, *base], chain_targets):
             if target not in targets:
                 continue

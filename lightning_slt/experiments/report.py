@@ -40,8 +40,10 @@ def collect(output_dir: str | Path) -> tuple[list[str], list[dict]]:
         manifest = read_json(output_dir / "experiment.json")
     except ValueError as err:
         raise ValueError(f"{err}: restore it from a backup; the report needs its list of methods and runs") from None
-    methods = manifest["config"]["methods"]
     runs = [_read_metrics(path) for path in _metrics_files(output_dir, manifest)]
+    methods = list(manifest["config"]["methods"])
+    for run in runs:  # and the chain a control trained where its method is not run (a part's SLT rounds)
+        methods += [m for m in run["reported_in"] if m not in methods]
     rows = [_row(method, run) for method in methods for run in runs if shows(method, run, methods, manifest["config"])]
     rows.sort(key=lambda r: (methods.index(r["method"]), r["sparsity"], r["seed"]))
     return methods, rows

@@ -65,6 +65,12 @@ def test_controls_branch_off_the_slt_or_clt_chain():
     assert [r.kind for r in rows.values()] == ["dense", "random_mask", "random_mask", "random_mask"]
     names = {c["class_path"].rsplit(".", 1)[1] for c in _callbacks(runs["dense/random_reinit_0.50"], {n: n for n in runs}, schedule, 3)}
     assert names == {"ConvergedMask", "WeightRewind", "RandomReinit"}
+    # the SLT (CLT) rounds a control trains are that method's results too, so a part that runs the
+    # control without SLT judges it beside its own SLT round (p4 of the reproduction)
+    assert {s: r.name for s, r in method_rows(list(runs.values()), "slt").items()} == {
+        0.0: "dense", 0.5: "dense/slt_0.50", 0.6: "dense/slt_0.50/slt_0.60"}  # the rounds below the last target
+    assert runs["dense/slt_0.50"].methods == ["random_mask", "random_reinit"]  # trained for them, not for SLT
+    assert [r.name for r in method_rows(list(runs.values()), "clt").values()] == ["dense", "dense/clt_0.50", "dense/clt_0.50/clt_0.60"]
 
 
 @pytest.mark.parametrize(

@@ -182,14 +182,15 @@ def test_report_claims_refuses_fewer_than_three_dense_seeds(tmp_path):
     assert not (tmp_path / "claims.md").exists()
 
 
-def _part(root, name, runs: dict, dense_seeds=(), dense_bleu=30.0):
+def _part(root, name, runs: dict, dense_seeds=(), dense_bleu=30.0, methods=None):
     """One part folder as the runner writes it: runs = {lineage: (kind, method, sparsity, BLEU,
-    wrong test lines)}, seed 0, plus dense-only seeds at dense_bleu + 0.4 * seed."""
+    wrong test lines)}, seed 0, plus dense-only seeds at dense_bleu + 0.4 * seed; ``methods``:
+    the part's configured methods (default: those of its runs)."""
     import json
 
     refs = [f"ein hund läuft am strand nummer {i} ." for i in range(40)]
     folder = root / name
-    methods = sorted({method for _, method, *_ in runs.values() if method != "dense"})
+    methods = methods or sorted({method for _, method, *_ in runs.values() if method != "dense"})
     runs = {"dense": ("dense", "dense", 0.0, dense_bleu, 0), **runs}
     folder.mkdir(parents=True)
     (folder / "experiment.json").write_text(json.dumps({"config": {"methods": methods, "seeds": [0],
@@ -204,7 +205,7 @@ def _part(root, name, runs: dict, dense_seeds=(), dense_bleu=30.0):
                 "".join(("eine katze ." if i < wrong else r) + "\n" for i, r in enumerate(refs)))
             (out / "test" / "references_test.txt").write_text("".join(r + "\n" for r in refs))
             value = bleu + 0.4 * seed
-            shown = methods if kind == "dense" else [method]
+            shown = sorted({m for _, m, *_ in runs.values() if m != "dense"}) if kind == "dense" else [method]
             (out / "metrics.json").write_text(json.dumps({
                 "run": run, "kind": kind, "seed": seed, "methods": shown, "reported_in": shown,
                 "sparsity_target": sparsity, "sparsity": sparsity, "remaining_parameters": 1, "sparse_mb": 1.0,
@@ -214,6 +215,27 @@ def _part(root, name, runs: dict, dense_seeds=(), dense_bleu=30.0):
                     f"model.{side}.layers.{i}.{m}.weight": sparsity for side in ("encoder", "decoder")
                     for i in range(2) for m in ("self_attn.q_proj", "ffn.fc1")}}))
     return folder
+
+
+def test_a_control_is_judged_beside_the_slt_round_its_own_part_trained(tmp_path):
+    """A part that runs random re-init but not SLT (the reproduction's p4) still trains the SLT 50 %
+    round it branches from: the report shows it as SLT, and the control is judged within that
+    part, not across against another part's SLT."""
+    from lightning_slt.experiments.claims import write_claims
+    from lightning_slt.experiments.report import collect
+
+    _part(tmp_path, "a", {"dense/slt_0.50": ("slt", "slt", 0.5, 29.0, 2), "mp_0.50": ("mp", "mp", 0.5, 29.5, 2)},
+          dense_seeds=(1, 2))
+    _part(tmp_path, "b", {"dense/slt_0.50": ("slt", "slt", 0.5, 28.0, 3),
+                          "dense/random_reinit_0.50": ("random_reinit", "random_reinit", 0.5, 20.0, 12)},
+          methods=["random_reinit"])
+    (tmp_path / "parts.json").write_text('{"parts": ["a", "b"]}')
+    methods, rows = collect(tmp_path / "b")
+    assert methods == ["random_reinit", "slt"]
+    assert {(r["method"], r["sparsity"]) for r in rows} >= {("slt", 0.5), ("slt", 0.0), ("random_reinit", 0.5)}
+    _, verdicts = write_claims(tmp_path)
+    [control] = next(v for v in verdicts if v.number == "random_reinit").comparisons
+    assert (control.part, control.across, control.delta) == ("b", False, pytest.approx(8.0))
 
 
 def test_claims_over_parts_compare_within_a_part_and_across_only_where_no_part_ran_both(tmp_path):
