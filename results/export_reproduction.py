@@ -1,15 +1,18 @@
 """Copy an experiment's results (no checkpoints) into the repository, with where and when they ran.
 
-Per run: ``metrics.json``, ``config.yaml`` (re-run with ``lightning-slt fit --config``), the test
-hypotheses and references (re-score with sacrebleu) and the training log ``metrics.csv``. Per part:
-``experiment.json`` and the report (``results.*``, ``claims.md`` if written), plus
-``provenance.json``: the git commit of the code that trained it, the machine, and the wall time of
-every run and of the part, from the files' own times (a run from its ``config.yaml``, written as it
-starts, to its ``metrics.json``, written as it ends; a part from its ``experiment.json`` to its
-``results.md``). Checkpoints, θk, masks and tickets stay behind (hundreds of MB per run).
+Per run of the part's plan: ``metrics.json``, ``config.yaml`` (re-run with ``lightning-slt fit
+--config``), the test hypotheses and references (re-score with sacrebleu) and each training log
+``logs/version_N/metrics.csv``. Per part: ``experiment.json`` and the report (``results.*``,
+``claims.md`` if written), plus ``provenance.json``: the commit of the code that trained it
+(checked against HEAD), the commands, the machine(s), and the wall time of every run and of the
+part. A run's time runs from its first log folder's ``config.yaml`` (written as its first sitting
+starts) to its ``metrics.json`` (written as it ends); a run resumed in a later sitting is marked
+``resumed`` and its span includes the pause. Checkpoints, θk, masks and tickets stay behind
+(hundreds of MB per run).
 
 Usage: python results/export_reproduction.py runs/experiments/reproduce_multi30k results/multi30k_reproduction \\
-           --commit dd34e72 [--throughput results/benchmarks/train_throughput_bf16.jsonl:17]
+           --commit dd34e72 --command "lightning-slt experiment --config ... --part=p1_slt_mp" \\
+           [--throughput "results/benchmarks/train_throughput_bf16.jsonl line 17"]
 """
 
 from __future__ import annotations
@@ -18,11 +21,17 @@ import argparse
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+
+from lightning_slt.experiments.report import planned_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
 
 RUN_FILES = ("metrics.json", "config.yaml", "test/hypotheses_test.txt", "test/references_test.txt",
              "test/metrics_test.json")
-PART_FILES = ("experiment.json", "results.csv", "results.md", "bleu_vs_sparsity.png", "claims.md", "parts.json")
+PART_FILES = ("experiment.json", "results.csv", "results.md", "bleu_vs_sparsity.png", "claims.md")
+JOINT_FILES = ("parts.json", "results.csv", "results.md", "bleu_vs_sparsity.png", "claims.md")
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -30,63 +39,90 @@ def _copy(source: Path, target: Path) -> None:
     shutil.copy2(source, target)
 
 
-def _runs(part: Path) -> list[Path]:
-    return sorted(path.parent for path in part.glob("seed*/**/metrics.json"))
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT)
 
 
-def export_part(part: Path, out: Path, commit: str, throughput: str | None) -> dict:
+def code_state(commit: str) -> dict:
+    """The commit the runs name, HEAD, and the code files that differ between them (or from the
+    working tree): results are only the current code's where that list is empty."""
+    if _git("cat-file", "-e", f"{commit}^{{commit}}").returncode:
+        raise SystemExit(f"--commit {commit}: no such commit in {ROOT}; give the commit the runs were trained at")
+    changed = _git("diff", "--name-only", commit, "--", "lightning_slt", "conf").stdout.split()
+    return {"commit": _git("rev-parse", commit).stdout.strip(), "head": _git("rev-parse", "HEAD").stdout.strip(),
+            "code_changed_since": changed}
+
+
+def _run_record(part: Path, run: Path) -> dict:
+    metrics = json.loads((run / "metrics.json").read_text())
+    starts = sorted(path.stat().st_mtime for path in run.glob("logs/version_*/config.yaml"))
+    began = starts[0] if starts else None
+    return {"run": str(run.relative_to(part)), "steps": metrics["steps"], "test_bleu": metrics["test"]["bleu"],
+            "sparsity_target": metrics["sparsity_target"], "sparsity": metrics["sparsity"],
+            "fit_s": round(metrics["wall_time_s"], 1),  # the runner's own: training and validation, last sitting
+            "wall_s": round((run / "metrics.json").stat().st_mtime - began, 1) if began else None,
+            "resumed": len(starts) > 1, "started": began, "machine": metrics.get("machine")}
+
+
+def export_part(part: Path, out: Path) -> dict:
+    """Copy one part (or a single experiment) and return its provenance record."""
+    manifest = json.loads((part / "experiment.json").read_text())
     for name in PART_FILES:
         if (part / name).is_file():
             _copy(part / name, out / name)
-    runs, machine = [], None
-    for run in _runs(part):
+    planned = planned_metrics(part, manifest) or sorted(part.glob("seed*/**/metrics.json"))
+    runs = []
+    for run in (path.parent for path in planned if path.is_file()):
         relative = run.relative_to(part)
         for name in RUN_FILES:
             if (run / name).is_file():
                 _copy(run / name, out / relative / name)
-        for log in sorted(run.glob("logs/*/metrics.csv")):
-            _copy(log, out / relative / "metrics.csv")  # the training curve (one version per run)
-        metrics = json.loads((run / "metrics.json").read_text())
-        machine = machine or metrics.get("machine")
-        began = (run / "config.yaml").stat().st_mtime if (run / "config.yaml").is_file() else None
-        runs.append({"run": str(relative), "fit_s": round(metrics["wall_time_s"], 1),
-                     "wall_s": round((run / "metrics.json").stat().st_mtime - began, 1) if began else None,
-                     "steps": metrics["steps"], "test_bleu": metrics["test"]["bleu"],
-                     "sparsity_target": metrics["sparsity_target"], "sparsity": metrics["sparsity"]})
-    started = (part / "experiment.json").stat().st_mtime
-    ended = (part / "results.md").stat().st_mtime if (part / "results.md").is_file() else None
-    provenance = {
-        "commit": commit, "machine": machine, "train_throughput": throughput,
-        "part_wall_s": round(ended - started, 1) if ended else None, "finished": ended is not None,
-        "runs": runs,
+        for log in sorted(run.glob("logs/version_*/metrics.csv")):
+            _copy(log, out / relative / log.relative_to(run))
+        runs.append(_run_record(part, run))
+    machines = sorted({json.dumps(r.pop("machine"), sort_keys=True) for r in runs})
+    if len(machines) > 1:
+        print(f"warning: {part.name} ran on {len(machines)} machines; its comparisons mix them")
+    starts = [r["started"] for r in runs if r["started"] is not None]
+    ended = max(((part / r["run"] / "metrics.json").stat().st_mtime for r in runs), default=None)
+    return {
+        "machines": [json.loads(m) for m in machines],
+        "finished": len(runs) == len(planned), "runs_finished": len(runs), "runs_planned": len(planned),
+        "part_wall_s": round(ended - min(starts), 1) if starts and ended else None,
+        "sum_of_run_wall_s": round(sum(r["wall_s"] or 0 for r in runs), 1),
+        "runs": [{k: v for k, v in r.items() if k != "started"} for r in runs],
     }
-    (out / "provenance.json").write_text(json.dumps(provenance, indent=1) + "\n")
-    return provenance
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", type=Path, help="the experiment's output_dir (a part folder, or one of parts)")
+    parser.add_argument("experiment", type=Path, help="the experiment's output_dir (one experiment, or one in parts)")
     parser.add_argument("out", type=Path, help="the folder under results/ to write")
     parser.add_argument("--commit", required=True, help="git commit of the code that trained it")
-    parser.add_argument("--throughput", help="the train_throughput.py figure of the machine (file:line)")
-    args = parser.parse_args()
-    dirty = subprocess.run(["git", "status", "--porcelain", "lightning_slt"], capture_output=True, text=True).stdout
-    if dirty:
-        print(f"note: lightning_slt/ has uncommitted changes now; the runs record commit {args.commit}")
-    parts = [args.experiment] if (args.experiment / "experiment.json").is_file() else sorted(
+    parser.add_argument("--command", action="append", default=[], help="a command that produced it (repeat)")
+    parser.add_argument("--throughput", help="the machine's benchmarks/train_throughput.py figure (where it is kept)")
+    args = parser.parse_args(argv)
+    single = (args.experiment / "experiment.json").is_file()
+    parts = [args.experiment] if single else sorted(
         p for p in args.experiment.iterdir() if (p / "experiment.json").is_file())
     if not parts:
         raise SystemExit(f"{args.experiment} holds no experiment.json, nor parts with one")
-    for name in ("parts.json", "results.csv", "results.md", "bleu_vs_sparsity.png", "claims.md"):
-        if parts != [args.experiment] and (args.experiment / name).is_file():
-            _copy(args.experiment / name, args.out / name)
+    state = code_state(args.commit)
+    if state["code_changed_since"]:
+        print(f"note: lightning_slt/ or conf/ differ from {args.commit}: {', '.join(state['code_changed_since'])}")
+    if not single:
+        for name in JOINT_FILES:
+            if (args.experiment / name).is_file():
+                _copy(args.experiment / name, args.out / name)
     for part in parts:
-        target = args.out if part == args.experiment else args.out / part.name
-        provenance = export_part(part, target, args.commit, args.throughput)
-        wall = provenance["part_wall_s"]
-        print(f"{part.name}: {len(provenance['runs'])} runs, "
-              + (f"{wall / 60:.1f} min wall" if wall else "not finished") + f" -> {target}")
+        target = args.out if single else args.out / part.name
+        record = export_part(part, target)
+        provenance = {**state, "commands": args.command, "export": " ".join(["python", *sys.argv]),
+                      "train_throughput": args.throughput, **record}
+        (target / "provenance.json").write_text(json.dumps(provenance, indent=1) + "\n")
+        wall = record["part_wall_s"]
+        print(f"{part.name}: {record['runs_finished']} of {record['runs_planned']} runs"
+              + (f", {wall / 60:.1f} min wall" if wall else "") + f" -> {target}")
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ class Part:
     systems: dict[tuple[str, float], System]
     references: list[str] | None = None
     dense: System | None = None
+    methods: list[str] = field(default_factory=list)  # configured to run (not only trained for a control)
 
 
 @dataclass
@@ -228,7 +229,9 @@ def judge_parts(parts: list[Part], sigma_seed: float, paper: dict | None = None)
     part's dense model (marked so in the table)."""
 
     def where_run(method: str, s: float) -> list[Part]:
-        return [part for part in parts if (method, s) in part.systems]
+        """The parts with ``method`` at ``s``: those configured to run it first (a part that trains
+        SLT rounds only for a control comes after the part that runs SLT)."""
+        return sorted((part for part in parts if (method, s) in part.systems), key=lambda part: method not in part.methods)
 
     methods = {m for part in parts for m, _ in part.systems}
     sparsities = sorted({s for part in parts for _, s in part.systems if s > 0})
@@ -297,7 +300,7 @@ def claims_markdown(verdicts: list[ClaimVerdict], sigma_seed: float, dense_bleu:
             experiment run in parts.
     """
     lines = [f"Verdict rule: σ = sqrt(2·σ_seed² + σ_bootstrap²) with σ_seed = {sigma_seed:.2f} BLEU (dense model "
-             "over seeds) and σ_bootstrap from sacrebleu's paired bootstrap of the two test outputs; "
+             "over seeds) and σ_bootstrap from sacrebleu's paired bootstrap of the compared test outputs; "
              "'≈' is |Δ| ≤ 2σ." + (f" Dense test BLEU {dense_bleu:.2f}." if dense_bleu is not None else "")]
     if parts:
         lines += ["Comparisons are made within one part; one marked 'a ↔ b' spans two parts and is judged on BLEU "
@@ -334,7 +337,7 @@ def systems_of(rows: list[dict], output_dir: str | Path, seed: int = 0) -> dict[
 
 def _load_part(folder: Path, seed: int) -> tuple[Part, dict[int, float]]:
     """The part's systems of ``seed`` with their test outputs, and its dense test BLEU per seed."""
-    from .report import collect
+    from .report import collect, configured_methods
 
     _, rows = collect(folder)
     dense_rows = {r["seed"]: r for r in rows if r["kind"] == "dense" and r["test_bleu"] is not None}
@@ -349,7 +352,8 @@ def _load_part(folder: Path, seed: int) -> tuple[Part, dict[int, float]]:
                          f"references_test.txt beside the dense run's (missing: {without[:5] or 'references'}); "
                          "re-run the experiment's test stage with this version")
     dense = next((system for (_, s), system in systems.items() if s == 0), None)
-    return Part(folder.name, systems, references, dense), {k: r["test_bleu"] for k, r in dense_rows.items()}
+    part = Part(folder.name, systems, references, dense, configured_methods(folder))
+    return part, {k: r["test_bleu"] for k, r in dense_rows.items()}
 
 
 def _dense_finished(folder: Path, seed: int) -> bool:

@@ -162,6 +162,7 @@ def _control(on: str, weights: str = "parent") -> Callable[[Chain, Settings, Run
 
     def plan(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
         chain_targets, targets = config.targets_of(on), config.targets_of(name)
+        # reported=False: these rounds are not rows of the control's own column
         base = rounds(chain, dense, on, [t for t in chain_targets if t < max(targets)], name, reported=False)
         for run in (dense, *base):  # the chain's rounds this plan trains are results of `on` too: where `on`
             if on not in run.reported_in:  # is not run itself, the control is judged beside them in-part

@@ -175,15 +175,24 @@ def part_folders(folder: str | Path) -> list[Path]:
 
 def collect_parts(output_dir: str | Path) -> tuple[list[str], list[dict]]:
     """``collect`` over an experiment's parts: every row with its ``part``; a method's rows in
-    the joint table come from the first part that runs it (``first_part`` True)."""
-    methods: list[str] = []
-    rows: list[dict] = []
-    for folder in part_folders(output_dir):
-        part_methods, part_rows = collect(folder)
-        new = [m for m in part_methods if m not in methods]
-        methods += new
-        rows += [{"part": folder.name, **row, "first_part": row["method"] in new} for row in part_rows]
+    the joint table come from the first part configured to run it, else (rounds trained only for
+    a control) from the first part that reports it (``first_part`` True)."""
+    collected = [(folder.name, configured_methods(folder), *collect(folder)) for folder in part_folders(output_dir)]
+    methods = list(dict.fromkeys(m for _, _, part_methods, _ in collected for m in part_methods))
+
+    def owner(method: str) -> str:
+        return next((name for name, configured, _, _ in collected if method in configured),
+                    next(name for name, _, part_methods, _ in collected if method in part_methods))
+
+    owners = {method: owner(method) for method in methods}
+    rows = [{"part": name, **row, "first_part": owners[row["method"]] == name}
+            for name, _, _, part_rows in collected for row in part_rows]
     return methods, rows
+
+
+def configured_methods(folder: str | Path) -> list[str]:
+    """The methods an experiment folder (or part) was configured to run, from its experiment.json."""
+    return list(read_json(Path(folder) / "experiment.json")["config"]["methods"])
 
 
 def write_report(output_dir: str | Path, paper: str | None = "wmt14_ende", wandb: bool | None = None) -> dict[str, Path]:

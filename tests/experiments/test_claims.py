@@ -222,20 +222,35 @@ def test_a_control_is_judged_beside_the_slt_round_its_own_part_trained(tmp_path)
     round it branches from: the report shows it as SLT, and the control is judged within that
     part, not across against another part's SLT."""
     from lightning_slt.experiments.claims import write_claims
-    from lightning_slt.experiments.report import collect
+    from lightning_slt.experiments.report import collect, collect_parts
 
     _part(tmp_path, "a", {"dense/slt_0.50": ("slt", "slt", 0.5, 29.0, 2), "mp_0.50": ("mp", "mp", 0.5, 29.5, 2)},
           dense_seeds=(1, 2))
     _part(tmp_path, "b", {"dense/slt_0.50": ("slt", "slt", 0.5, 28.0, 3),
                           "dense/random_reinit_0.50": ("random_reinit", "random_reinit", 0.5, 20.0, 12)},
           methods=["random_reinit"])
-    (tmp_path / "parts.json").write_text('{"parts": ["a", "b"]}')
+    (tmp_path / "parts.json").write_text('{"parts": ["b", "a"]}')  # the control's part first
     methods, rows = collect(tmp_path / "b")
     assert methods == ["random_reinit", "slt"]
     assert {(r["method"], r["sparsity"]) for r in rows} >= {("slt", 0.5), ("slt", 0.0), ("random_reinit", 0.5)}
     _, verdicts = write_claims(tmp_path)
     [control] = next(v for v in verdicts if v.number == "random_reinit").comparisons
     assert (control.part, control.across, control.delta) == ("b", False, pytest.approx(8.0))
+    _, joint = collect_parts(tmp_path)  # SLT's column is the part that runs SLT, though b comes first
+    assert {(r["part"], r["sparsity"]) for r in joint if r["method"] == "slt" and r["first_part"]} == {
+        ("a", 0.0), ("a", 0.5)}
+
+
+def test_across_parts_a_method_comes_from_the_part_configured_to_run_it():
+    """SLT-MP (part c) against SLT at 90 %: the SLT of part a, which runs SLT, not the SLT round
+    that part b (listed first) trained only for its control."""
+    control = Part("b", {("slt", 0.9): System(20.0), ("dense", 0.0): System(30.0)}, dense=System(30.0),
+                   methods=["random_reinit"])
+    slt = Part("a", {("slt", 0.9): System(27.0), ("dense", 0.0): System(31.0)}, dense=System(31.0), methods=["slt"])
+    combined = Part("c", {("slt_mp", 0.9): System(28.0), ("dense", 0.0): System(30.0)}, dense=System(30.0),
+                    methods=["slt_mp"])
+    three = {c.b: c for c in _verdict(judge_parts([control, slt, combined], 0.1), 3).comparisons}
+    assert (three["slt"].part, three["slt"].delta) == ("c ↔ a", pytest.approx(-2.0 - -4.0))
 
 
 def test_claims_over_parts_compare_within_a_part_and_across_only_where_no_part_ran_both(tmp_path):
