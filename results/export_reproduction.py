@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     for part in parts:
         target = args.out if single else args.out / part.name
         record = export_part(part, target)
-        provenance = {**state, "commands": args.command, "export": " ".join(["python", *sys.argv]),
+        provenance = {**state, "commands": args.command, "export": shlex.join(["python", *sys.argv]),
                       "train_throughput": args.throughput, **record}
         (target / "provenance.json").write_text(json.dumps(provenance, indent=1) + "\n")
         wall = record["part_wall_s"]
