@@ -25,7 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lightning_slt.experiments.report import planned_metrics
+from lightning_slt.atomic import read_json, write_json
+from lightning_slt.experiments.report import part_folders, planned_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +56,7 @@ def code_state(commit: str) -> dict:
 
 
 def _run_record(part: Path, run: Path) -> dict:
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = read_json(run / "metrics.json")
     starts = sorted(path.stat().st_mtime for path in run.glob("logs/version_*/config.yaml"))
     began = starts[0] if starts else None
     return {"run": str(run.relative_to(part)), "steps": metrics["steps"], "test_bleu": metrics["test"]["bleu"],
@@ -67,7 +68,7 @@ def _run_record(part: Path, run: Path) -> dict:
 
 def export_part(part: Path, out: Path) -> dict:
     """Copy one part (or a single experiment) and return its provenance record."""
-    manifest = json.loads((part / "experiment.json").read_text())
+    manifest = read_json(part / "experiment.json")
     for name in PART_FILES:
         if (part / name).is_file():
             _copy(part / name, out / name)
@@ -103,11 +104,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--command", action="append", default=[], help="a command that produced it (repeat)")
     parser.add_argument("--throughput", help="the machine's benchmarks/train_throughput.py figure (where it is kept)")
     args = parser.parse_args(argv)
-    single = (args.experiment / "experiment.json").is_file()
-    parts = [args.experiment] if single else sorted(
-        p for p in args.experiment.iterdir() if (p / "experiment.json").is_file())
-    if not parts:
-        raise SystemExit(f"{args.experiment} holds no experiment.json, nor parts with one")
+    try:
+        parts = part_folders(args.experiment)
+    except FileNotFoundError as err:
+        raise SystemExit(str(err)) from None
+    single = parts == [args.experiment]
     state = code_state(args.commit)
     if state["code_changed_since"]:
         print(f"note: lightning_slt/ or conf/ differ from {args.commit}: {', '.join(state['code_changed_since'])}")
@@ -118,9 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     for part in parts:
         target = args.out if single else args.out / part.name
         record = export_part(part, target)
-        provenance = {**state, "commands": args.command, "export": shlex.join(["python", *sys.argv]),
-                      "train_throughput": args.throughput, **record}
-        (target / "provenance.json").write_text(json.dumps(provenance, indent=1) + "\n")
+        export = shlex.join(["python", "results/export_reproduction.py", *(sys.argv[1:] if argv is None else argv)])
+        provenance = {**state, "commands": args.command, "export": export, "train_throughput": args.throughput, **record}
+        write_json(target / "provenance.json", provenance)
         wall = record["part_wall_s"]
         print(f"{part.name}: {record['runs_finished']} of {record['runs_planned']} runs"
               + (f", {wall / 60:.1f} min wall" if wall else "") + f" -> {target}")
