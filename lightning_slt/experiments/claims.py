@@ -375,10 +375,11 @@ def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, s
     """
     from lightning_slt.atomic import write_text
 
-    from .report import collect, paper_results, part_folders
+    from .report import collect, paper_results, part_folders, planned_parts
 
     output_dir = Path(output_dir)
     folders = part_folders(output_dir)
+    not_run = [name for name in planned_parts(output_dir) if name not in {f.name for f in folders}]
     if len(folders) > 1:  # a part still training (no dense test result yet) is left out, and said so
         unfinished = [f.name for f in folders if not _dense_finished(f, seed)]
         folders = [f for f in folders if f.name not in unfinished]
@@ -403,6 +404,8 @@ def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, s
     path = output_dir / "claims.md"
     first = parts[0].dense.bleu if parts[0].dense is not None else None
     pending = f"Parts not finished yet, left out: {', '.join(unfinished)}.\n\n" if unfinished else ""
+    if not_run:  # a claim they speak to says what it misses; the reader sees why here
+        pending += f"Parts not run yet: {', '.join(not_run)}.\n\n"
     write_text(path, f"# Claims of Brix et al. (2020) on {output_dir.name}, seed {seed}\n\n" + pending
                + claims_markdown(verdicts, sigma_seed, first if len(parts) == 1 else None, agreement))
     return path, verdicts

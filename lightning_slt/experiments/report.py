@@ -163,14 +163,19 @@ def part_folders(folder: str | Path) -> list[Path]:
     if (folder / "experiment.json").is_file():
         return [folder]
     if (folder / "parts.json").is_file():
-        names = read_json(folder / "parts.json")["parts"]
-        found = [folder / name for name in names if (folder / name / "experiment.json").is_file()]
+        found = [folder / name for name in planned_parts(folder) if (folder / name / "experiment.json").is_file()]
     else:
         found = sorted(p.parent for p in folder.glob("*/experiment.json"))
     if not found:
         raise FileNotFoundError(f"{folder} holds no experiment.json and no parts with one: it is not an experiment "
                                 "folder (give the output_dir of `lightning-slt experiment`)")
     return found
+
+
+def planned_parts(folder: str | Path) -> list[str]:
+    """The parts an experiment folder's parts.json plans, run or not ([] for one not in parts)."""
+    path = Path(folder) / "parts.json"
+    return list(read_json(path)["parts"]) if path.is_file() else []
 
 
 def collect_parts(output_dir: str | Path) -> tuple[list[str], list[dict]]:
