@@ -356,8 +356,18 @@ def _load_part(folder: Path, seed: int) -> tuple[Part, dict[int, float]]:
     return part, {k: r["test_bleu"] for k, r in dense_rows.items()}
 
 
-def _dense_finished(folder: Path, seed: int) -> bool:
-    return (folder / f"seed{seed}" / "dense" / "metrics.json").is_file()
+def _unfinished(folder: Path, seed: int) -> str | None:
+    """Why a part cannot be judged yet ("7 of 11 runs"), or None once every run of its plan has
+    finished: a part still training would give a verdict on the sparsities it reached so far."""
+    from lightning_slt.atomic import read_json
+
+    from .report import planned_metrics
+
+    planned = planned_metrics(folder, read_json(folder / "experiment.json"))
+    if planned is None:  # a manifest from before plans were recorded: its dense run decides
+        planned = [folder / f"seed{seed}" / "dense" / "metrics.json"]
+    done = sum(path.is_file() for path in planned)
+    return None if done == len(planned) else f"{folder.name} ({done} of {len(planned)} runs)"
 
 
 def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, seed: int = 0,
@@ -380,11 +390,12 @@ def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, s
     output_dir = Path(output_dir)
     folders = part_folders(output_dir)
     not_run = [name for name in planned_parts(output_dir) if name not in {f.name for f in folders}]
-    if len(folders) > 1:  # a part still training (no dense test result yet) is left out, and said so
-        unfinished = [f.name for f in folders if not _dense_finished(f, seed)]
-        folders = [f for f in folders if f.name not in unfinished]
+    if len(folders) > 1:  # a part still training is left out, and said so
+        progress = {f.name: _unfinished(f, seed) for f in folders}
+        unfinished = [why for why in progress.values() if why is not None]
+        folders = [f for f in folders if progress[f.name] is None]
         if not folders:
-            raise ValueError(f"{output_dir}: no part has a finished dense run of seed {seed} yet ({', '.join(unfinished)})")
+            raise ValueError(f"{output_dir}: no part has finished every run of its plan yet ({', '.join(unfinished)})")
     else:
         unfinished = []
     loaded = [_load_part(folder, seed) for folder in folders]

@@ -266,7 +266,11 @@ def test_claims_over_parts_compare_within_a_part_and_across_only_where_no_part_r
     _part(tmp_path, "c", {"dense/slt_0.50/slt_0.60/mp_0.90": ("mp", "slt_mp", 0.9, 28.0, 6)}, dense_bleu=28.5)
     (tmp_path / "d").mkdir()  # a part still training: its dense run has no metrics.json yet
     (tmp_path / "d" / "experiment.json").write_text('{"config": {"methods": ["lt"], "seeds": [0]}, "runs": ["dense"]}')
-    (tmp_path / "parts.json").write_text('{"parts": ["a", "b", "c", "d", "e"]}')  # e: planned, never started
+    # f: its dense run finished, its LT round not yet: judged on it, LT at 50 % would be "met" alone
+    _part(tmp_path, "f", {"dense/lt_0.50": ("lt", "lt", 0.5, 20.0, 30)}, dense_bleu=30.0)
+    (tmp_path / "f" / "experiment.json").write_text(
+        '{"config": {"methods": ["lt"], "seeds": [0]}, "runs": ["dense", "dense/lt_0.50", "dense/lt_0.50/lt_0.90"]}')
+    (tmp_path / "parts.json").write_text('{"parts": ["a", "b", "c", "d", "e", "f"]}')  # e: planned, never started
     path, verdicts = write_claims(tmp_path)
     by = {v.number: v for v in verdicts}
     [one] = by[1].comparisons
@@ -283,7 +287,8 @@ def test_claims_over_parts_compare_within_a_part_and_across_only_where_no_part_r
     assert mp.sigma > math.sqrt(4 * 0.4**2)  # two seed draws per side, and the bootstrap
     text = path.read_text()
     assert "σ_seed = 0.40 BLEU" in text  # part a's three seeds, not seed 0 of another part beside them
-    assert "Parts not finished yet, left out: d.\n\nParts not run yet: e." in text and "| 2. LT (reset to θ0)" in text
+    assert "Parts not finished yet, left out: d (0 of 1 runs), f (2 of 3 runs).\n\nParts not run yet: e." in text
+    assert by[2].verdict == "inconclusive" and by[2].missing == ["lt"] and "| 2. LT (reset to θ0)" in text
     assert "| a | 30.00 | (the reference) |" in text and "| b | 30.50 | Δ +0.50 ± 0.57: agrees |" in text
     assert "| c | 28.50 | Δ -1.50 ± 0.57: does not agree |" in text
     paper = PAPER["slt_mp"]["bleu"]["0.90"] - 26.8, PAPER["mp"]["bleu"]["0.90"] - 26.8
