@@ -294,3 +294,19 @@ def test_claims_over_parts_compare_within_a_part_and_across_only_where_no_part_r
     paper = PAPER["slt_mp"]["bleu"]["0.90"] - 26.8, PAPER["mp"]["bleu"]["0.90"] - 26.8
     assert f"| 3 | slt_mp − mp | 90% | c ↔ a | {paper[0]:+.1f}, {paper[1]:+.1f} |" in text
     assert "| -0.50, -4.00 | +3.50 ± " in text
+
+
+def test_the_compute_row_sets_mp_for_the_lineages_steps_against_slt_lt_and_mp_of_one_run():
+    """Claim 2 (LT below MP) at equal compute: MP for the 90 % lineage's steps against LT at 90 %,
+    across the parts that ran them, beside SLT and MP of one run; recorded, not judged."""
+    lineage = Part("p4", {("mp_lineage", 0.9): System(31.0), ("dense", 0.0): System(30.0)}, dense=System(30.0),
+                   methods=["mp_lineage"])
+    slt_mp = Part("p1", {("slt", 0.9): System(29.5), ("mp", 0.9): System(25.0), ("dense", 0.0): System(29.0)},
+                  dense=System(29.0), methods=["slt", "mp"])
+    lt = Part("p2", {("lt", 0.9): System(30.2), ("dense", 0.0): System(30.0)}, dense=System(30.0), methods=["lt"])
+    compute = _verdict(judge_parts([slt_mp, lt, lineage], 0.1), "compute")
+    rows = {c.b: (c.part, c.delta, c.outcome) for c in compute.comparisons}
+    assert rows == {"slt": ("p4 ↔ p1", pytest.approx(1.0 - 0.5), "measured"),
+                    "lt": ("p4 ↔ p2", pytest.approx(1.0 - 0.2), "measured"),
+                    "mp": ("p4 ↔ p1", pytest.approx(1.0 - -4.0), "measured")}
+    assert compute.verdict == "measured"
