@@ -24,6 +24,12 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's temporary files are 0o600
 
 
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one of our atomic writes in progress (``.<name>.<random>.tmp``):
+    another process may be writing it, so a folder holding only such files is not foreign."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
 def _atomic(path: Path, write) -> None:
     tmp = None
     try:

@@ -36,7 +36,7 @@ import yaml
 from lightning_slt._lightning import ModelCheckpoint, qualified
 from lightning_slt._runtime import cpu_description
 from lightning_slt.artifacts import read_checkpoint, run_checkpoint
-from lightning_slt.atomic import read_json, write_json, write_text, write_torch
+from lightning_slt.atomic import is_temporary, read_json, write_json, write_text, write_torch
 from lightning_slt.callbacks import SparsityMonitor
 from lightning_slt.export.checkpoint import export_checkpoint
 from lightning_slt.launch import Component, RunConfig, build, parse_base
@@ -160,7 +160,8 @@ def _check_manifest(output_dir: Path, manifest: dict) -> None:
                 f"{output_dir} holds a different experiment ({details}). Runs there were trained with "
                 "other settings and would be mixed with these: choose another output_dir or delete that folder"
             )
-    elif output_dir.exists() and any(p.name != LOCK_FILE for p in output_dir.iterdir()):
+    elif output_dir.exists() and any(p.name != LOCK_FILE and not is_temporary(p.name) for p in output_dir.iterdir()):
+        # the lock and a manifest being written: another process is starting this folder (its lock decides)
         raise ValueError(f"{output_dir} is not empty and holds no {MANIFEST}: it is not an experiment folder of ours")
 
 

@@ -170,6 +170,20 @@ def _refused(process: subprocess.Popen, holder: int) -> None:
             and "wait for it to finish (or stop it), or choose another output_dir" in stderr), stderr[-3000:]
 
 
+def test_a_folder_another_process_is_starting_is_left_to_the_lock(tmp_path):
+    """Between taking the lock and renaming its manifest into place, the first process's folder
+    holds only experiment.lock and the manifest's temporary file: a second process started then
+    must reach the lock (and be refused naming its holder), not call the folder foreign."""
+    from lightning_slt.experiments.runner import MANIFEST, _check_manifest
+
+    (tmp_path / "experiment.lock").write_text("")
+    (tmp_path / f".{MANIFEST}.k2x9_a.tmp").write_text("{")
+    _check_manifest(tmp_path, {"schedule": {}})  # no error: the lock decides
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="is not empty and holds no experiment.json: it is not an experiment folder"):
+        _check_manifest(tmp_path, {"schedule": {}})
+
+
 def test_a_second_process_on_the_folder_is_refused_and_a_dead_ones_lock_taken_over(tmp_path, spm_cache, tally):
     out = tmp_path / "exp"
     config = tmp_path / "exp.yaml"
