@@ -143,7 +143,8 @@ def gemm_share(loss_fn, optimizer, batches: list[dict], bf16: bool) -> float:
 
     It bounds what any change outside the GEMMs can buy: a model whose GEMMs are the same work
     as the baseline's, at the same library's speed, cannot be faster than the baseline's step
-    over its own GEMM time, however cheap everything else becomes.
+    over its own GEMM time, however cheap everything else becomes. The profiler's own overhead
+    falls on the many small ops, so the share reads if anything low and that ceiling high.
     """
     from torch.profiler import ProfilerActivity, profile
 
