@@ -281,10 +281,7 @@ def main() -> None:
     flops = {name: [] for name in models}
     tokens = {name: [] for name in models}
     faults = {name: [] for name in models}
-    # Two phases: ours and the baseline on the same batches interleaved (the comparison the goal
-    # is about), then the baseline on padded user batches alone. Interleaving all three let the
-    # padded batches' 3-4x larger heap peaks be trimmed and re-faulted inside the same-batch
-    # baseline's timed steps (151k minor faults a step on an AVX2-only EPYC), which no real run sees.
+    # Ours and the same-batch baseline interleaved, then the padded user batches alone (docstring: why)
     for phase in (("ours", "torch_same_batches"), ("torch_user_batches",)):
         for timed in [False] * args.warmup_passes + [True]:
             for i in range(len(batches)):
@@ -317,7 +314,7 @@ def main() -> None:
         result[name]["gemm_share"] = round(gemm_share(loss_fn, optimizer, feed[:3], bf16), 3)
     result["speedup_ceiling_gemms_only"] = round(result["speedup_vs_torch_same_batches"] / result["ours"]["gemm_share"], 3)
     # a model that page-faults in its timed steps is not in steady state (its heap was still
-    # growing: the interleaved padded batches can push it); such a line does not count
+    # growing, or was trimmed and grown again); such a line does not count
     result["steady_state"] = all(result[name]["median_minor_faults_per_step"] == 0 for name in ("ours", "torch_same_batches"))
     result["goal"] = "speedup >= 1.5 (without AMX; 1.72 with), in steady state"
     print(json.dumps(result))
