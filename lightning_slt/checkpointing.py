@@ -14,7 +14,7 @@ from typing import Any
 
 from typing_extensions import override
 
-from lightning_slt._lightning import TORCH_CHECKPOINT_IOS, CheckpointIOBase, ModelCheckpoint, pl
+from lightning_slt._lightning import TORCH_CHECKPOINT_IOS, CheckpointIOBase, ModelCheckpoint, pl, rank_zero_warn
 from lightning_slt.artifacts import read_checkpoint
 from lightning_slt.atomic import write_torch
 
@@ -75,3 +75,18 @@ class BestAfterStep(ModelCheckpoint):
     def _save_topk_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict) -> None:
         if trainer.global_step >= self.after_step:
             super()._save_topk_checkpoint(trainer, monitor_candidates)
+
+
+def warn_best_may_precede(trainer: pl.Trainer, step: int, who: str, why: str) -> None:
+    """Warn when every best-by-metric checkpoint of ``trainer`` may keep a validation from before ``step``.
+
+    ``who`` asks (e.g. "GradualMagnitudePruning"); ``why`` says what is not yet true before that
+    step (e.g. "sparsity is still below 0.9"); ``BestAfterStep(after_step=step)`` is the fix it names.
+    """
+    ranked = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor
+              and cb.save_top_k != 0]
+    if ranked and not any(isinstance(cb, BestAfterStep) and cb.after_step >= step for cb in ranked):
+        names = ", ".join(f"{type(cb).__name__}(monitor={cb.monitor!r}, after_step={getattr(cb, 'after_step', 0)})"
+                          for cb in ranked)
+        rank_zero_warn(f"{who}: {names} may keep a best checkpoint from before step {step}, where {why}; to report "
+                       f"the best one after it use lightning_slt.checkpointing.BestAfterStep(after_step={step}, monitor=...)")

@@ -149,15 +149,15 @@ def describe_call(described: Mapping[str, Any]) -> str:
     return f"{described['class']}({args})"
 
 
-def check_resume_keeps_masks(trainer: Any, checkpoint: Mapping[str, Any]) -> None:
-    """Refuse to resume a pruned run's checkpoint in a fit with no pruning callback: nothing would
-    hold its masks, and the run would silently continue dense. Called from a LightningModule's
-    ``on_load_checkpoint``, which Lightning runs after ``setup`` and before the first step; a fit
-    with pruning callbacks has a session on the trainer (``keys.SESSION_ATTR``)."""
+def check_resume_keeps_masks(trainer: Any, checkpoint: Mapping[str, Any], pruning_in_fit: bool) -> None:
+    """Refuse to resume a pruned run's checkpoint in a fit with no pruning callback
+    (``pruning_in_fit`` False): nothing would hold its masks, and the run would silently continue
+    dense. Called from a LightningModule's ``on_load_checkpoint``, which Lightning runs after
+    ``setup`` and before the first step."""
     run = run_checkpoint(checkpoint, trainer.ckpt_path or "the checkpoint")
     masks = run.masks or {}
     pruned = sum(int((~m).sum()) for m in masks.values())
-    if not pruned or getattr(trainer, keys.SESSION_ATTR, None) is not None or trainer.state.fn != "fit":
+    if not pruned or pruning_in_fit or trainer.state.fn != "fit":
         return
     total = sum(m.numel() for m in masks.values())
     started = [describe_call(cb) for cb in run.callbacks or []]

@@ -42,9 +42,6 @@ EXTRA_REWIND_STEP = "rewind_step"
 TICKET_KIND = "ticket"  # θT and m
 WINNING_TICKET_KIND = "winning_ticket"  # θk ⊙ m and m
 
-# The trainer attribute holding the fit's pruning session (set by the leading pruning callback).
-SESSION_ATTR = "_lightning_slt_session"
-
 _REWIND_KEY = re.compile(r"WeightRewind\{'step': (\d+)\}")
 
 

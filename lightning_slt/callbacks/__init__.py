@@ -1,6 +1,6 @@
 """Lightning callbacks, one per pruning strategy, thin adapters over ``lightning_slt.pruning``."""
 
-from .base import Phase, PruningCallback, PruningSession, session_of
+from .base import PruningCallback, PruningSession, Role, session_of
 from .converged_mask import ConvergedMask
 from .gradual import GradualMagnitudePruning
 from .random_mask import RandomMask
@@ -12,11 +12,11 @@ from .weight_rewind import WeightRewind
 __all__ = [
     "ConvergedMask",
     "GradualMagnitudePruning",
-    "Phase",
     "PruningCallback",
     "PruningSession",
     "RandomMask",
     "RandomReinit",
+    "Role",
     "SignOnlyReinit",
     "SparsityMonitor",
     "TrainTimeBudget",

@@ -1,28 +1,46 @@
-"""What every pruning callback shares: one mask store per fit, and ticket assembly in phases.
+"""How the pruning callbacks of one fit build a ticket together: one session, handed to each.
 
 Several callbacks act on the same masks (``ConvergedMask`` sets them, ``GradualMagnitudePruning``
-tightens them, ``SignOnlyReinit`` reads them), so they share one :class:`PruningSession` per
-Trainer. The first pruning callback in ``trainer.callbacks`` is its *leader*: it creates the
-session, saves the masks under ``checkpoint["lightning_slt"]``, restores them, and at
-``on_train_start`` of a fresh fit assembles the ticket by calling every pruning callback's
-:meth:`PruningCallback.assemble` in fixed phase order, whatever the order of the list:
-weights source (``WeightRewind``, then ``RandomReinit``), mask (``ConvergedMask``,
-``RandomMask``), schedule start (``GradualMagnitudePruning``), value transform
-(``SignOnlyReinit``); then the pruned entries are zeroed. On resume nothing is assembled: the
-restored weights and masks win, and the pruning callbacks must be those the run was started with
-(a mask callback added or changed on resume would otherwise be dropped without a word; a
-checkpoint with masks resumed with no pruning callback at all is refused by
-``artifacts.checkpoint.check_resume_keeps_masks``, which ``TranslationModule`` calls).
+tightens them, ``SignOnlyReinit`` reads them). At ``setup`` of a fit the pruning callbacks in
+``trainer.callbacks`` are gathered into one :class:`PruningSession`, and the session is handed to
+each of them (``callback.session``). The session owns everything they share: the live masks, the
+sources read from disk (each file once per fit), the checkpoint record, and the ticket assembly
+of a fresh fit, written out in :meth:`PruningSession.assemble` in the order of :class:`Role`:
+
+1. ``WEIGHTS``: ``WeightRewind`` with a source (every parameter := θk), then ``REINIT``
+   (``RandomReinit``: a fresh draw);
+2. ``MASK``: ``ConvergedMask`` or ``RandomMask`` (one at most);
+3. ``SCHEDULE``: ``GradualMagnitudePruning``'s step-0 prune;
+4. ``VALUES``: ``SignOnlyReinit``;
+5. the pruned entries are zeroed.
+
+Every Lightning hook acts on the session, and the session does each thing once (it remembers
+what is done), so whichever pruning callback Lightning calls first does the work and the order
+of the list never matters. On resume nothing is assembled: the restored weights and masks win,
+and the pruning callbacks must be those the run was started with (the arguments each was built
+with are recorded in every checkpoint and compared on resume).
 
 Why ``on_train_start``: Lightning calls ``setup``, then restores callbacks and weights, then
-``on_fit_start``, then the optimizer state; only at ``on_train_start`` is everything in place.
+``on_fit_start``, then the optimizer state; only at ``on_train_start`` is everything in place
+(and under FSDP2 the parameters exist in their final, sharded form only after ``configure_model``).
+
+Decision: a session object created at ``setup`` and handed to each callback, because users
+configure the strategies as separate entries of ``trainer.callbacks`` (every YAML under
+``conf/``, every run's ``config.yaml``, and ``--config a.yaml --config b.yaml`` adding a round's
+callbacks to a dense base). Rejected: one composing ``Ticket(weights=..., mask=..., schedule=...,
+values=...)`` callback handed its parts. Its signature would show the order, but it would need a
+new config shape (breaking those files) or a hidden step that wraps the listed callbacks into
+it. Also rejected, and replaced here: a *leader* (the first callback of the list) keeping the
+session as an attribute of the Trainer and ordering the assembly by integer phases.
 """
 
 from __future__ import annotations
 
+import inspect
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from enum import Enum
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -30,67 +48,52 @@ from typing_extensions import override
 
 from lightning_slt._lightning import Callback, pl, rank_zero_info
 from lightning_slt._runtime import destroy_gloo_group_at_exit
-from lightning_slt.artifacts import keys
+from lightning_slt.artifacts import RunCheckpoint, keys, load_source
 from lightning_slt.artifacts.checkpoint import describe_call, pruning_state, run_checkpoint
 from lightning_slt.pruning import ParameterMasks, kept_zeros, prunable_parameters
 
 
-class Phase:
-    """Order of ticket assembly (lower first)."""
+class Role(Enum):
+    """What a pruning callback contributes to a fresh fit's ticket; assembled in this order."""
 
-    WEIGHTS = 10
-    REINIT = 15
-    MASK = 20
-    SCHEDULE = 30
-    VALUES = 40
-
-
-@dataclass
-class PruningSession:
-    """State shared by the pruning callbacks of one fit.
-
-    Attributes:
-        masks: the live masks, built at ``on_train_start`` over all named parameters.
-        restored: True when this fit resumed from a checkpoint (no ticket assembly).
-        previous_masks: the mask of the run this ticket came from (for overlap metrics).
-        reference: θk this ticket was rewound to (for sign-agreement metrics), on CPU.
-        ticket: how the ticket was assembled (callbacks, kept entries, kept entries that start
-            at exactly 0), saved in every checkpoint under ``lightning_slt/ticket``.
-    """
-
-    masks: ParameterMasks | None = None
-    restored: bool = False
-    pending_masks: dict[str, Tensor] = field(default_factory=dict)
-    previous_masks: dict[str, Tensor] | None = None
-    reference: dict[str, Tensor] | None = None
-    ticket: dict[str, Any] | None = None
-
-
-def pruning_callbacks(trainer: pl.Trainer) -> list[PruningCallback]:
-    return [cb for cb in trainer.callbacks if isinstance(cb, PruningCallback)]
-
-
-def session_of(trainer: pl.Trainer) -> PruningSession | None:
-    """The pruning session of this trainer's current fit, or None without pruning callbacks."""
-    return getattr(trainer, keys.SESSION_ATTR, None)
+    WEIGHTS = "weights"  # WeightRewind(source=...): every parameter := θk of an earlier run
+    REINIT = "reinit"  # RandomReinit: a fresh draw of the model's own initialiser
+    MASK = "mask"  # ConvergedMask, RandomMask: the ticket's mask
+    SCHEDULE = "schedule"  # GradualMagnitudePruning: its prune at the first step
+    VALUES = "values"  # SignOnlyReinit: a transform of the kept values
 
 
 class PruningCallback(Callback):
-    """Base class: subclasses set ``phase`` and implement :meth:`assemble` and their own hooks."""
+    """Base class: subclasses set ``role`` and implement :meth:`assemble` and their own hooks.
 
-    phase: ClassVar[int]
+    The Lightning hooks that build, save and restore the ticket are implemented here and
+    delegate to the session; a subclass adds hooks of its own, never overrides these.
+    """
+
+    role: Role
+    _session: PruningSession | None = None
+
+    @property
+    def session(self) -> PruningSession:
+        """The session of the current (or last) fit this callback took part in."""
+        if self._session is None:
+            raise RuntimeError(f"{type(self).__name__} is used outside trainer.fit: its pruning session is "
+                               "created at setup of a fit")
+        return self._session
+
+    @property
+    def sets_weights(self) -> bool:
+        """True when this callback replaces the ticket's weights at assembly (one such per fit)."""
+        return self.role is Role.WEIGHTS
 
     def assemble(self, trainer: pl.Trainer, pl_module: pl.LightningModule, session: PruningSession) -> None:
         """Contribute to a fresh fit's ticket (not called on resume)."""
 
-    def _is_leader(self, trainer: pl.Trainer) -> bool:
-        return pruning_callbacks(trainer)[0] is self
-
-    def _session(self, trainer: pl.Trainer) -> PruningSession:
-        session = session_of(trainer)
-        if session is None:
-            raise RuntimeError(f"{type(self).__name__} used outside trainer.fit: no pruning session")
-        return session
+    def settings(self) -> dict[str, Any]:
+        """The arguments this callback was built with (recorded in every checkpoint; compared on resume)."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        values = {name: getattr(self, name) for name in names if hasattr(self, name)}
+        return {name: list(v) if isinstance(v, tuple) else v for name, v in values.items()}
 
     @staticmethod
     def _select(pl_module: pl.LightningModule, include: Sequence[str] | None, exclude: Sequence[str] | None):
@@ -99,68 +102,163 @@ class PruningCallback(Callback):
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         destroy_gloo_group_at_exit()  # CPU DDP ranks: a clean exit (see lightning_slt._runtime)
-        if stage == "fit" and self._is_leader(trainer):
-            _check_one_source_each(pruning_callbacks(trainer))
-            setattr(trainer, keys.SESSION_ATTR, PruningSession())
+        if stage == "fit" and not (self._session is not None and self._session.is_open_for(trainer)):
+            PruningSession.open(trainer)
 
     @override
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
-        session = session_of(trainer)
-        if session is None or not self._is_leader(trainer):
-            return
-        session.restored = True
-        saved = run_checkpoint(checkpoint, trainer.ckpt_path or "the checkpoint")
-        _check_same_callbacks(saved.callbacks, [describe_callback(cb) for cb in pruning_callbacks(trainer)],
-                              trainer.ckpt_path)
-        session.pending_masks = saved.masks or {}
-        session.ticket = saved.ticket
+        self.session.restore(trainer, checkpoint)
 
     @override
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
-        session = session_of(trainer)
-        if session is None or session.masks is None or not self._is_leader(trainer):
-            return
-        checkpoint[keys.STATE_KEY] = pruning_state(
-            session.masks.state_dict(), [describe_callback(cb) for cb in pruning_callbacks(trainer)], session.ticket)
+        self.session.save(checkpoint)
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self._is_leader(trainer):
-            return
-        session = self._session(trainer)
-        session.masks = ParameterMasks(dict(pl_module.named_parameters()))
-        if session.restored:
-            session.masks.load_state_dict(session.pending_masks)
-            session.masks.apply_()
-        else:
-            self._assemble_ticket(trainer, pl_module, session)
-        for optimizer in trainer.optimizers:
-            session.masks.attach(optimizer)
-
-    @torch.no_grad()
-    def _assemble_ticket(self, trainer: pl.Trainer, pl_module: pl.LightningModule, session: PruningSession) -> None:
-        ordered = sorted(pruning_callbacks(trainer), key=lambda cb: cb.phase)  # stable within a phase
-        for callback in ordered:
-            callback.assemble(trainer, pl_module, session)
-        session.masks.apply_()  # type: ignore[union-attr]
-        kept, zero = kept_zeros(session.masks.params, session.masks.masks)  # type: ignore[union-attr]
-        names = [type(cb).__name__ for cb in ordered]
-        session.ticket = {"assembled_by": names, "kept": kept, "kept_zero": zero}
-        rank_zero_info(f"lightning_slt: ticket assembled by {' -> '.join(names)}"
-                       + (f"; {zero} of {kept} kept weights start at exactly 0" if kept else ""))
+        self.session.start(trainer, pl_module)
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        session = session_of(trainer)
-        if stage == "fit" and session is not None and session.masks is not None and self._is_leader(trainer):
-            session.masks.detach()
+        if stage == "fit" and self._session is not None:
+            self._session.close()
+
+
+def describe_callback(callback: PruningCallback) -> dict[str, Any]:
+    """``{"class": ..., **settings}`` of a pruning callback, as recorded in checkpoints."""
+    return {"class": type(callback).__name__, **callback.settings()}
+
+
+class PruningSession:
+    """What the pruning callbacks of one fit share.
+
+    Attributes:
+        callbacks: the fit's pruning callbacks, in list order.
+        restored: True when this fit resumed from a checkpoint (no ticket assembly).
+        previous_masks: the mask of the run this ticket came from (for overlap metrics).
+        reference: θk this ticket was rewound to (for sign-agreement metrics), on CPU.
+        ticket: how the ticket was assembled (callbacks, kept entries, kept entries that start
+            at exactly 0), saved in every checkpoint under ``lightning_slt/ticket``.
+    """
+
+    def __init__(self, trainer: pl.Trainer, callbacks: list[PruningCallback]) -> None:
+        self.callbacks = callbacks
+        self.restored = False
+        self.previous_masks: dict[str, Tensor] | None = None
+        self.reference: dict[str, Tensor] | None = None
+        self.ticket: dict[str, Any] | None = None
+        self._trainer = trainer
+        self._masks: ParameterMasks | None = None
+        self._restored_masks: dict[str, Tensor] = {}
+        self._sources: dict[str, RunCheckpoint] = {}
+        self._attached = False
+
+    @classmethod
+    def open(cls, trainer: pl.Trainer) -> PruningSession:
+        """A new session over the trainer's pruning callbacks, handed to each of them."""
+        callbacks = [cb for cb in trainer.callbacks if isinstance(cb, PruningCallback)]
+        _check_one_source_each(callbacks)
+        session = cls(trainer, callbacks)
+        for callback in callbacks:
+            callback._session = session
+        return session
+
+    def is_open_for(self, trainer: pl.Trainer) -> bool:
+        """True while this session serves a fit of ``trainer`` that has not started training yet."""
+        return self._trainer is trainer and self._masks is None
+
+    @property
+    def started(self) -> bool:
+        """True once the masks exist (from ``on_train_start`` of the fit on)."""
+        return self._masks is not None
+
+    @property
+    def masks(self) -> ParameterMasks:
+        """The live masks over all named parameters, from ``on_train_start`` on."""
+        if self._masks is None:
+            raise RuntimeError("the pruning session's masks exist from on_train_start on (after setup, the "
+                               "checkpoint restore and the optimizer state)")
+        return self._masks
+
+    def with_role(self, role: Role) -> list[PruningCallback]:
+        return [cb for cb in self.callbacks if cb.role is role]
+
+    @property
+    def mask_source(self) -> PruningCallback | None:
+        """The callback that sets the ticket's mask (``ConvergedMask`` or ``RandomMask``), if any."""
+        found = self.with_role(Role.MASK)
+        return found[0] if found else None
+
+    def read_source(self, path: str | os.PathLike) -> RunCheckpoint:
+        """An earlier run's file, read once per fit however many callbacks use it (kept until training starts)."""
+        key = os.path.realpath(path)
+        if key not in self._sources:
+            self._sources[key] = load_source(path)
+        return self._sources[key]
+
+    def restore(self, trainer: pl.Trainer, checkpoint: dict[str, Any]) -> None:
+        if self.restored:
+            return
+        self.restored = True
+        saved = run_checkpoint(checkpoint, trainer.ckpt_path or "the checkpoint")
+        _check_same_callbacks(saved.callbacks, [describe_callback(cb) for cb in self.callbacks], trainer.ckpt_path)
+        self._restored_masks = saved.masks or {}
+        self.ticket = saved.ticket
+
+    def save(self, checkpoint: dict[str, Any]) -> None:
+        if self._masks is None or keys.STATE_KEY in checkpoint:
+            return
+        checkpoint[keys.STATE_KEY] = pruning_state(
+            self._masks.state_dict(), [describe_callback(cb) for cb in self.callbacks], self.ticket)
+
+    def start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Build (fresh fit) or restore (resume) the masks and keep them on the optimizers; once per fit."""
+        if self._attached:
+            return
+        self._masks = ParameterMasks(dict(pl_module.named_parameters()))
+        self._sources.clear()  # every callback has taken what it needs from them at setup
+        if self.restored:
+            self._masks.load_state_dict(self._restored_masks)
+            self._masks.apply_()
+            self._restored_masks = {}
+        else:
+            self.assemble(trainer, pl_module)
+        for optimizer in trainer.optimizers:
+            self._masks.attach(optimizer)
+        self._attached = True
+
+    @torch.no_grad()
+    def assemble(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A fresh fit's ticket: weights, then mask, then the schedule's first prune, then values."""
+        ordered = [cb for role in Role for cb in self.with_role(role)]
+        for callback in ordered:
+            callback.assemble(trainer, pl_module, self)
+        self.masks.apply_()
+        kept, zero = kept_zeros(self.masks.params, self.masks.masks)
+        names = [type(cb).__name__ for cb in ordered]
+        self.ticket = {"assembled_by": names, "kept": kept, "kept_zero": zero}
+        rank_zero_info(f"lightning_slt: ticket assembled by {' -> '.join(names)}"
+                       + (f"; {zero} of {kept} kept weights start at exactly 0" if kept else ""))
+
+    def close(self) -> None:
+        """Remove the masking hooks at the end of the fit (the masks stay readable)."""
+        if self._masks is not None and self._attached:
+            self._masks.detach()
+            self._attached = False
+
+
+def session_of(trainer: pl.Trainer) -> PruningSession | None:
+    """The pruning session of this trainer's current or last fit, found through its callbacks."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, PruningCallback) and callback._session is not None:
+            return callback._session
+    return None
 
 
 def _check_one_source_each(callbacks: list[PruningCallback]) -> None:
     """One mask source and one weights source per fit: with two, the list order would pick the
     winner, and the callbacks' order is meant not to matter."""
-    masks = [cb for cb in callbacks if cb.phase == Phase.MASK]
-    weights = [cb for cb in callbacks if cb.phase == Phase.WEIGHTS and getattr(cb, "source", None) is not None]
+    masks = [cb for cb in callbacks if cb.role is Role.MASK]
+    weights = [cb for cb in callbacks if cb.sets_weights]
     for what, found, fix in (
         ("mask", masks, "keep one ConvergedMask or RandomMask (GradualMagnitudePruning tightens the mask it gets)"),
         ("weights", weights, "keep one WeightRewind with a source (WeightRewind(step=k) without a source only records θk)"),
@@ -174,21 +272,13 @@ def _check_one_source_each(callbacks: list[PruningCallback]) -> None:
 _PATH_ARGS = ("checkpoint", "source", "like")  # may move with the run folder; not compared
 
 
-def describe_callback(callback: PruningCallback) -> dict[str, Any]:
-    """Class and public settings of a pruning callback (saved with every checkpoint)."""
-    settings = {k: v for k, v in vars(callback).items() if not k.startswith("_")
-                and (v is None or isinstance(v, (str, int, float, bool)) or
-                     (isinstance(v, (list, tuple)) and all(isinstance(x, (str, int, float)) for x in v)))}
-    return {"class": type(callback).__name__, **{k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}}
-
-
 def _check_same_callbacks(saved: list[dict] | None, current: list[dict], ckpt_path: str | None) -> None:
     """On resume the ticket is not assembled again: a pruning callback added, removed or changed
     would silently not act. Paths (checkpoint/source/like) are not compared: folders move."""
     if saved is None:  # written before callbacks were recorded
         return
     strip = [[{k: v for k, v in cb.items() if k not in _PATH_ARGS} for cb in cbs] for cbs in (saved, current)]
-    if sorted(map(repr, strip[0])) == sorted(map(repr, strip[1])):
+    if sorted(repr(sorted(cb.items())) for cb in strip[0]) == sorted(repr(sorted(cb.items())) for cb in strip[1]):
         return
     added = [describe_call(c) for c, s in zip(current, strip[1]) if s not in strip[0]]
     removed = [describe_call(c) for c, s in zip(saved, strip[0]) if s not in strip[1]]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from torch import Tensor
 from typing_extensions import override
 
 from lightning_slt._lightning import pl
-from lightning_slt.artifacts import Kind, load_source, match_masks, match_names
+from lightning_slt.artifacts import Kind, RunCheckpoint, match_masks, match_names
 from lightning_slt.artifacts.matching import check_shapes
 from lightning_slt.pruning import Masks, check_nested_target, check_scope, check_sparsity, magnitude_masks
 
-from .base import Phase, PruningCallback, PruningSession
+from .base import PruningCallback, PruningSession, Role
 
 
 class ConvergedMask(PruningCallback):
@@ -42,7 +43,7 @@ class ConvergedMask(PruningCallback):
         callbacks = [ConvergedMask("runs/dense/last.ckpt", sparsity=0.5), WeightRewind(step=1000, source="runs/dense/last.ckpt")]
     """
 
-    phase = Phase.MASK
+    role = Role.MASK
 
     def __init__(
         self,
@@ -60,43 +61,51 @@ class ConvergedMask(PruningCallback):
         if sparsity is not None:
             check_sparsity(sparsity)
         check_scope(scope)
-        self._masks: dict | None = None
-        self._previous: dict | None = None
+        self._masks: Masks | None = None
+        self._previous: Masks | None = None
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if stage == "fit":
-            self._masks, self._previous = self.compute_masks(pl_module)
-
-    def compute_masks(self, pl_module: pl.LightningModule) -> tuple[Masks, Masks | None]:
-        """The new masks and the source's own masks, keyed by this module's parameter names."""
-        params = self._select(pl_module, self.include, self.exclude)
-        source = load_source(self.checkpoint)
-        what = f"checkpoint {self.checkpoint!r}"
-        previous = None
-        if source.masks:
-            previous = match_masks(params, source.masks, what)  # uncovered tensors: unpruned, with a warning
-            check_shapes(previous, params, what)  # names the file's shapes; then the type carries the check
-            previous = Masks(previous, params, what)
-        if self.sparsity is None:
-            if previous is None:
-                raise ValueError(f"{what} has no mask; give ConvergedMask a sparsity to prune its weights")
-            return previous, previous
-        if source.kind is Kind.WINNING_TICKET:
-            raise ValueError(f"{what} is a winning ticket (θk ⊙ m), not converged weights θT to prune; set "
-                             "sparsity=None to take its mask, or export the run without --winning-ticket")
-        if source.weights is None:
-            raise ValueError(f"{what} holds only a mask ({source.kind}); set sparsity=None to use it as it is")
-        names = match_names(params, source.weights, what)
-        weights = {n: source.weights[s].float() for n, s in names.items()}
-        check_shapes(weights, params, what)
-        if previous is not None:
-            check_nested_target(previous, self.sparsity, self.scope, what)
-        return Masks(magnitude_masks(weights, self.sparsity, self.scope, current=previous), params, what), previous
+            params = self._select(pl_module, self.include, self.exclude)
+            source = self.session.read_source(self.checkpoint)
+            self._masks, self._previous = converged_masks(params, source, f"checkpoint {self.checkpoint!r}",
+                                                          self.sparsity, self.scope)
 
     @override
     def assemble(self, trainer: pl.Trainer, pl_module: pl.LightningModule, session: PruningSession) -> None:
-        session.masks.set_masks_(self._masks, trainer.optimizers)  # type: ignore[union-attr,arg-type]
+        if self._masks is None:
+            raise RuntimeError("ConvergedMask: no mask computed at setup")
+        session.masks.set_masks_(self._masks, trainer.optimizers)
         session.previous_masks = self._previous
         self._masks = None  # the session holds them now; free the CPU copy
+
+
+def converged_masks(params: dict[str, Tensor], source: RunCheckpoint, what: str, sparsity: float | None,
+                    scope: str) -> tuple[Masks, Masks | None]:
+    """The masks ``ConvergedMask`` starts from, and the source's own masks, keyed by ``params``' names.
+
+    Magnitude masks of the source's weights at ``sparsity``, nested in its own mask; with
+    ``sparsity=None`` its own mask as it is.
+    """
+    previous = None
+    if source.masks:
+        previous = match_masks(params, source.masks, what)  # uncovered tensors: unpruned, with a warning
+        check_shapes(previous, params, what)  # names the file's shapes; then the type carries the check
+        previous = Masks(previous, params, what)
+    if sparsity is None:
+        if previous is None:
+            raise ValueError(f"{what} has no mask; give ConvergedMask a sparsity to prune its weights")
+        return previous, previous
+    if source.kind is Kind.WINNING_TICKET:
+        raise ValueError(f"{what} is a winning ticket (θk ⊙ m), not converged weights θT to prune; set "
+                         "sparsity=None to take its mask, or export the run without --winning-ticket")
+    if source.weights is None:
+        raise ValueError(f"{what} holds only a mask ({source.kind}); set sparsity=None to use it as it is")
+    names = match_names(params, source.weights, what)
+    weights = {n: source.weights[s].float() for n, s in names.items()}
+    check_shapes(weights, params, what)
+    if previous is not None:
+        check_nested_target(previous, sparsity, scope, what)
+    return Masks(magnitude_masks(weights, sparsity, scope, current=previous), params, what), previous

@@ -7,19 +7,21 @@ from typing import Any
 from typing_extensions import override
 
 from lightning_slt._lightning import pl, rank_zero_warn
+from lightning_slt.checkpointing import warn_best_may_precede
 from lightning_slt.pruning import (
+    check_keeps_entries,
     check_schedule,
     check_scope,
     check_sparsity,
     cubic_sparsity,
     is_pruning_step,
     magnitude_masks,
+    targets_below,
 )
-from lightning_slt.pruning.masks import check_keeps_entries
 from lightning_slt.pruning.schedule import paper_schedule
 
-from .base import Phase, PruningCallback, PruningSession, pruning_callbacks
-from .time_budget import TrainTimeBudget
+from .base import PruningCallback, PruningSession, Role
+from .time_budget import StopForecast, clock_marks, forecast_stops
 
 
 class GradualMagnitudePruning(PruningCallback):
@@ -58,7 +60,7 @@ class GradualMagnitudePruning(PruningCallback):
         trainer = Trainer(max_steps=5000, callbacks=[GradualMagnitudePruning(final_sparsity=0.9)])
     """
 
-    phase = Phase.SCHEDULE
+    role = Role.SCHEDULE
 
     def __init__(
         self,
@@ -84,7 +86,7 @@ class GradualMagnitudePruning(PruningCallback):
         self._frequency = frequency
         self._last_pruned_step: int | None = None
         self._sparsity = 0.0
-        self._clock_start: tuple[int, dict[int, float]] | None = None  # (step, budget clocks) at train start
+        self._clock_marks: tuple[int, dict[int, float]] | None = None  # (step, time-limit clocks) at fit start
 
     def _validate(self) -> None:
         check_sparsity(self.final_sparsity, "final_sparsity")
@@ -124,69 +126,54 @@ class GradualMagnitudePruning(PruningCallback):
         # Targets only rise, so the final count is the one that could empty a tensor: refuse it now.
         check_keeps_entries({n: p.numel() for n, p in params.items()}, self.final_sparsity, self.scope,
                             what="GradualMagnitudePruning final_sparsity")
-        self._check_declared_masks(trainer)
-        self._check_best_checkpoint(trainer)
+        self._check_declared_mask()
+        warn_best_may_precede(trainer, self._end_step, "GradualMagnitudePruning",
+                              f"sparsity is still below {self.final_sparsity}")
 
-    def _check_declared_masks(self, trainer: pl.Trainer) -> None:
+    def _check_declared_mask(self) -> None:
         """Refuse at setup, before any log or config copy, a mask callback that declares a higher
         sparsity over the same tensors and scope: the ticket would already be past this target.
         Masks known only at assembly (a source's own mask) are checked there."""
-        for cb in pruning_callbacks(trainer):
-            declared = getattr(cb, "sparsity", None)
-            same = (getattr(cb, "scope", None), getattr(cb, "include", None), getattr(cb, "exclude", None)) == (
-                self.scope, self.include, self.exclude)
-            if cb.phase == Phase.MASK and declared is not None and same and self.final_sparsity < declared:
-                raise ValueError(
-                    f"GradualMagnitudePruning: final_sparsity {self.final_sparsity} is below the sparsity {declared} of "
-                    f"the ticket's mask ({type(cb).__name__}(sparsity={declared}, scope={self.scope!r})), which is "
-                    "assembled before this schedule; masks are nested, so this schedule would never prune anything. "
-                    "Raise final_sparsity above it (SLT-MP: initial_sparsity = the ticket's sparsity, final_sparsity = "
-                    "the target) or use a less sparse ticket")
-
-    def _check_best_checkpoint(self, trainer: pl.Trainer) -> None:
-        """Warn when every best-by-metric checkpoint may pick a validation from before the ramp's end."""
-        ranked = [cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None) and cb.save_top_k != 0]
-        if ranked and not any(getattr(cb, "after_step", 0) >= self._end_step for cb in ranked):
-            names = ", ".join(f"{type(cb).__name__}(monitor={cb.monitor!r}, after_step={getattr(cb, 'after_step', 0)})"
-                              for cb in ranked)
-            rank_zero_warn(
-                f"GradualMagnitudePruning: {names} may keep a best checkpoint from before step {self._end_step}, where "
-                f"sparsity is still below {self.final_sparsity}; to report the best one at the final sparsity use "
-                f"lightning_slt.checkpointing.BestAfterStep(after_step={self._end_step}, monitor=...)")
+        mask = self.session.mask_source
+        if mask is None:
+            return
+        declared = mask.settings().get("sparsity")
+        same = [mask.settings().get(k) for k in ("scope", "include", "exclude")] == [self.scope, self.include, self.exclude]
+        if declared is not None and same and self.final_sparsity < declared:
+            raise ValueError(
+                f"GradualMagnitudePruning: final_sparsity {self.final_sparsity} is below the sparsity {declared} of "
+                f"the ticket's mask ({type(mask).__name__}(sparsity={declared}, scope={self.scope!r})), which is "
+                "assembled before this schedule; masks are nested, so this schedule would never prune anything. "
+                "Raise final_sparsity above it (SLT-MP: initial_sparsity = the ticket's sparsity, final_sparsity = "
+                "the target) or use a less sparse ticket")
 
     @override
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_train_start(trainer, pl_module)
-        self._clock_start = (trainer.global_step, {id(b): elapsed for b, elapsed, _ in _time_budgets(trainer)})
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._clock_marks = clock_marks(trainer)
 
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or self._clock_start is None or trainer.state.fn != "fit":
+        """Warn once per fit, at the first validation with a measured rate, when a time limit will
+        stop the run before the ramp ends (the schedule would never reach its final sparsity)."""
+        if trainer.sanity_checking or self._clock_marks is None or trainer.state.fn != "fit":
             return
-        start_step, start_clocks = self._clock_start
-        steps = trainer.global_step - start_step
-        if steps <= 0 or trainer.global_step >= self._end_step:
-            return  # no rate measured yet, or the ramp is over
-        self._clock_start = None  # checked once per fit, at the first validation with a measured rate
-        for budget, elapsed, remaining in _time_budgets(trainer):
-            seconds = elapsed - start_clocks.get(id(budget), elapsed)
-            if seconds <= 0:
-                continue
-            rate = steps / seconds
-            stop = trainer.global_step + int(max(remaining, 0.0) * rate)
-            if stop < self._end_step:
-                rank_zero_warn(self._budget_message(budget, rate, stop))
+        if trainer.global_step >= self._end_step:
+            return
+        forecasts = forecast_stops(trainer, self._clock_marks)
+        if forecasts:
+            self._clock_marks = None
+        for forecast in forecasts:
+            if forecast.step < self._end_step:
+                rank_zero_warn(self._budget_message(forecast))
 
-    def _budget_message(self, budget: Any, rate: float, stop: int) -> str:
-        reached = self.target_sparsity(self._last_pruning_step(stop))
-        name = f"TrainTimeBudget(minutes={budget.minutes})" if isinstance(budget, TrainTimeBudget) else (
-            f"the Trainer's max_time ({budget.time_remaining() + budget.time_elapsed():.0f} s)")
+    def _budget_message(self, forecast: StopForecast) -> str:
+        reached = self.target_sparsity(self._last_pruning_step(forecast.step))
         return (
-            f"GradualMagnitudePruning: at the measured {rate:.3g} steps/s, {name} will stop the run near step {stop}, "
-            f"before the ramp ends at step {self._end_step}: sparsity will reach {reached:.4g} there instead of "
-            f"{self.final_sparsity}. Raise the budget (TrainTimeBudget minutes, --trainer.max_time), switch it off "
-            f"(TrainTimeBudget(minutes=null), --trainer.max_time=null), or shorten the ramp (end_step <= {stop}, or a "
-            "smaller --trainer.max_steps)")
+            f"GradualMagnitudePruning: at the measured {forecast.steps_per_second:.3g} steps/s, {forecast.budget} will "
+            f"stop the run near step {forecast.step}, before the ramp ends at step {self._end_step}: sparsity will reach "
+            f"{reached:.4g} there instead of {self.final_sparsity}. Raise the budget (TrainTimeBudget minutes, "
+            "--trainer.max_time), switch it off (TrainTimeBudget(minutes=null), --trainer.max_time=null), or shorten "
+            f"the ramp (end_step <= {forecast.step}, or a smaller --trainer.max_steps)")
 
     def _last_pruning_step(self, step: int) -> int:
         """The last step <= ``step`` at which the schedule updates the masks."""
@@ -208,45 +195,43 @@ class GradualMagnitudePruning(PruningCallback):
         """Refuse a final target below the sparsity of the mask assembled before this schedule.
 
         Masks are nested, so such a schedule never prunes anything: a silent no-op, most likely
-        a mistyped sparsity or the wrong ticket. Compared as ``check_nested_target`` does (per
-        tensor, or overall for global scope; one entry of rounding slack, so an equal target passes).
+        a mistyped sparsity or the wrong ticket. Idle means every selected tensor's target is below
+        its mask (``pruning.targets_below``); tensors the mask left alone are pruned by the schedule.
         """
         params = self._select(pl_module, self.include, self.exclude)
-        current = {n: m for n, m in session.masks.masks.items() if n in params}  # type: ignore[union-attr]
-        if not current:
+        current = {n: m for n, m in session.masks.masks.items() if n in params}
+        if not current or set(current) != set(params):
             return
-        if set(current) != set(params):
-            return  # tensors the mask left alone: the schedule prunes those
+        below = targets_below(current, self.final_sparsity, self.scope)
+        if len(below) < len(current):
+            return
         pruned = {n: int((~m).sum()) for n, m in current.items()}
         total, overall = sum(m.numel() for m in current.values()), sum(pruned.values())
         if self.scope == "global":
-            idle = round(self.final_sparsity * total) < overall - len(pruned)
             where = f"in all {overall} of {total} entries"
-        else:  # idle only if no tensor would change; a global ticket's least pruned tensors may still be raised
-            idle = all(round(self.final_sparsity * m.numel()) < pruned[n] - 1 for n, m in current.items())
+        else:
             n, mask = min(current.items(), key=lambda item: pruned[item[0]] / item[1].numel())
             where = f"even the least pruned, {n!r}, has {pruned[n]} of {mask.numel()} entries pruned"
-        if idle:
-            raise ValueError(
-                f"GradualMagnitudePruning: final_sparsity {self.final_sparsity} is below the {overall / total:.4f} the "
-                f"ticket's mask already prunes over the {len(current)} selected tensors ({self.scope}; {where}), set by "
-                "the mask phase before this schedule; masks are nested, so this schedule would never prune anything. "
-                "Raise final_sparsity above it (SLT-MP: initial_sparsity = the ticket's sparsity, final_sparsity = the "
-                "target) or use a less sparse ticket")
+        raise ValueError(
+            f"GradualMagnitudePruning: final_sparsity {self.final_sparsity} is below the {overall / total:.4f} the "
+            f"ticket's mask already prunes over the {len(current)} selected tensors ({self.scope}; {where}), set by "
+            "the mask phase before this schedule; masks are nested, so this schedule would never prune anything. "
+            "Raise final_sparsity above it (SLT-MP: initial_sparsity = the ticket's sparsity, final_sparsity = the "
+            "target) or use a less sparse ticket")
 
     @override
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        self._maybe_prune(trainer, pl_module, self._session(trainer))
+        self._maybe_prune(trainer, pl_module, self.session)
 
     def _maybe_prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule, session: PruningSession) -> None:
         step = trainer.global_step
         if step == self._last_pruned_step or not is_pruning_step(step, self.begin_step, self._end_step, self._frequency):
             return
         params = self._select(pl_module, self.include, self.exclude)
-        current = {n: m for n, m in session.masks.masks.items() if n in params}  # type: ignore[union-attr]
+        current = {n: m for n, m in session.masks.masks.items() if n in params}
         target = self.target_sparsity(step)
         masks = magnitude_masks(params, target, self.scope, current=current)
-        session.masks.set_masks_(masks, trainer.optimizers)  # type: ignore[union-attr]
+        session.masks.set_masks_(masks, trainer.optimizers)
         self._last_pruned_step, self._sparsity = step, target
 
     @override
@@ -258,17 +243,3 @@ class GradualMagnitudePruning(PruningCallback):
         self._last_pruned_step = state_dict.get("last_pruned_step")
         self._sparsity = state_dict.get("sparsity", 0.0)
 
-
-def _time_budgets(trainer: pl.Trainer) -> list[tuple[Any, float, float]]:
-    """Each time limit on this fit as (callback, elapsed seconds, remaining seconds).
-
-    ``TrainTimeBudget`` counts training only (validation excluded); Lightning's ``max_time``
-    (its ``Timer`` callback) counts validation too, so its rate includes the validations.
-    """
-    budgets = []
-    for cb in trainer.callbacks:
-        if isinstance(cb, TrainTimeBudget) and cb.active and cb.minutes is not None:
-            budgets.append((cb, cb.train_minutes * 60, cb.remaining_minutes * 60))
-        elif isinstance(cb, pl.callbacks.Timer) and cb.time_remaining() is not None:
-            budgets.append((cb, cb.time_elapsed(), cb.time_remaining()))
-    return budgets

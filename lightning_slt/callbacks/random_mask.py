@@ -7,8 +7,8 @@ from typing_extensions import override
 from lightning_slt._lightning import pl
 from lightning_slt.pruning import Masks, check_scope, check_sparsity, random_masks, random_masks_like
 
-from .base import Phase, PruningCallback, PruningSession
-from .converged_mask import ConvergedMask
+from .base import PruningCallback, PruningSession, Role
+from .converged_mask import converged_masks
 
 
 class RandomMask(PruningCallback):
@@ -41,7 +41,7 @@ class RandomMask(PruningCallback):
         callbacks = [RandomMask(0.8, like="runs/slt_0.70/last.ckpt"), WeightRewind(step=150, source="runs/dense/last.ckpt")]
     """
 
-    phase = Phase.MASK
+    role = Role.MASK
 
     def __init__(
         self,
@@ -58,15 +58,15 @@ class RandomMask(PruningCallback):
         self.seed = seed
         self.include = include
         self.exclude = exclude
-        self._reference: dict | None = None
+        self._reference: Masks | None = None
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
-        self._select(pl_module, self.include, self.exclude)
+        params = self._select(pl_module, self.include, self.exclude)  # fail on bad patterns before training
         if stage == "fit" and self.like is not None:
-            reference = ConvergedMask(self.like, self.sparsity, self.scope, self.include, self.exclude)
-            self._reference, _ = reference.compute_masks(pl_module)
+            self._reference, _ = converged_masks(params, self.session.read_source(self.like),
+                                                 f"checkpoint {self.like!r}", self.sparsity, self.scope)
 
     @override
     def assemble(self, trainer: pl.Trainer, pl_module: pl.LightningModule, session: PruningSession) -> None:
@@ -76,4 +76,4 @@ class RandomMask(PruningCallback):
         else:
             params = self._select(pl_module, self.include, self.exclude)
             masks = Masks(random_masks(params, self.sparsity, self.scope, seed=self.seed), params)
-        session.masks.set_masks_(masks, trainer.optimizers)  # type: ignore[union-attr]
+        session.masks.set_masks_(masks, trainer.optimizers)

@@ -8,7 +8,7 @@ from typing_extensions import override
 from lightning_slt._lightning import pl, rank_zero_info
 from lightning_slt.pruning import initialiser_values, sign_only_values
 
-from .base import Phase, PruningCallback, PruningSession
+from .base import PruningCallback, PruningSession, Role
 
 
 class SignOnlyReinit(PruningCallback):
@@ -32,7 +32,7 @@ class SignOnlyReinit(PruningCallback):
         callbacks = [ConvergedMask(ckpt, sparsity=0.5), WeightRewind(step=1000, source=ckpt), SignOnlyReinit()]
     """
 
-    phase = Phase.VALUES
+    role = Role.VALUES
 
     def __init__(
         self,
@@ -55,11 +55,11 @@ class SignOnlyReinit(PruningCallback):
     @override
     @torch.no_grad()
     def assemble(self, trainer: pl.Trainer, pl_module: pl.LightningModule, session: PruningSession) -> None:
-        masks = session.masks.masks  # type: ignore[union-attr]
+        masks = session.masks.masks
         if self.include or self.exclude or not masks:
             params = self._select(pl_module, self.include, self.exclude)
         else:
-            params = {n: session.masks.params[n] for n in masks}  # type: ignore[union-attr]
+            params = {n: session.masks.params[n] for n in masks}
         values = sign_only_values(params, masks, magnitude=self.magnitude, sign=self.sign, seed=self.seed)
         for name, value in values.items():
             params[name].copy_(value)
@@ -82,7 +82,7 @@ class RandomReinit(PruningCallback):
     Acts at: ticket phase "reinit" (fresh fits only). State: none.
     """
 
-    phase = Phase.REINIT
+    role = Role.REINIT
 
     def __init__(self, seed: int = 0, include: list[str] | None = None, exclude: list[str] | None = None) -> None:
         self.seed = seed

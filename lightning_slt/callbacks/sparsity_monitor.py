@@ -47,7 +47,7 @@ class SparsityMonitor(Callback):
         """The figures this callback logs, as a flat dict."""
         session = session_of(trainer)
         params = prunable_parameters(pl_module)
-        if session is not None and session.masks is not None:
+        if session is not None and session.started:
             masks = {n: session.masks.masks.get(n, torch.ones_like(p, dtype=torch.bool)) for n, p in params.items()}
         else:
             masks = {n: p.detach() != 0 for n, p in params.items()}

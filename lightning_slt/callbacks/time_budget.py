@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from typing_extensions import override
@@ -118,3 +119,48 @@ class TrainTimeBudget(Callback):
         if self.active and state:
             self._train_s = state.get("train_s", 0.0)
             self._validation_s = state.get("validation_s", 0.0)
+
+
+@dataclass(frozen=True)
+class StopForecast:
+    """Where a time limit will stop this fit, at the training rate measured so far."""
+
+    budget: str  # how the user set it, e.g. "TrainTimeBudget(minutes=60)"
+    step: int
+    steps_per_second: float
+
+
+def clock_marks(trainer: pl.Trainer) -> tuple[int, dict[int, float]]:
+    """(global step, elapsed seconds of each time limit), to measure a rate from later."""
+    return trainer.global_step, {id(limit): elapsed for limit, elapsed, _ in _time_limits(trainer)}
+
+
+def forecast_stops(trainer: pl.Trainer, since: tuple[int, dict[int, float]]) -> list[StopForecast]:
+    """For each time limit on this fit, the step it will stop the run near, at the rate since ``since``.
+
+    ``TrainTimeBudget`` counts training only (validation excluded); Lightning's ``max_time``
+    (its ``Timer`` callback) counts validation too, so its rate includes the validations.
+    """
+    start_step, start_clocks = since
+    steps = trainer.global_step - start_step
+    forecasts = []
+    for limit, elapsed, remaining in _time_limits(trainer):
+        seconds = elapsed - start_clocks.get(id(limit), elapsed)
+        if steps <= 0 or seconds <= 0:
+            continue
+        rate = steps / seconds
+        name = f"TrainTimeBudget(minutes={limit.minutes})" if isinstance(limit, TrainTimeBudget) else (
+            f"the Trainer's max_time ({elapsed + remaining:.0f} s)")
+        forecasts.append(StopForecast(name, trainer.global_step + int(max(remaining, 0.0) * rate), rate))
+    return forecasts
+
+
+def _time_limits(trainer: pl.Trainer) -> list[tuple[Any, float, float]]:
+    """Each time limit on this fit as (callback, elapsed seconds, remaining seconds)."""
+    limits = []
+    for cb in trainer.callbacks:
+        if isinstance(cb, TrainTimeBudget) and cb.active and cb.minutes is not None:
+            limits.append((cb, cb.train_minutes * 60, cb.remaining_minutes * 60))
+        elif isinstance(cb, pl.callbacks.Timer) and cb.time_remaining() is not None:
+            limits.append((cb, cb.time_elapsed(), cb.time_remaining()))
+    return limits

@@ -9,12 +9,12 @@ import torch
 from typing_extensions import override
 
 from lightning_slt._lightning import pl, rank_zero_warn
-from lightning_slt.artifacts import keys, load_source, match_partial
+from lightning_slt.artifacts import keys, match_partial
 from lightning_slt.artifacts.matching import check_shapes
 from lightning_slt.artifacts.checkpoint import LIGHTNING_KINDS, TICKET_KINDS, Kind, RunCheckpoint, rewind_state
 from lightning_slt.pruning.selection import covering_patterns, select_parameters
 
-from .base import Phase, PruningCallback, PruningSession
+from .base import PruningCallback, PruningSession, Role
 
 
 class WeightRewind(PruningCallback):
@@ -48,7 +48,7 @@ class WeightRewind(PruningCallback):
             that matches no parameter (all at setup, before training).
         FileNotFoundError: the source does not exist.
 
-    Acts at: ``setup`` (reads the source), ticket phase "weights", ``on_train_start`` /
+    Acts at: ``setup`` (reads the source), ticket phase "weights", ``on_train_batch_start`` (θ0) /
     ``on_train_batch_end`` (records θk).
     State: ``step``, ``snapshot`` (CPU tensors), ``optimizer``, ``lr_schedulers``.
 
@@ -57,7 +57,7 @@ class WeightRewind(PruningCallback):
         callbacks = [WeightRewind(step=1000, source="runs/slt/s0.50/last.ckpt"), ConvergedMask(...)]
     """
 
-    phase = Phase.WEIGHTS
+    role = Role.WEIGHTS
 
     def __init__(
         self,
@@ -104,10 +104,14 @@ class WeightRewind(PruningCallback):
                     "choose a rewind step inside the run, e.g. 5 % of max_steps as the paper's 25k of 500k"
                 )
         if self.source is not None:
-            self._source_weights, self._source_optimizer = self._read_source(pl_module)
+            self._source_weights, self._source_optimizer = self._read_source(pl_module, self.session.read_source(self.source))
 
-    def _read_source(self, pl_module: pl.LightningModule) -> tuple[dict, dict | None]:
-        source = load_source(self.source)  # type: ignore[arg-type]
+    @property
+    @override
+    def sets_weights(self) -> bool:
+        return self.source is not None
+
+    def _read_source(self, pl_module: pl.LightningModule, source: RunCheckpoint) -> tuple[dict, dict | None]:
         what = f"rewind source {self.source!r}"
         if self.step in source.snapshots:
             weights = source.snapshots[self.step]
@@ -151,8 +155,8 @@ class WeightRewind(PruningCallback):
         self._source_weights = None
 
     @override
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_train_start(trainer, pl_module)  # the leader assembles the ticket first
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        # θ0: the assembled ticket (the session assembles at on_train_start), before the first step
         if self.step == 0 and trainer.global_step == 0 and self._snapshot is None:
             self._record(trainer, pl_module)
 

@@ -18,6 +18,7 @@ from lightning_slt._lightning import TrainerFn, pl, rank_zero_info
 from lightning_slt._runtime import destroy_gloo_group_at_exit
 from lightning_slt.artifacts.checkpoint import check_resume_keeps_masks
 from lightning_slt.artifacts.keys import RNG_KEY, TOKENIZER_KEY
+from lightning_slt.callbacks.base import session_of
 from lightning_slt.data.tokenizer import Tokenizer
 from lightning_slt.model.compat import check_checkpoint_fits, check_tokenizer_fits, require_tokenizer
 from lightning_slt.model.config import (
@@ -378,7 +379,7 @@ class TranslationModule(pl.LightningModule):
         where = f"checkpoint {trainer.ckpt_path}" if trainer is not None and trainer.ckpt_path else "the checkpoint"
         self.check_checkpoint(checkpoint, where)
         if trainer is not None:
-            check_resume_keeps_masks(trainer, checkpoint)
+            check_resume_keeps_masks(trainer, checkpoint, session_of(trainer) is not None)
         if TOKENIZER_KEY in checkpoint:
             self.set_tokenizer(Tokenizer.from_proto(checkpoint[TOKENIZER_KEY].numpy().tobytes()))
         self._rng.loaded(checkpoint.get(RNG_KEY))

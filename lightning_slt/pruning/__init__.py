@@ -7,6 +7,7 @@ ending in ``_`` mutate anything.
 from .masking import ParameterMasks
 from .masks import (
     Masks,
+    check_keeps_entries,
     check_masks,
     check_nested_target,
     check_scope,
@@ -14,6 +15,7 @@ from .masks import (
     magnitude_masks,
     random_masks,
     random_masks_like,
+    targets_below,
 )
 from .reinit import fan_avg_bound, initialiser_values, random_init_values, sign_only_values
 from .schedule import check_schedule, cubic_sparsity, is_pruning_step
@@ -23,6 +25,7 @@ from .stats import kept_zeros, mask_jaccard, sign_agreement, sparsity_report
 __all__ = [
     "Masks",
     "ParameterMasks",
+    "check_keeps_entries",
     "check_masks",
     "check_nested_target",
     "check_scope",
@@ -42,4 +45,5 @@ __all__ = [
     "sign_agreement",
     "sign_only_values",
     "sparsity_report",
+    "targets_below",
 ]

@@ -159,30 +159,40 @@ def _name_seed(seed: int, name: str) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (2**63 - 1)
 
 
-def check_nested_target(previous: Mapping[str, Tensor], sparsity: float, scope: str = "layerwise",
-                        what: str = "the source") -> None:
-    """Refuse a target below what ``previous`` already prunes (masks are nested).
+def targets_below(previous: Mapping[str, Tensor], sparsity: float, scope: str = "layerwise") -> list[str]:
+    """The tensors of ``previous`` that already prune more than ``sparsity`` would (masks are nested).
 
-    Compared per tensor (globally for ``scope="global"``) in entries, with one entry per tensor of
-    slack: ``round(s * n)`` per tensor may land one entry either side of the parent's own count,
-    so a target equal to the parent's keeps the parent's mask instead of failing on rounding.
+    Compared per tensor (for ``scope="global"`` overall: then all names or none) in entries, with
+    one entry per tensor of slack: ``round(s * n)`` per tensor may land one entry either side of
+    the parent's own count, so a target equal to the parent's is not below it.
     """
     check_sparsity(sparsity)
     pruned = {name: int((~mask).sum()) for name, mask in previous.items()}
     if scope == "global":
         total = sum(mask.numel() for mask in previous.values())
-        if round(sparsity * total) < sum(pruned.values()) - len(pruned):
-            raise ValueError(
-                f"sparsity {sparsity} is below the {sum(pruned.values()) / max(total, 1):.4f} of {what} (already "
-                "pruned overall); masks are nested, so targets must increase from run to run (an equal target keeps the mask)"
-            )
+        return list(previous) if round(sparsity * total) < sum(pruned.values()) - len(pruned) else []
+    return [name for name, mask in previous.items() if round(sparsity * mask.numel()) < pruned[name] - 1]
+
+
+def check_nested_target(previous: Mapping[str, Tensor], sparsity: float, scope: str = "layerwise",
+                        what: str = "the source") -> None:
+    """Refuse a target below what ``previous`` already prunes in any tensor (see :func:`targets_below`)."""
+    below = targets_below(previous, sparsity, scope)
+    if not below:
         return
-    for name, mask in previous.items():
-        if round(sparsity * mask.numel()) < pruned[name] - 1:
-            raise ValueError(
-                f"sparsity {sparsity} is below the {pruned[name] / mask.numel():.4f} of {what} in {name!r} (already "
-                f"pruned there); masks are nested, so targets must increase from run to run (an equal target keeps the mask)"
-            )
+    if scope == "global":
+        total = sum(mask.numel() for mask in previous.values())
+        pruned = sum(int((~mask).sum()) for mask in previous.values())
+        raise ValueError(
+            f"sparsity {sparsity} is below the {pruned / max(total, 1):.4f} of {what} (already "
+            "pruned overall); masks are nested, so targets must increase from run to run (an equal target keeps the mask)"
+        )
+    name = below[0]
+    mask = previous[name]
+    raise ValueError(
+        f"sparsity {sparsity} is below the {int((~mask).sum()) / mask.numel():.4f} of {what} in {name!r} (already "
+        f"pruned there); masks are nested, so targets must increase from run to run (an equal target keeps the mask)"
+    )
 
 
 def _masks_from_scores(

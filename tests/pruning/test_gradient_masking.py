@@ -132,14 +132,15 @@ def test_lightning_clipping_sees_masked_gradients(tmp_path):
     """Through a real Trainer with ``gradient_clip_val``: when Lightning clips (after
     ``on_before_optimizer_step``), the pruned gradients are already zero."""
     from lightning_slt import GradualMagnitudePruning
+    from lightning_slt.callbacks import session_of
     from tests.callbacks.tiny import fresh_module, make_trainer
 
     class ClipProbe(pl.Callback):
         seen: list[int] = []
 
         def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-            session = trainer._lightning_slt_session
-            if session.masks is not None and session.masks.masks:
+            session = session_of(trainer)
+            if session.started and session.masks.masks:
                 self.seen.append(sum(int((session.masks.params[n].grad[~m] != 0).sum())
                                      for n, m in session.masks.masks.items()))
 
