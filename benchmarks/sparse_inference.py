@@ -50,7 +50,7 @@ from _timing import cpu_description, interleaved_times, medians  # noqa: E402
 from lightning_slt._runtime import configure_cpu  # noqa: E402
 from lightning_slt.data.corpora import data_root, resolve_corpus  # noqa: E402
 from lightning_slt.data.text import read_parallel  # noqa: E402
-from lightning_slt.export.checkpoint import masks_from_zeros  # noqa: E402
+from lightning_slt.pruning import masks_from_zeros  # noqa: E402
 from lightning_slt.export.sparse_linear import sparsify_  # noqa: E402
 from lightning_slt.model.presets import transformer_base  # noqa: E402
 from lightning_slt.model.search import greedy_search  # noqa: E402

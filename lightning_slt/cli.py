@@ -52,7 +52,6 @@ COMMANDS: dict[str, str] = {
 }
 
 SIGTERM_EXIT = 128 + 15  # what a shell reports for a process ended by SIGTERM
-_conf_file = conf_file  # the name lightning_slt/demo.py imports
 
 
 def demo(argv: list[str]) -> int:

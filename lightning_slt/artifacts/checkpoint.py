@@ -167,5 +167,5 @@ def check_resume_keeps_masks(trainer: Any, checkpoint: Mapping[str, Any], prunin
         "with the pruning callbacks the run was started with"
         + (f": {', '.join(started)}" if started else " (its config.yaml)")
         + "; or, to train these weights further as a new run, load them (TranslationModule.load_from_checkpoint) "
-        "and fit with ConvergedMask(checkpoint=<it>) so the masks are kept"
+        "and fit with ConvergedMask(source=<it>) so the masks are kept"
     )

@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping
 
 from torch import Tensor
 
+from lightning_slt.pruning import masks_from_zeros
+
 from . import keys
 from .checkpoint import Kind, RunCheckpoint, run_checkpoint
 from .loading import read_checkpoint
@@ -154,8 +156,7 @@ def _from_state_dict(path: str, state: dict, kind: Kind) -> RunCheckpoint:
     if _is_mask_file(tensors):
         masks = {k: v.bool() for k, v in tensors.items()}
         return RunCheckpoint(path, Kind.OPENLTH_MASK, weights=None, masks=masks)
-    masks = {k: v != 0 for k, v in tensors.items() if v.dim() >= 2 and v.is_floating_point()}
-    return RunCheckpoint(path, kind, weights=tensors, masks=masks)
+    return RunCheckpoint(path, kind, weights=tensors, masks=masks_from_zeros(tensors))
 
 
 def _from_torch_prune(path: str, tensors: dict[str, Tensor]) -> RunCheckpoint:
@@ -170,8 +171,8 @@ def _from_torch_prune(path: str, tensors: dict[str, Tensor]) -> RunCheckpoint:
             weights[name] = value * mask.to(value.dtype)
         elif not key.endswith("_mask"):
             weights[key] = value
-            if value.dim() >= 2 and value.is_floating_point():  # a tensor it did not prune: zeros, as in a state_dict
-                masks[key] = value != 0
+    unpruned = {k: v for k, v in weights.items() if k not in masks}  # tensors it did not prune: zeros, as in a state_dict
+    masks.update(masks_from_zeros(unpruned))
     return RunCheckpoint(path, Kind.TORCH_PRUNE, weights=weights, masks=masks)
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import warnings
 from collections.abc import Sequence
 from enum import Enum
 from typing import Any
@@ -121,6 +122,18 @@ class PruningCallback(Callback):
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit" and self._session is not None:
             self._session.close()
+
+
+def renamed_argument(cls: str, new: str, value: Any, old: str, old_value: Any) -> Any:
+    """The value of argument ``new``, also accepted under its old name ``old`` (with a FutureWarning)."""
+    if old_value is None:
+        return value
+    if value is not None:
+        raise ValueError(f"{cls}: pass the earlier run's file once, as {new}= ({old}= is its old name); got both "
+                         f"{new}={value!r} and {old}={old_value!r}")
+    warnings.warn(f"{cls}({old}=...) is deprecated and will be removed; use {cls}({new}=...): every callback names the "
+                  f"earlier run's file {new}", FutureWarning, stacklevel=3)
+    return old_value
 
 
 def describe_callback(callback: PruningCallback) -> dict[str, Any]:
@@ -286,6 +299,6 @@ def _check_same_callbacks(saved: list[dict] | None, current: list[dict], ckpt_pa
         f"resuming {ckpt_path or 'a checkpoint'} with other pruning callbacks than it was started with "
         f"(added or changed: {added or 'none'}; removed or changed: {removed or 'none'}). A resumed fit continues the "
         "ticket it has, so these changes would not act. Resume with the callbacks it was started with (the run's "
-        "config.yaml), or start a new run from this checkpoint (e.g. ConvergedMask(checkpoint=<it>) + WeightRewind) "
+        "config.yaml), or start a new run from this checkpoint (e.g. ConvergedMask(source=<it>) + WeightRewind) "
         "to prune it differently"
     )

@@ -10,7 +10,7 @@ from lightning_slt.artifacts import Kind, RunCheckpoint, match_masks, match_name
 from lightning_slt.artifacts.matching import check_shapes
 from lightning_slt.pruning import Masks, check_nested_target, check_scope, check_sparsity, magnitude_masks
 
-from .base import PruningCallback, PruningSession, Role
+from .base import PruningCallback, PruningSession, Role, renamed_argument
 
 
 class ConvergedMask(PruningCallback):
@@ -23,7 +23,7 @@ class ConvergedMask(PruningCallback):
     weights the mask is applied to.
 
     Args:
-        checkpoint: the converged run's checkpoint. Besides ours, a plain ``state_dict`` (zeros
+        source: the converged run's checkpoint (``checkpoint=`` is its deprecated old name). Besides ours, a plain ``state_dict`` (zeros
             are its mask), a ``torch.nn.utils.prune`` or Lightning ``ModelPruning`` checkpoint, or
             an OpenLTH ``mask.pth`` (mask only: then ``sparsity`` must be None).
         sparsity: target fraction in [0, 1); None takes the checkpoint's mask as it is.
@@ -47,13 +47,17 @@ class ConvergedMask(PruningCallback):
 
     def __init__(
         self,
-        checkpoint: str,
+        source: str | None = None,
         sparsity: float | None = None,
         scope: str = "layerwise",
         include: list[str] | None = None,
         exclude: list[str] | None = None,
+        checkpoint: str | None = None,
     ) -> None:
-        self.checkpoint = checkpoint
+        self.source = renamed_argument("ConvergedMask", "source", source, "checkpoint", checkpoint)
+        if self.source is None:
+            raise ValueError("ConvergedMask needs source=: the converged run's checkpoint (its last.ckpt, θT), a "
+                             "ticket, a state_dict or a mask file")
         self.sparsity = sparsity
         self.scope = scope
         self.include = include
@@ -69,8 +73,8 @@ class ConvergedMask(PruningCallback):
         super().setup(trainer, pl_module, stage)
         if stage == "fit":
             params = self._select(pl_module, self.include, self.exclude)
-            source = self.session.read_source(self.checkpoint)
-            self._masks, self._previous = converged_masks(params, source, f"checkpoint {self.checkpoint!r}",
+            source = self.session.read_source(self.source)
+            self._masks, self._previous = converged_masks(params, source, f"checkpoint {self.source!r}",
                                                           self.sparsity, self.scope)
 
     @override

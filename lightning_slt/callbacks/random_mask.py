@@ -7,7 +7,7 @@ from typing_extensions import override
 from lightning_slt._lightning import pl
 from lightning_slt.pruning import Masks, check_scope, check_sparsity, random_masks, random_masks_like
 
-from .base import PruningCallback, PruningSession, Role
+from .base import PruningCallback, PruningSession, Role, renamed_argument
 from .converged_mask import converged_masks
 
 
@@ -23,22 +23,23 @@ class RandomMask(PruningCallback):
 
     Args:
         sparsity: fraction in [0, 1).
-        like: a converged run's checkpoint: prune, per tensor, exactly as many entries as
-            ``ConvergedMask(like, sparsity, scope)`` would (the SLT round this control is
+        source: a converged run's checkpoint: prune, per tensor, exactly as many entries as
+            ``ConvergedMask(source, sparsity, scope)`` would (the SLT round this control is
             compared with, nesting included). None: exactly round(s·n) per tensor (layer-wise)
             or overall (global).
         scope: "layerwise" or "global".
         seed: seeds the draw.
         include / exclude: glob patterns of parameter names (default: all trainable matrices).
+        like: the deprecated old name of ``source``.
 
     Raises:
-        ValueError: bad sparsity/scope, or ``like`` unusable (as ``ConvergedMask``'s checkpoint).
+        ValueError: bad sparsity/scope, or ``source`` unusable (as ``ConvergedMask``'s checkpoint).
 
-    Acts at: ``setup`` (reads ``like``), ticket phase "mask" (fresh fits only). State: none.
+    Acts at: ``setup`` (reads ``source``), ticket phase "mask" (fresh fits only). State: none.
 
     Example::
 
-        callbacks = [RandomMask(0.8, like="runs/slt_0.70/last.ckpt"), WeightRewind(step=150, source="runs/dense/last.ckpt")]
+        callbacks = [RandomMask(0.8, source="runs/slt_0.70/last.ckpt"), WeightRewind(step=150, source="runs/dense/last.ckpt")]
     """
 
     role = Role.MASK
@@ -46,14 +47,15 @@ class RandomMask(PruningCallback):
     def __init__(
         self,
         sparsity: float,
-        like: str | None = None,
+        source: str | None = None,
         scope: str = "layerwise",
         seed: int = 0,
         include: list[str] | None = None,
         exclude: list[str] | None = None,
+        like: str | None = None,
     ) -> None:
         self.sparsity = check_sparsity(sparsity)
-        self.like = like
+        self.source = renamed_argument("RandomMask", "source", source, "like", like)
         self.scope = check_scope(scope)
         self.seed = seed
         self.include = include
@@ -64,9 +66,9 @@ class RandomMask(PruningCallback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         params = self._select(pl_module, self.include, self.exclude)  # fail on bad patterns before training
-        if stage == "fit" and self.like is not None:
-            self._reference, _ = converged_masks(params, self.session.read_source(self.like),
-                                                 f"checkpoint {self.like!r}", self.sparsity, self.scope)
+        if stage == "fit" and self.source is not None:
+            self._reference, _ = converged_masks(params, self.session.read_source(self.source),
+                                                 f"checkpoint {self.source!r}", self.sparsity, self.scope)
 
     @override
     def assemble(self, trainer: pl.Trainer, pl_module: pl.LightningModule, session: PruningSession) -> None:

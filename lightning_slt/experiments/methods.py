@@ -197,7 +197,7 @@ def _mp_callbacks(run: RunSpec, context: Context) -> list[Component]:
     if run.parent is None:
         return [mp, Component.of(WeightRewind, step=k)]
     parent = context.last_ckpt[run.parent]
-    return [Component.of(ConvergedMask, checkpoint=parent, sparsity=run.initial_sparsity),
+    return [Component.of(ConvergedMask, source=parent, sparsity=run.initial_sparsity),
             Component.of(WeightRewind, step=k, source=parent), mp]
 
 
@@ -209,7 +209,7 @@ def _ticket(*extra: Callable[[Context], Component]) -> Callable[[RunSpec, Contex
     """
 
     def callbacks(run: RunSpec, context: Context) -> list[Component]:
-        mask = Component.of(ConvergedMask, checkpoint=context.last_ckpt[run.parent], sparsity=run.sparsity)  # type: ignore[index]
+        mask = Component.of(ConvergedMask, source=context.last_ckpt[run.parent], sparsity=run.sparsity)  # type: ignore[index]
         return [mask, _rewind(run, context)] + [make(context) for make in extra]
 
     return callbacks
@@ -221,7 +221,7 @@ def _rewind(run: RunSpec, context: Context) -> Component:
 
 def _random_mask_callbacks(run: RunSpec, context: Context) -> list[Component]:
     """The SLT round's per-tensor counts, drawn over the whole tensor."""
-    mask = Component.of(RandomMask, sparsity=run.sparsity, like=context.last_ckpt[run.parent], seed=context.seed)  # type: ignore[index]
+    mask = Component.of(RandomMask, sparsity=run.sparsity, source=context.last_ckpt[run.parent], seed=context.seed)  # type: ignore[index]
     return [mask, _rewind(run, context)]
 
 

@@ -21,7 +21,7 @@ from typing import Any
 _PUBLIC = {
     "export_checkpoint": "lightning_slt.export.checkpoint",
     "load_ticket": "lightning_slt.export.checkpoint",
-    "masks_from_zeros": "lightning_slt.export.checkpoint",
+    "pruned_masks_from_zeros": "lightning_slt.export.checkpoint",
     "export_winning_ticket": "lightning_slt.export.winning_ticket",
     "log_ticket_artifact": "lightning_slt.export.wandb_artifact",
     "ticket_metadata": "lightning_slt.export.wandb_artifact",

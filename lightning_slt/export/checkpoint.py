@@ -17,6 +17,7 @@ from lightning_slt import __version__
 from lightning_slt.artifacts import keys, read_checkpoint, run_checkpoint
 from lightning_slt.artifacts.keys import TICKET_KIND
 from lightning_slt.artifacts.ticket import Ticket, TicketError, read_ticket, storage_key, write_ticket
+from lightning_slt.pruning import masks_from_zeros
 from lightning_slt.pruning.stats import sparsity_report
 
 if TYPE_CHECKING:
@@ -25,19 +26,9 @@ if TYPE_CHECKING:
 MODULE_CLASS = "lightning_slt.model.module.TranslationModule"
 
 
-def masks_from_zeros(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Masks of exact zeros of every floating tensor with >= 2 dims (the prunable ones) that has any.
-
-    The fallback for checkpoints without stored masks: pruned entries are exactly 0.0 (the
-    pruning callbacks keep them so), and a trained weight is almost never exactly zero.
-    """
-    masks = {}
-    for name, tensor in state_dict.items():
-        if tensor.dim() >= 2 and tensor.is_floating_point():
-            mask = tensor != 0
-            if not bool(mask.all()):
-                masks[name] = mask
-    return masks
+def pruned_masks_from_zeros(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``pruning.masks_from_zeros`` of the tensors that have a zero (a ticket stores no all-kept mask)."""
+    return {name: mask for name, mask in masks_from_zeros(state_dict).items() if not bool(mask.all())}
 
 
 def export_checkpoint(
@@ -50,7 +41,7 @@ def export_checkpoint(
     """Write the ticket of a TranslationModule checkpoint; returns its sizes (see ``Ticket``).
 
     Masks, first found wins: the `masks` argument, the masks the pruning callbacks stored in
-    the checkpoint, else the exact zeros of >= 2-dim tensors (``masks_from_zeros``). Mask
+    the checkpoint, else the exact zeros of >= 2-dim tensors (``pruned_masks_from_zeros``). Mask
     keys are the checkpoint's state_dict names (``model.encoder...``). Pruned entries are
     zeroed before writing (pruning keeps them zero anyway). The header's ``extra`` says
     ``kind: "ticket"`` (the converged weights θT; see ``export_winning_ticket`` for θk ⊙ m).
@@ -96,13 +87,13 @@ def checkpoint_masks(
     checkpoint: dict[str, Any], state_dict: dict[str, Tensor], masks: dict[str, Tensor] | None = None
 ) -> tuple[dict[str, Tensor], str]:
     """(masks, where from): `masks` if given ("argument"), else the ones the pruning callbacks
-    stored ("checkpoint"), else the exact zeros of `state_dict` ("zeros", ``masks_from_zeros``)."""
+    stored ("checkpoint"), else the exact zeros of `state_dict` ("zeros", ``pruned_masks_from_zeros``)."""
     if masks is not None:
         return masks, "argument"
     stored = run_checkpoint(checkpoint).masks
     if stored:
         return stored, "checkpoint"
-    return masks_from_zeros(state_dict), "zeros"
+    return pruned_masks_from_zeros(state_dict), "zeros"
 
 
 def zero_pruned(state_dict: dict[str, Tensor], masks: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -178,7 +169,6 @@ def load_ticket(path: str | os.PathLike) -> "TranslationModule":
         from lightning_slt.data.tokenizer import Tokenizer
 
         module.set_tokenizer(Tokenizer.from_proto(ticket.tokenizer_proto))
-    module.ticket_masks = ticket.masks  # for sparsity reports; not used by the module itself
     return module.eval()
 
 

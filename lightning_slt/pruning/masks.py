@@ -115,6 +115,16 @@ def magnitude_masks(
     return _masks_from_scores(scores, sparsity, scope, current)
 
 
+def masks_from_zeros(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The mask a file without stored masks implies: for every floating tensor with >= 2 dims
+    (the prunable ones), True where the value is not exactly 0.0.
+
+    Pruned entries are exactly 0.0 (the pruning callbacks keep them so), and a trained weight is
+    almost never exactly zero. Tensors without a zero get an all-True mask.
+    """
+    return {name: t != 0 for name, t in tensors.items() if t.dim() >= 2 and t.is_floating_point()}
+
+
 def random_masks(
     weights: Mapping[str, Tensor],
     sparsity: float,

@@ -43,7 +43,7 @@ def test_every_run_finished_once_with_its_lineage(all_methods):
         assert [p.name for p in (root / run.name / "logs").iterdir()] == ["version_0"], run.name
         config = (root / run.name / "config.yaml").read_text()
         if run.parent:
-            assert f"checkpoint: {root / run.parent / 'checkpoints' / 'last.ckpt'}" in config or run.kind == "random_mask"
+            assert f"source: {root / run.parent / 'checkpoints' / 'last.ckpt'}" in config or run.kind == "random_mask"
         if run.weights_from and run.kind != "mp" or run.parent:
             assert f"source: {root / run.weights_from / 'checkpoints' / 'last.ckpt'}" in config, run.name
     lt = (root / "dense/lt_0.50/lt_0.60/config.yaml").read_text()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lightning_slt.callbacks import GradualMagnitudePruning
-from lightning_slt.export.checkpoint import export_checkpoint, load_ticket, masks_from_zeros
+from lightning_slt.export.checkpoint import export_checkpoint, load_ticket, pruned_masks_from_zeros
 from lightning_slt.export.cli import export_main
 from lightning_slt.export.sparse_linear import sparsify_
 from lightning_slt.artifacts.ticket import TicketError, read_ticket, write_ticket
@@ -68,7 +68,7 @@ def test_fp16_export_rounds_weights_and_masks_fall_back_to_zeros(pruned_checkpoi
     assert fp16["values"] * 2 == fp32["values"]
     ticket = read_ticket(tmp_path / "b.ticket")
     assert ticket.extra["masks_from"] == "zeros"
-    assert set(ticket.masks) == set(masks_from_zeros(checkpoint["state_dict"]))
+    assert set(ticket.masks) == set(pruned_masks_from_zeros(checkpoint["state_dict"]))
     for name, tensor in checkpoint["state_dict"].items():
         assert torch.equal(ticket.state_dict[name], tensor.half().float())
 

@@ -61,8 +61,8 @@ def test_pruned_checkpoint_resumed_without_pruning_callbacks_is_refused(pruned_r
 
 @pytest.mark.parametrize("change, added, removed", [
     (lambda cbs: [*cbs, GradualMagnitudePruning(0.8, end_step=6, frequency=2)], "GradualMagnitudePruning(final_sparsity=0.8", "none"),
-    (lambda cbs: [ConvergedMask(cbs[0].checkpoint, 0.7), cbs[1]], "ConvergedMask(checkpoint=", "ConvergedMask(checkpoint="),
-    (lambda cbs: [cbs[1]], "none", "ConvergedMask(checkpoint="),
+    (lambda cbs: [ConvergedMask(cbs[0].source, 0.7), cbs[1]], "ConvergedMask(source=", "ConvergedMask(source="),
+    (lambda cbs: [cbs[1]], "none", "ConvergedMask(source="),
     (lambda cbs: [*cbs, SignOnlyReinit()], "SignOnlyReinit(magnitude='fan_avg'", "none"),
     (lambda cbs: [RandomMask(0.5), cbs[1]], "RandomMask(sparsity=0.5", "ConvergedMask("),
 ])
