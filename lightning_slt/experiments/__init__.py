@@ -11,9 +11,10 @@ From the shell: ``lightning-slt experiment --config conf/experiments/slt.yaml`` 
 
 from .chains import RunSpec, Schedule
 from .config import PAPER_TARGETS, ExperimentConfig
-from .methods import METHODS, build_runs, method_rows
+from .methods import METHODS, build_runs
 from .report import write_report
-from .runner import load_config, plan, run_experiment, run_paths
+from .paths import ExperimentPaths, RunPaths, run_paths
+from .runner import load_config, plan, run_experiment
 
 __all__ = [
     "PAPER_TARGETS",
@@ -23,9 +24,10 @@ __all__ = [
     "Schedule",
     "build_runs",
     "load_config",
-    "method_rows",
     "plan",
     "run_experiment",
     "run_paths",
+    "ExperimentPaths",
+    "RunPaths",
     "write_report",
 ]

@@ -128,25 +128,3 @@ class RunSpec:
 def tag(kind: str, sparsity: float) -> str:
     """A run's folder name below its parent: ``slt_0.50``."""
     return f"{kind}_{sparsity:.2f}"
-
-
-class Chain:
-    """Collects runs by name; a run met again (shared prefix) only gains the new method."""
-
-    def __init__(self, schedule: Schedule) -> None:
-        self.schedule = schedule
-        self.runs: dict[str, RunSpec] = {}
-
-    def add(self, spec: RunSpec, method: str, reported: bool = True) -> RunSpec:
-        run = self.runs.setdefault(spec.name, spec)
-        for names, add in ((run.methods, True), (run.reported_in, reported)):
-            if add and method not in names:
-                names.append(method)
-        return run
-
-    def dense(self, method: str) -> RunSpec:
-        return self.add(RunSpec("dense", "dense", 0.0), method)
-
-    def ordered(self) -> list[RunSpec]:
-        """Every run, parents before children, each once."""
-        return sorted(self.runs.values(), key=lambda run: run.name.count("/"))

@@ -32,8 +32,14 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from .brix2020 import CLAIMS, COMPUTE, Claim, Expectation
+from .methods import METHODS
+
+from .paths import ExperimentPaths
 
 BOOTSTRAP_SAMPLES = 1000
 BOOTSTRAP_SEED = 12345  # sacrebleu's default SACREBLEU_SEED
@@ -139,9 +145,28 @@ def contrast_bootstrap_sd(terms: Sequence[tuple[float, Sequence[str]]], referenc
     index = np.random.default_rng(seed).choice(len(references), size=(n_samples, len(references)), replace=True)
     total = np.zeros(n_samples)
     for weight, hypotheses in terms:
-        stats = np.array(metric._extract_corpus_statistics(list(hypotheses), [list(references)]), dtype="float32")
-        total += weight * np.array([metric._compute_score_from_stats(sample.sum(0)).score for sample in stats[index]])
+        stats = _sentence_statistics(metric, hypotheses, references)
+        total += weight * np.array([_bleu_of(metric, sample.sum(0)) for sample in stats[index]])
     return float(np.std(total, ddof=1))
+
+
+def _sentence_statistics(metric: Any, hypotheses: Sequence[str], references: Sequence[str]) -> np.ndarray:
+    """Per sentence [hypothesis length, reference length, n-gram matches..., n-gram totals...],
+    from sacreBLEU's public score of each sentence (the statistics its own paired bootstrap sums)."""
+    rows = []
+    for hypothesis, reference in zip(hypotheses, references):
+        score = metric.corpus_score([hypothesis], [[reference]])
+        rows.append([score.sys_len, score.ref_len, *score.counts, *score.totals])
+    return np.array(rows, dtype="float32")
+
+
+def _bleu_of(metric: Any, stats: np.ndarray) -> float:
+    """Corpus BLEU from summed sentence statistics (``BLEU.compute_bleu``, sacreBLEU's public formula)."""
+    order = metric.max_ngram_order
+    return metric.compute_bleu(correct=stats[2:2 + order], total=stats[2 + order:], sys_len=int(stats[0]),
+                               ref_len=int(stats[1]), smooth_method=metric.smooth_method,
+                               smooth_value=metric.smooth_value, effective_order=metric.effective_order,
+                               max_ngram_order=order).score
 
 
 def compare(a: str, b: str, sparsity: float, expected: str, systems: dict[tuple[str, float], System],
@@ -206,46 +231,37 @@ def _paper_rel(paper: dict | None, method: str, sparsity: float) -> float | None
     return None if value is None or dense is None else value - dense
 
 
-def judge_claims(systems: dict[tuple[str, float], System], sigma_seed: float,
-                 references: Sequence[str] | None = None, paper: dict | None = None) -> list[ClaimVerdict]:
-    """Every claim (and every control) that one set of runs can speak to.
-
-    Args:
-        systems: (method, sparsity) -> System; methods as in the experiment (mp, lt, slt, clt,
-            slt_mp, mp_slt, random_mask, random_reinit, random_sign, mp_lineage); the dense
-            model at sparsity 0.
-        sigma_seed: the dense model's seed spread (``seed_spread``).
-        references: the test references, for the paired bootstrap (None: seed spread only).
-        paper: the paper's per-method BLEU (``paper_results()["wmt14_ende"]["methods"]``).
-    """
-    dense = next((system for (method, s), system in systems.items() if s == 0), None)
-    return judge_parts([Part("", systems, list(references) if references is not None else None, dense)],
-                       sigma_seed, paper)
+def control_claims() -> list[Claim]:
+    """Each control is below the round it runs beside (the methods registry says which)."""
+    return [Claim(name, f"{name.replace('_', ' ')} control is below the {m.control.beside.upper()} round of its target",
+                  (Expectation(m.control.beside, name, ">"),), from_paper=False)
+            for name, m in METHODS.items() if m.control is not None]
 
 
-def judge_parts(parts: list[Part], sigma_seed: float, paper: dict | None = None) -> list[ClaimVerdict]:
-    """The claims over an experiment run in parts: each comparison within the first part that ran
-    both systems; where no part ran both, across the two parts that did, relative to each
-    part's dense model (marked so in the table)."""
+def judge_parts(parts: list[Part], sigma_seed: float, paper: dict | None = None,
+                claims: Sequence[Claim] | None = None) -> list[ClaimVerdict]:
+    """Judge ``claims`` (default: the paper's five, the controls, the compute row) over an
+    experiment's parts: each comparison within the first part that ran both systems; where no
+    part ran both, across the two parts that did, relative to each part's dense model (marked so)."""
+    claims = [*CLAIMS, *control_claims(), COMPUTE] if claims is None else claims
+    methods = {m for part in parts for m, _ in part.systems}
+    sparsities = sorted({s for part in parts for _, s in part.systems if s > 0})
 
     def where_run(method: str, s: float) -> list[Part]:
         """The parts with ``method`` at ``s``: those configured to run it first (a part that trains
         SLT rounds only for a control comes after the part that runs SLT)."""
         return sorted((part for part in parts if (method, s) in part.systems), key=lambda part: method not in part.methods)
 
-    methods = {m for part in parts for m, _ in part.systems}
-    sparsities = sorted({s for part in parts for _, s in part.systems if s > 0})
-
-    def expect(verdict: ClaimVerdict, a: str, b: str, expected: str, where, at: str = "") -> None:
+    def expect(verdict: ClaimVerdict, e: Expectation) -> None:
         """Compare wherever both were run (controls run at fewer sparsities than the methods); an
         expectation with no sparsity where both were run is missing, and the claim inconclusive."""
-        absent = [m for m in (a, b) if m not in methods]
+        absent = [m for m in (e.a, e.b) if m not in methods]
         if absent:
             verdict.missing += [m for m in absent if m not in verdict.missing]
             return
         found = 0
-        for s in (s for s in sparsities if where(s)):
-            pa, pb = where_run(a, s), where_run(b, s)
+        for s in filter(e.covers, sparsities):
+            pa, pb = where_run(e.a, s), where_run(e.b, s)
             both = [part for part in pa if part in pb]
             if both:
                 pair = (both[0], both[0])
@@ -253,38 +269,19 @@ def judge_parts(parts: list[Part], sigma_seed: float, paper: dict | None = None)
                 pair = (pa[0], pb[0])
             else:
                 continue
-            verdict.comparisons.append(_compare(a, b, s, expected, *pair, sigma_seed, paper))
+            verdict.comparisons.append(_compare(e.a, e.b, s, e.expected, *pair, sigma_seed, paper))
             found += 1
         if not found:
-            verdict.missing.append(f"{a} and {b}{' at ' + at if at else ''}")
+            verdict.missing.append(f"{e.a} and {e.b}{' at ' + e.at if e.at else ''}")
 
-    claims = []
-    one = ClaimVerdict(1, "SLT ≈ MP up to 85 % sparsity, and MP is clearly better at ≥ 90 %")
-    expect(one, "slt", "mp", "≥", lambda s: s <= 0.85, "≤ 85 %")
-    expect(one, "mp", "slt", ">", lambda s: s >= 0.9, "≥ 90 %")
-    two = ClaimVerdict(2, "LT (reset to θ0) is below MP at every sparsity")
-    expect(two, "lt", "mp", "<", lambda s: True)
-    three = ClaimVerdict(3, "SLT-MP gives the best BLEU at high sparsity (≥ 80 %): not below any method, above MP")
-    for other in ("lt", "slt", "clt", "mp_slt"):
-        expect(three, "slt_mp", other, "≥", lambda s: s >= 0.8, "≥ 80 %")
-    expect(three, "slt_mp", "mp", ">", lambda s: s >= 0.8, "≥ 80 %")
-    four = ClaimVerdict(4, "Signs matter more than values: CLT ≈ SLT, and random signs are below CLT")
-    expect(four, "clt", "slt", "≥", lambda s: True)
-    expect(four, "clt", "random_sign", ">", lambda s: True)
-    five = ClaimVerdict(5, "The MP-60 % mask followed by SLT is above plain SLT at ≥ 85 %")
-    expect(five, "mp_slt", "slt", ">", lambda s: s >= 0.85, "≥ 85 %")
-    claims += [one, two, three, four, five]
-    for control, base in (("random_mask", "slt"), ("random_reinit", "slt"), ("random_sign", "clt")):
-        verdict = ClaimVerdict(control, f"{control.replace('_', ' ')} control is below the {base.upper()} round of its target")
-        expect(verdict, base, control, ">", lambda s: True)
-        claims.append(verdict)
-    compute = ClaimVerdict("compute", "Beyond the paper: MP trained for as many steps as the SLT lineage of its "
-                                      "target, against that SLT ticket, the LT ticket of as many steps (claim 2 "
-                                      "at equal compute) and MP trained for one run")
-    for other in ("slt", "lt", "mp"):
-        expect(compute, "mp_lineage", other, "?", lambda s: True)
-    claims.append(compute)
-    return [c for c in claims if c.comparisons or c.number in (1, 2, 3, 4, 5)]
+    verdicts = []
+    for claim in claims:
+        verdict = ClaimVerdict(claim.number, claim.text)
+        for expectation in claim.expectations:
+            expect(verdict, expectation)
+        if verdict.comparisons or claim.from_paper:
+            verdicts.append(verdict)
+    return verdicts
 
 
 def _signed(value: float | None, digits: int = 1) -> str:
@@ -330,7 +327,7 @@ def systems_of(rows: list[dict], output_dir: str | Path, seed: int = 0) -> dict[
     for row in rows:
         if row["seed"] != seed or row["test_bleu"] is None:
             continue
-        path = Path(output_dir) / f"seed{seed}" / row["run"] / "test" / "hypotheses_test.txt"
+        path = ExperimentPaths.of(output_dir).run(seed, row["run"]).hypotheses
         hypotheses = path.read_text(encoding="utf-8").splitlines() if path.is_file() else None
         out[(row["method"], row["sparsity"])] = System(row["test_bleu"], hypotheses, row["run"])
     return out
@@ -345,7 +342,7 @@ def _load_part(folder: Path, seed: int) -> tuple[Part, dict[int, float]]:
     systems = systems_of(rows, folder, seed)
     references = None
     if seed in dense_rows:
-        path = folder / f"seed{seed}" / dense_rows[seed]["run"] / "test" / "references_test.txt"
+        path = ExperimentPaths(folder).run(seed, dense_rows[seed]["run"]).references
         references = path.read_text(encoding="utf-8").splitlines() if path.is_file() else None
     without = [run.run for run in systems.values() if run.hypotheses is None]
     if references is None or without:
@@ -364,9 +361,10 @@ def _unfinished(folder: Path, seed: int) -> str | None:
 
     from .report import planned_metrics
 
-    planned = planned_metrics(folder, read_json(folder / "experiment.json"))
+    paths = ExperimentPaths(folder)
+    planned = planned_metrics(folder, read_json(paths.manifest))
     if planned is None:  # a manifest from before plans were recorded: its dense run decides
-        planned = [folder / f"seed{seed}" / "dense" / "metrics.json"]
+        planned = [paths.run(seed, "dense").metrics]
     done = sum(path.is_file() for path in planned)
     return None if done == len(planned) else f"{folder.name} ({done} of {len(planned)} runs)"
 
@@ -413,7 +411,7 @@ def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, s
     if len(parts) > 1:
         agreement = [(part.name, part.dense.bleu, _agreement(parts[0], part, sigma_seed)) for part in parts
                      if part.dense is not None]
-    path = output_dir / "claims.md"
+    path = ExperimentPaths(output_dir).claims
     first = parts[0].dense.bleu if parts[0].dense is not None else None
     pending = f"Parts not finished yet, left out: {', '.join(unfinished)}.\n\n" if unfinished else ""
     if not_run:  # a claim they speak to says what it misses; the reader sees why here

@@ -182,12 +182,6 @@ class ExperimentConfig:
         except ValueError as error:
             raise ValueError(f"part {name!r}: {error}") from None
 
-    def selected_parts(self) -> list[ExperimentConfig]:
-        """What ``lightning-slt experiment`` runs: the chosen part, every part in order, or itself."""
-        if not self.parts:
-            return [self]
-        return [self.for_part(name) for name in ([self.part] if self.part else self.parts)]
-
     def _check_run_names(self) -> None:
         """Runs are named by sparsity at two decimals (``slt_0.90``): two different sparsities of
         one name would be one folder, and the second would silently never be trained."""

@@ -17,9 +17,8 @@ import sys
 import time
 from contextlib import contextmanager
 from collections.abc import Iterator
-from pathlib import Path
 
-LOCK_FILE = "experiment.lock"
+from .paths import ExperimentPaths
 
 
 class ExperimentLockedError(RuntimeError):
@@ -35,7 +34,7 @@ def experiment_lock(output_dir: str | os.PathLike) -> Iterator[dict | None]:
     """
     import fcntl
 
-    path = Path(output_dir) / LOCK_FILE
+    path = ExperimentPaths.of(output_dir).lock
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "a+", encoding="utf-8")
     try:

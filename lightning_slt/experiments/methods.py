@@ -1,8 +1,9 @@
 """The methods registry: one entry per method, everything the experiment needs to know of it.
 
-An entry says how the method's chain is built (``plan``: which runs, with which parents), the
-callbacks of the runs of its kind (``callbacks``), its label (the column of results.md and the
-plot's legend) and which rows its report column shows. Adding a method is adding an entry here.
+An entry says which runs the method needs (``plan``: a pure function of the config returning
+its runs, with their parents), the callbacks of the runs of its kind (``callbacks``), its label
+(the column of results.md and the plot's legend) and which rows its report column shows.
+Adding a method is adding an entry here.
 
 Chain semantics (Brix et al. §3-4): LT rewinds to θ0 of the dense run; SLT/CLT to θk of the
 *most recent* run; every run restarts at step 0 with fresh optimizer state. ``slt_dense_k`` is
@@ -10,23 +11,24 @@ the rewinding Brix et al. contrast themselves with (Frankle et al. 2019, paper.m
 round rewinds to θk of the *dense* run. Its first round is SLT's first round (the mask of the
 dense θT, the dense θk), so the two share that run.
 
-Controls (Frankle & Carbin 2019; OpenLTH), each beside the SLT (CLT) round of the same target,
-that is with the same parent: ``random_mask`` draws a mask over the whole tensor with that
-round's per-tensor counts and takes the *dense* run's θk (non-zero everywhere, so no kept weight
-starts at an accidental 0); ``random_reinit`` keeps the round's mask and draws every tensor from
-the model's own initialiser; ``random_sign`` keeps CLT's mask and magnitudes, random signs.
+Controls (Frankle & Carbin 2019; OpenLTH) are data (:class:`Control`): each runs beside the SLT
+(CLT) round of the same target, that is with the same parent, and changes one ingredient:
+``random_mask`` draws a mask over the whole tensor with that round's per-tensor counts and takes
+the *dense* run's θk (non-zero everywhere, so no kept weight starts at an accidental 0);
+``random_reinit`` keeps the round's mask and draws every tensor from the model's own
+initialiser; ``random_sign`` keeps CLT's mask and magnitudes, random signs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lightning_slt.callbacks import ConvergedMask, GradualMagnitudePruning, RandomMask, RandomReinit
 from lightning_slt.callbacks import SignOnlyReinit, WeightRewind
 from lightning_slt.launch import Component
 
-from .chains import Chain, RunSpec, Schedule, Settings, tag
+from .chains import RunSpec, Schedule, Settings, tag
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,27 @@ class Context:
     seed: int
 
 
+Plan = Callable[[Settings, Schedule, str], list[RunSpec]]
+MakeCallbacks = Callable[[RunSpec, Context], list[Component]]
+
+
+@dataclass(frozen=True)
+class Control:
+    """A control: beside the ``beside`` round (slt or clt) of each of its targets, one ingredient changed.
+
+    Attributes:
+        beside: the method whose round of the same target (same parent) it is compared with.
+        weights: "parent" (that round's θk) or "dense" (the dense run's θk: non-zero everywhere).
+        mask: makes the control's own mask in place of the round's ``ConvergedMask``.
+        extra: a callback added after the round's mask and weights.
+    """
+
+    beside: str
+    weights: str = "parent"
+    mask: Callable[[RunSpec, Context], Component] | None = None
+    extra: Callable[[Context], Component] | None = None
+
+
 @dataclass(frozen=True)
 class Method:
     """One method of an experiment (the registry's entry).
@@ -49,8 +72,8 @@ class Method:
     Attributes:
         name: as written in ``methods:`` of an experiment config; also the kind of its own runs.
         label: its column in results.md and its line in the plot.
-        plan: ``plan(chain, config, dense, name)`` adds the method's runs to ``chain``, below the
-            dense run ``dense``.
+        plan: ``plan(config, schedule, name)``, the method's runs below the dense run (which every
+            method has), each with ``methods=[name]`` and the columns it is reported in.
         callbacks: ``callbacks(run, context)``, the pruning callbacks of a run of kind ``name``;
             None when the method builds only runs of other kinds (SLT-MP: slt and mp runs).
         in_paper: one of the paper's six methods or its three controls (what ``METHOD_NAMES``
@@ -61,66 +84,66 @@ class Method:
         also_shows: ``also_shows(run, methods, config)`` with a run's metrics.json, the
             experiment's methods and its config (dicts of experiment.json): rows of another method
             this method's report column shows as well.
-        control_of: for a control, the method whose round of the same target it runs beside.
+        control: for a control, what it runs beside and what it changes.
     """
 
     name: str
     label: str
-    plan: Callable[[Chain, Settings, RunSpec, str], None]
-    callbacks: Callable[[RunSpec, Context], list[Component]] | None = None
+    plan: Plan
+    callbacks: MakeCallbacks | None = None
     in_paper: bool = True
     named_sparsities: Callable[[Settings], dict[str, float]] = lambda config: {}
     check: Callable[[Settings], None] = lambda config: None
     also_shows: Callable[[dict, list[str], dict], bool] = lambda run, methods, config: False
-    control_of: str | None = None
+    control: Control | None = None
 
 
-# -- chains: the runs a method needs ---------------------------------------------------------------
+# -- plans: the runs a method needs ----------------------------------------------------------------
+
+DENSE = RunSpec("dense", "dense", 0.0)
 
 
-def rounds(chain: Chain, start: RunSpec, kind: str, targets: list[float], method: str, *, weights: str = "parent",
-           rewind_step: int | None = None, reported: bool = True) -> list[RunSpec]:
+def rounds(schedule: Schedule, start: RunSpec, kind: str, targets: list[float], method: str, *,
+           weights: str = "parent", rewind_step: int | None = None, reported_in: list[str] | None = None) -> list[RunSpec]:
     """Iterative rounds from ``start``: each round's mask from its parent's θT, its weights from
     θ_rewind_step (default: the schedule's k) of its parent (``weights="parent"``) or of the dense
-    run (``weights="dense"``)."""
-    parent, out = start, []
-    step = chain.schedule.rewind_step if rewind_step is None else rewind_step
+    run (``weights="dense"``); reported in ``method``'s column unless ``reported_in`` says otherwise."""
+    parent, out = start.name, []
+    step = schedule.rewind_step if rewind_step is None else rewind_step
     for target in targets:
-        source = parent.name if weights == "parent" else weights
-        spec = RunSpec(f"{parent.name}/{tag(kind, target)}", kind, target, parent.name, source, rewind_step=step)
-        parent = chain.add(spec, method, reported)
-        out.append(parent)
+        name = f"{parent}/{tag(kind, target)}"
+        out.append(RunSpec(name, kind, target, parent, parent if weights == "parent" else weights, rewind_step=step,
+                           methods=[method], reported_in=[method] if reported_in is None else list(reported_in)))
+        parent = name
     return out
 
 
-def mp_run(chain: Chain, target: float, method: str, parent: RunSpec | None = None, initial: float = 0.0) -> RunSpec:
+def mp_run(schedule: Schedule, target: float, method: str, parent: RunSpec | None = None, initial: float = 0.0) -> RunSpec:
     """An MP run to ``target``: from scratch, or from ``parent``'s mask and θk with s0 = ``initial``."""
     name = tag("mp", target) if parent is None else f"{parent.name}/{tag('mp', target)}"
     source = parent.name if parent else None
-    spec = RunSpec(name, "mp", target, source, source, rewind_step=chain.schedule.rewind_step,
-                   initial_sparsity=initial, best_after_step=chain.schedule.mp_end_step)
-    return chain.add(spec, method)
+    return RunSpec(name, "mp", target, source, source, rewind_step=schedule.rewind_step, initial_sparsity=initial,
+                   best_after_step=schedule.mp_end_step, methods=[method], reported_in=[method])
 
 
-def _plan_mp(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
-    for target in config.targets_of(name):
-        mp_run(chain, target, name)
+def _plan_mp(config: Settings, schedule: Schedule, name: str) -> list[RunSpec]:
+    return [mp_run(schedule, target, name) for target in config.targets_of(name)]
 
 
-def _plan_lt(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
-    rounds(chain, dense, name, config.targets_of(name), name, weights="dense", rewind_step=0)
+def _plan_lt(config: Settings, schedule: Schedule, name: str) -> list[RunSpec]:
+    return rounds(schedule, DENSE, name, config.targets_of(name), name, weights="dense", rewind_step=0)
 
 
-def _plan_rounds(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
+def _plan_rounds(config: Settings, schedule: Schedule, name: str) -> list[RunSpec]:
     """SLT, CLT: rounds rewound to θk of the most recent run."""
-    rounds(chain, dense, name, config.targets_of(name), name)
+    return rounds(schedule, DENSE, name, config.targets_of(name), name)
 
 
-def _plan_slt_mp(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
+def _plan_slt_mp(config: Settings, schedule: Schedule, name: str) -> list[RunSpec]:
     switch = config.slt_mp_switch
-    ticket = rounds(chain, dense, "slt", _slt_mp_rounds(config), name)[-1]
-    for target in (t for t in config.targets_of(name) if t > switch):
-        mp_run(chain, target, name, parent=ticket, initial=switch)
+    tickets = rounds(schedule, DENSE, "slt", _slt_mp_rounds(config), name)
+    return tickets + [mp_run(schedule, target, name, parent=tickets[-1], initial=switch)
+                      for target in config.targets_of(name) if target > switch]
 
 
 def _slt_mp_rounds(config: Settings) -> list[float]:
@@ -128,20 +151,23 @@ def _slt_mp_rounds(config: Settings) -> list[float]:
     return [0.5, config.slt_mp_switch] if config.slt_mp_switch > 0.5 else [config.slt_mp_switch]
 
 
-def _plan_mp_slt(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
-    source = mp_run(chain, config.mp_slt_source, name)
-    rounds(chain, source, "slt", [t for t in config.targets_of(name) if t > config.mp_slt_source], name)
+def _plan_mp_slt(config: Settings, schedule: Schedule, name: str) -> list[RunSpec]:
+    source = mp_run(schedule, config.mp_slt_source, name)
+    return [source, *rounds(schedule, source, "slt", [t for t in config.targets_of(name) if t > config.mp_slt_source],
+                            name)]
 
 
-def _plan_mp_lineage(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
+def _plan_mp_lineage(config: Settings, schedule: Schedule, name: str) -> list[RunSpec]:
     """MP to each target, trained for as many steps as the SLT lineage of that target (the dense
     run and the SLT rounds up to it): a ticket's lineage trains several runs, MP one, so this
     row tells "method" from "compute"."""
-    schedule, chain_targets = chain.schedule, config.targets_of("slt")
+    chain_targets, out = config.targets_of("slt"), []
     for target in config.targets_of(name):
         runs = 2 + chain_targets.index(target)
-        chain.add(RunSpec(f"{tag('mp', target)}_{runs}x", "mp", target, rewind_step=schedule.rewind_step,
-                          best_after_step=round(schedule.mp_end_step * runs), max_steps=runs * schedule.max_steps), name)
+        out.append(RunSpec(f"{tag('mp', target)}_{runs}x", "mp", target, rewind_step=schedule.rewind_step,
+                           best_after_step=round(schedule.mp_end_step * runs), max_steps=runs * schedule.max_steps,
+                           methods=[name], reported_in=[name]))
+    return out
 
 
 def _check_mp_lineage_targets(config: Settings) -> None:
@@ -151,30 +177,25 @@ def _check_mp_lineage_targets(config: Settings) -> None:
                          "its runs train as many steps as the SLT lineage of their target; use targets of that chain")
 
 
-def _plan_slt_dense_k(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
+def _plan_slt_dense_k(config: Settings, schedule: Schedule, name: str) -> list[RunSpec]:
     targets = config.targets_of(name)
-    first = rounds(chain, dense, "slt", targets[:1], name)[-1]  # SLT's own first round: dense θT's mask, dense θk
-    rounds(chain, first, name, targets[1:], name, weights="dense")
+    first = rounds(schedule, DENSE, "slt", targets[:1], name)  # SLT's own first round: dense θT's mask, dense θk
+    return first + rounds(schedule, first[-1], name, targets[1:], name, weights="dense")
 
 
-def _control(on: str, weights: str = "parent") -> Callable[[Chain, Settings, RunSpec, str], None]:
-    """A control beside the ``on`` round (slt or clt) of each target, one ingredient changed."""
-
-    def plan(chain: Chain, config: Settings, dense: RunSpec, name: str) -> None:
-        chain_targets, targets = config.targets_of(on), config.targets_of(name)
-        # reported=False: these rounds are not rows of the control's own column
-        base = rounds(chain, dense, on, [t for t in chain_targets if t < max(targets)], name, reported=False)
-        for run in (dense, *base):  # the chain's rounds this plan trains are results of `on` too: where `on`
-            if on not in run.reported_in:  # is not run itself, the control is judged beside them in-part
-                run.reported_in.append(on)
-        for parent, target in zip([dense, *base], chain_targets):
-            if target not in targets:
-                continue
-            source = parent.name if weights == "parent" else weights
-            chain.add(RunSpec(f"{parent.name}/{tag(name, target)}", name, target, parent.name, source,
-                              rewind_step=chain.schedule.rewind_step), name)
-
-    return plan
+def _plan_control(config: Settings, schedule: Schedule, name: str) -> list[RunSpec]:
+    """The ``beside`` chain's rounds up to the control's highest target, and the control beside
+    each: those rounds are results of ``beside`` (where it is not run itself, the control is
+    judged beside them in-part), not rows of the control's own column."""
+    control = METHODS[name].control or Control(name)
+    chain_targets, targets = config.targets_of(control.beside), config.targets_of(name)
+    base = rounds(schedule, DENSE, control.beside, [t for t in chain_targets if t < max(targets)], name,
+                  reported_in=[control.beside])
+    beside = [RunSpec(f"{parent.name}/{tag(name, target)}", name, target, parent.name,
+                      parent.name if control.weights == "parent" else control.weights,
+                      rewind_step=schedule.rewind_step, methods=[name], reported_in=[name])
+              for parent, target in zip([DENSE, *base], chain_targets) if target in targets]
+    return [replace(DENSE, methods=[name], reported_in=[control.beside]), *base, *beside]
 
 
 # -- callbacks: what a run of each kind trains with ------------------------------------------------
@@ -201,28 +222,24 @@ def _mp_callbacks(run: RunSpec, context: Context) -> list[Component]:
             Component.of(WeightRewind, step=k, source=parent), mp]
 
 
-def _ticket(*extra: Callable[[Context], Component]) -> Callable[[RunSpec, Context], list[Component]]:
-    """The mask of the parent's θT and the weights of ``weights_from``'s θ_rewind_step, then ``extra``.
-
-    ``WeightRewind(step, source=...)`` both starts from the source's θ_step and records this
-    run's own, for the rounds after it.
-    """
+def _ticket(extra: Callable[[Context], Component] | None = None,
+            mask: Callable[[RunSpec, Context], Component] | None = None) -> MakeCallbacks:
+    """The mask of the parent's θT (or ``mask``'s), the weights of ``weights_from``'s θ_rewind_step,
+    then ``extra``. ``WeightRewind(step, source=...)`` both starts from the source's θ_step and
+    records this run's own, for the rounds after it."""
 
     def callbacks(run: RunSpec, context: Context) -> list[Component]:
-        mask = Component.of(ConvergedMask, source=context.last_ckpt[run.parent], sparsity=run.sparsity)  # type: ignore[index]
-        return [mask, _rewind(run, context)] + [make(context) for make in extra]
+        parent, weights = context.last_ckpt[str(run.parent)], context.last_ckpt[str(run.weights_from)]
+        first = mask(run, context) if mask else Component.of(ConvergedMask, source=parent, sparsity=run.sparsity)
+        rewind = Component.of(WeightRewind, step=run.rewind_step, source=weights)
+        return [first, rewind] + ([extra(context)] if extra else [])
 
     return callbacks
 
 
-def _rewind(run: RunSpec, context: Context) -> Component:
-    return Component.of(WeightRewind, step=run.rewind_step, source=context.last_ckpt[run.weights_from])  # type: ignore[index]
-
-
-def _random_mask_callbacks(run: RunSpec, context: Context) -> list[Component]:
-    """The SLT round's per-tensor counts, drawn over the whole tensor."""
-    mask = Component.of(RandomMask, sparsity=run.sparsity, source=context.last_ckpt[run.parent], seed=context.seed)  # type: ignore[index]
-    return [mask, _rewind(run, context)]
+def _random_mask(run: RunSpec, context: Context) -> Component:
+    """The round's per-tensor counts, drawn over the whole tensor."""
+    return Component.of(RandomMask, sparsity=run.sparsity, source=context.last_ckpt[str(run.parent)], seed=context.seed)
 
 
 # -- checks of a config, reports -------------------------------------------------------------------
@@ -251,24 +268,25 @@ def _check_slt_mp_targets(config: Settings) -> None:
         )
 
 
-def _check_control_targets(on: str) -> Callable[[Settings], None]:
-    """A control runs beside the ``on`` round of its target: that round must be in ``on``'s chain."""
-
-    def check(config: Settings) -> None:
-        for method in config.methods:
-            targets = config.targets_of(method)
-            if METHODS[method].control_of == on and (stray := [t for t in targets if t not in config.targets_of(on)]):
-                raise ValueError(
-                    f"{method}'s targets {targets}: {stray} are not rounds of the {on} chain "
-                    f"{config.targets_of(on)}, and the control runs beside the {on} round of its target; "
-                    f"use targets from that chain (method_targets: {{{method}: [...]}})")
-
-    return check
+def _check_control_targets(config: Settings) -> None:
+    """A control runs beside the round of its target: that round must be in its chain."""
+    for method in config.methods:
+        control, targets = METHODS[method].control, config.targets_of(method)
+        if control and (stray := [t for t in targets if t not in config.targets_of(control.beside)]):
+            raise ValueError(
+                f"{method}'s targets {targets}: {stray} are not rounds of the {control.beside} chain "
+                f"{config.targets_of(control.beside)}, and the control runs beside the {control.beside} round of its "
+                f"target; use targets from that chain (method_targets: {{{method}: [...]}})")
 
 
 def _mp_rows_up_to_the_source(run: dict, methods: list[str], config: dict) -> bool:
     """Paper Table 1: MP-SLT's rows up to the MP source sparsity are the MP column."""
     return "mp" in methods and "mp" in run["reported_in"] and run["sparsity_target"] <= config.get("mp_slt_source", 0.6)
+
+
+def _control(name: str, label: str, control: Control) -> Method:
+    return Method(name, label, _plan_control, _ticket(control.extra, control.mask), check=_check_control_targets,
+                  control=control)
 
 
 METHODS: dict[str, Method] = {method.name: method for method in (
@@ -282,14 +300,11 @@ METHODS: dict[str, Method] = {method.name: method for method in (
                {"SLT-MP's first round": 0.5} if config.slt_mp_switch > 0.5 else {})}),
     Method("mp_slt", "MP-SLT", _plan_mp_slt, also_shows=_mp_rows_up_to_the_source,
            named_sparsities=lambda config: {"mp_slt_source": config.mp_slt_source}),
-    Method("random_mask", "random mask", _control("slt", weights="dense"), _random_mask_callbacks,  # θk non-zero everywhere
-           check=_check_control_targets("slt"), control_of="slt"),
-    Method("random_reinit", "random re-init", _control("slt"),
-           _ticket(lambda context: Component.of(RandomReinit, seed=context.seed)),
-           check=_check_control_targets("slt"), control_of="slt"),
-    Method("random_sign", "random sign", _control("clt"),
-           _ticket(lambda context: Component.of(SignOnlyReinit, sign="random", seed=context.seed)),
-           check=_check_control_targets("clt"), control_of="clt"),
+    _control("random_mask", "random mask", Control("slt", weights="dense", mask=_random_mask)),
+    _control("random_reinit", "random re-init",
+             Control("slt", extra=lambda context: Component.of(RandomReinit, seed=context.seed))),
+    _control("random_sign", "random sign",
+             Control("clt", extra=lambda context: Component.of(SignOnlyReinit, sign="random", seed=context.seed))),
     Method("slt_dense_k", "SLT (θk of dense)", _plan_slt_dense_k, _ticket(), in_paper=False),
     Method("mp_lineage", "MP (SLT lineage's steps)", _plan_mp_lineage, in_paper=False, check=_check_mp_lineage_targets),
 )}
@@ -299,7 +314,7 @@ def chains_needed(methods: list[str]) -> set[str]:
     """The methods whose chains ``methods`` build on without naming them (a control's SLT or CLT
     chain, the SLT lineage of ``mp_lineage``): their ``method_targets`` shape these runs too.
     A name the registry does not know needs nothing (the config refuses it with its own error)."""
-    controls = {METHODS[m].control_of for m in methods if m in METHODS and METHODS[m].control_of}
+    controls = {control.beside for m in methods if m in METHODS and (control := METHODS[m].control)}
     return controls | ({"slt"} if "mp_lineage" in methods else set())
 
 
@@ -309,11 +324,15 @@ _KIND_CALLBACKS = {"dense": _dense_callbacks, **{name: m.callbacks for name, m i
 
 
 def build_runs(config: Settings, schedule: Schedule) -> list[RunSpec]:
-    """Every run the experiment needs, parents before children, each once."""
-    chain = Chain(schedule)
+    """Every run the experiment needs, parents before children, each once: the methods' plans
+    merged by run name (a run two methods need is trained once, for both)."""
+    merged: dict[str, RunSpec] = {}
     for name in config.methods:
-        METHODS[name].plan(chain, config, chain.dense(name), name)
-    return chain.ordered()
+        for run in [replace(DENSE, methods=[name], reported_in=[name]), *METHODS[name].plan(config, schedule, name)]:
+            known = merged.setdefault(run.name, replace(run, methods=[], reported_in=[]))
+            known.methods += [m for m in run.methods if m not in known.methods]
+            known.reported_in += [m for m in run.reported_in if m not in known.reported_in]
+    return sorted(merged.values(), key=lambda run: run.name.count("/"))
 
 
 def run_callbacks(run: RunSpec, last_ckpt: dict[str, str], schedule: Schedule, seed: int) -> list[Component]:
@@ -325,17 +344,13 @@ def run_callbacks(run: RunSpec, last_ckpt: dict[str, str], schedule: Schedule, s
     return _KIND_CALLBACKS[run.kind](run, Context(last_ckpt, schedule, seed))
 
 
-def method_rows(runs: list[RunSpec], method: str) -> dict[float, RunSpec]:
-    """The run reported at each sparsity in ``method``'s column (0 % is the dense run)."""
-    return dict(sorted((run.sparsity, run) for run in runs if method in run.reported_in))
-
-
 def label(method: str) -> str:
     """The method's column label; a name the registry no longer has (an old folder) as itself."""
     return METHODS[method].label if method in METHODS else method
 
 
 def shows(method: str, run: dict, methods: list[str], config: dict) -> bool:
-    """Whether ``method``'s report column shows the finished run ``run`` (its metrics.json)."""
+    """Whether ``method``'s report column shows the finished run ``run`` (its metrics.json): the
+    one rule of report columns."""
     entry = METHODS.get(method)
     return method in run["reported_in"] or (entry is not None and entry.also_shows(run, methods, config))

@@ -17,6 +17,7 @@ from pathlib import Path
 from lightning_slt.atomic import read_json, write_bytes, write_text
 
 from .methods import label, shows
+from .paths import ExperimentPaths
 
 CSV_FIELDS = [
     "method", "sparsity", "seed", "run", "kind", "test_bleu", "test_chrf", "test_ter", "valid_bleu",
@@ -32,15 +33,15 @@ def paper_results() -> dict:
 
 def collect(output_dir: str | Path) -> tuple[list[str], list[dict]]:
     """The experiment's methods and one row per (method, sparsity, seed) from finished runs."""
-    output_dir = Path(output_dir)
-    if not (output_dir / "experiment.json").is_file():
+    folder = ExperimentPaths.of(output_dir)
+    if not folder.manifest.is_file():
         raise FileNotFoundError(f"{output_dir} holds no experiment.json: it is not an experiment folder "
                                 "(give the output_dir of `lightning-slt experiment`)")
     try:
-        manifest = read_json(output_dir / "experiment.json")
+        manifest = read_json(folder.manifest)
     except ValueError as err:
         raise ValueError(f"{err}: restore it from a backup; the report needs its list of methods and runs") from None
-    runs = [_read_metrics(path) for path in _metrics_files(output_dir, manifest)]
+    runs = [_read_metrics(path) for path in _metrics_files(folder.root, manifest)]
     methods = list(manifest["config"]["methods"])
     for run in runs:  # and the chain a control trained where its method is not run (a part's SLT rounds)
         methods += [m for m in run["reported_in"] if m not in methods]
@@ -55,10 +56,9 @@ def planned_metrics(output_dir: Path, manifest: dict) -> list[Path] | None:
     plans were recorded."""
     if "runs" not in manifest:
         return None
-    paths = [output_dir / f"seed{seed}" / run / "metrics.json" for seed in manifest["config"]["seeds"]
-             for run in manifest["runs"]]
-    return paths + [output_dir / f"seed{seed}" / "dense" / "metrics.json"
-                    for seed in manifest["config"].get("dense_seeds", [])]
+    folder = ExperimentPaths.of(output_dir)
+    paths = [folder.run(seed, run).metrics for seed in manifest["config"]["seeds"] for run in manifest["runs"]]
+    return paths + [folder.run(seed, "dense").metrics for seed in manifest["config"].get("dense_seeds", [])]
 
 
 def _metrics_files(output_dir: Path, manifest: dict) -> list[Path]:
@@ -67,7 +67,7 @@ def _metrics_files(output_dir: Path, manifest: dict) -> list[Path]:
     seeds. A manifest written before plans were recorded lists no runs: then every run found."""
     paths = planned_metrics(output_dir, manifest)
     if paths is None:
-        return sorted(output_dir.glob("seed*/**/metrics.json"))
+        return ExperimentPaths.of(output_dir).all_metrics()
     return [path for path in paths if path.is_file()]
 
 
@@ -159,13 +159,13 @@ def plot(methods: list[str], summary: dict, path: Path, paper: str | None = "wmt
 def part_folders(folder: str | Path) -> list[Path]:
     """An experiment folder itself, or the folders of its parts (``ExperimentConfig.parts``), in
     the order its parts.json gives, else by name."""
-    folder = Path(folder)
-    if (folder / "experiment.json").is_file():
-        return [folder]
-    if (folder / "parts.json").is_file():
-        found = [folder / name for name in planned_parts(folder) if (folder / name / "experiment.json").is_file()]
+    paths = ExperimentPaths.of(folder)
+    if paths.manifest.is_file():
+        return [paths.root]
+    if paths.parts.is_file():
+        found = [paths.part(name).root for name in planned_parts(folder) if paths.part(name).manifest.is_file()]
     else:
-        found = sorted(p.parent for p in folder.glob("*/experiment.json"))
+        found = sorted(p.parent for p in paths.root.glob(f"*/{paths.manifest.name}"))
     if not found:
         raise FileNotFoundError(f"{folder} holds no experiment.json and no parts with one: it is not an experiment "
                                 "folder (give the output_dir of `lightning-slt experiment`)")
@@ -174,7 +174,7 @@ def part_folders(folder: str | Path) -> list[Path]:
 
 def planned_parts(folder: str | Path) -> list[str]:
     """The parts an experiment folder's parts.json plans, run or not ([] for one not in parts)."""
-    path = Path(folder) / "parts.json"
+    path = ExperimentPaths.of(folder).parts
     return list(read_json(path)["parts"]) if path.is_file() else []
 
 
@@ -197,7 +197,7 @@ def collect_parts(output_dir: str | Path) -> tuple[list[str], list[dict]]:
 
 def configured_methods(folder: str | Path) -> list[str]:
     """The methods an experiment folder (or part) was configured to run, from its experiment.json."""
-    return list(read_json(Path(folder) / "experiment.json")["config"]["methods"])
+    return list(read_json(ExperimentPaths.of(folder).manifest)["config"]["methods"])
 
 
 def write_report(output_dir: str | Path, paper: str | None = "wmt14_ende", wandb: bool | None = None) -> dict[str, Path]:
@@ -224,7 +224,8 @@ def write_report(output_dir: str | Path, paper: str | None = "wmt14_ende", wandb
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    paths = {"csv": output_dir / "results.csv", "md": output_dir / "results.md", "png": output_dir / "bleu_vs_sparsity.png"}
+    where = ExperimentPaths(output_dir)
+    paths = {"csv": where.results_csv, "md": where.results_md, "png": where.plot}
     write_text(paths["csv"], buffer.getvalue())
     seeds = sorted({r["seed"] for r in shown if r["sparsity"] > 0}) or sorted({r["seed"] for r in shown})
     title = (f"# Results: {output_dir.name}\n\nTest BLEU and TER [%] (sacreBLEU, detokenized), mean ± sd over "
@@ -235,7 +236,7 @@ def write_report(output_dir: str | Path, paper: str | None = "wmt14_ende", wandb
                   + ", ".join(f"{label(m)}: {part}" for m, part in owner.items()) + ".\n\n")
     write_text(paths["md"], title + markdown_table(methods, summary))
     plot(methods, summary, paths["png"], paper)
-    config = read_json(folders[0] / "experiment.json")["config"]
+    config = read_json(ExperimentPaths(folders[0]).manifest)["config"]
     if wandb if wandb is not None else config.get("wandb"):
         _log_wandb(config, rows, paths["png"])
     return paths

@@ -1,18 +1,6 @@
 """Running an experiment: every run of every chain, resumable, with one folder per run.
 
-Layout (``paths``-style, one place)::
-
-    <output_dir>/experiment.json            what must not change between invocations
-    <output_dir>/seed<S>/<run name>/        one folder per run, named by its lineage
-        config.yaml                         the run's full LightningCLI config: re-runnable with
-                                            ``lightning-slt fit --config config.yaml``
-        checkpoints/last.ckpt               θT (the next round's mask), θk snapshots, masks
-        checkpoints/best.ckpt               best validation BLEU at the final sparsity
-        mask.pt, theta_k.pt                 the ticket's mask and θk, for other tools
-        model.ticket                        best.ckpt as a compact ticket (``lightning-slt
-                                            translate --ticket``); with W&B, a model artifact
-        test/                               hypotheses and sacreBLEU metrics of best.ckpt
-        metrics.json                        written last: its presence means "finished"
+The folder layout is ``paths.ExperimentPaths`` and ``paths.RunPaths``.
 
 Re-running the same command skips finished runs and resumes a killed one from its
 ``last.ckpt``. A changed base config or schedule in an existing directory is refused.
@@ -26,7 +14,6 @@ import os
 import time
 import zlib
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,60 +25,17 @@ from lightning_slt._runtime import cpu_description
 from lightning_slt.artifacts import read_checkpoint, run_checkpoint
 from lightning_slt.atomic import is_temporary, read_json, write_json, write_text, write_torch
 from lightning_slt.callbacks import SparsityMonitor
+from lightning_slt.checkpointing import BestAfterStep
 from lightning_slt.export.checkpoint import export_checkpoint
 from lightning_slt.launch import Component, RunConfig, build, parse_base
 
 from .chains import RunSpec, Schedule
-from lightning_slt.checkpointing import BestAfterStep
 from .config import ExperimentConfig
-from .lock import LOCK_FILE, describe_stale, experiment_lock
+from .lock import describe_stale, experiment_lock
 from .methods import build_runs, run_callbacks
+from .paths import LOCK_FILE, ExperimentPaths, RunPaths, run_paths
 
-MANIFEST = "experiment.json"
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RunPaths:
-    """Every location of one run, in one place."""
-
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def last(self) -> Path:
-        return self.checkpoints / "last.ckpt"
-
-    @property
-    def best(self) -> Path:
-        return self.checkpoints / "best.ckpt"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.json"
-
-    @property
-    def mask(self) -> Path:
-        return self.root / "mask.pt"
-
-    @property
-    def theta_k(self) -> Path:
-        return self.root / "theta_k.pt"
-
-    @property
-    def ticket(self) -> Path:
-        return self.root / "model.ticket"
-
-
-def run_paths(output_dir: str | Path, seed: int, run: str) -> RunPaths:
-    return RunPaths(Path(output_dir) / f"seed{seed}" / run)
 
 
 def _parse_base(config: ExperimentConfig) -> dict:
@@ -144,7 +88,7 @@ def _without_none(value: Any) -> Any:
 
 
 def _check_manifest(output_dir: Path, manifest: dict) -> None:
-    path = output_dir / MANIFEST
+    path = ExperimentPaths(output_dir).manifest
     if path.exists():
         try:
             saved = read_json(path)
@@ -162,7 +106,7 @@ def _check_manifest(output_dir: Path, manifest: dict) -> None:
             )
     elif output_dir.exists() and any(p.name != LOCK_FILE and not is_temporary(p.name) for p in output_dir.iterdir()):
         # the lock and a manifest being written: another process is starting this folder (its lock decides)
-        raise ValueError(f"{output_dir} is not empty and holds no {MANIFEST}: it is not an experiment folder of ours")
+        raise ValueError(f"{output_dir} is not empty and holds no {path.name}: it is not an experiment folder of ours")
 
 
 def run_experiment(config: ExperimentConfig | str | os.PathLike) -> Path:
@@ -180,8 +124,9 @@ def run_experiment(config: ExperimentConfig | str | os.PathLike) -> Path:
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)
     if config.parts:  # every part planned and its folder checked before any trains
-        if (Path(config.output_dir) / MANIFEST).is_file():
-            raise ValueError(f"{config.output_dir} holds a single experiment ({MANIFEST}), not the parts of one: "
+        folder = ExperimentPaths.of(config.output_dir)
+        if folder.manifest.is_file():
+            raise ValueError(f"{config.output_dir} holds a single experiment ({folder.manifest.name}), not the parts of one: "
                              "choose another output_dir for the experiment in parts")
         planned = {}
         for name in config.parts:
@@ -189,7 +134,7 @@ def run_experiment(config: ExperimentConfig | str | os.PathLike) -> Path:
             planned[name] = (part, *plan(part))
             _check_manifest(Path(part.output_dir), _manifest(*planned[name][:3]))
         if _rank_zero():  # the parts' order, for the joint report
-            write_json(Path(config.output_dir) / "parts.json", {"parts": list(config.parts), "config": config.to_dict()})
+            write_json(folder.parts, {"parts": list(config.parts), "config": config.to_dict()})
         for name in [config.part] if config.part else config.parts:
             _run_planned(*planned[name])
         if _rank_zero() and all(_finished(part) for part, *_ in planned.values()):
@@ -210,7 +155,7 @@ def _run_planned(config: ExperimentConfig, base: dict, schedule: Schedule, runs:
             log.warning(f"{output_dir}: {describe_stale(stale)}")
         _check_manifest(output_dir, manifest)  # again: another process may have started it meanwhile
         if _rank_zero():  # "runs": this plan's runs, the only ones its report shows
-            write_json(output_dir / MANIFEST, {**manifest, "config": config.to_dict(), "runs": [r.name for r in runs]})
+            write_json(ExperimentPaths(output_dir).manifest, {**manifest, "config": config.to_dict(), "runs": [r.name for r in runs]})
         for seed in [*config.seeds, *config.dense_seeds]:
             last_ckpt = {run.name: str(run_paths(output_dir, seed, run.name).last) for run in runs}
             for run in runs if seed in config.seeds else runs[:1]:  # dense_seeds: the dense run only
@@ -226,7 +171,7 @@ def _finished(config: ExperimentConfig) -> bool:
     """Whether every run of a part has its metrics.json (the parts' joint report needs them all)."""
     from .report import planned_metrics
 
-    manifest = Path(config.output_dir) / MANIFEST
+    manifest = ExperimentPaths.of(config.output_dir).manifest
     return manifest.is_file() and all(path.is_file() for path in planned_metrics(manifest.parent, read_json(manifest)))
 
 
@@ -235,9 +180,10 @@ def _rank_zero() -> bool:
     return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0"
 
 
-def _run_spec(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpec, seed: int,
+def run_config(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpec, seed: int,
               last_ckpt: dict[str, str]) -> RunConfig:
-    """The run, typed, for the launcher: the base, its pruning callbacks, checkpoints, logger."""
+    """The run's full config, typed, for the launcher (its ``to_config()`` is the run's config.yaml):
+    the base, its pruning callbacks, checkpoints, logger."""
     paths = run_paths(config.output_dir, seed, run.name)
     # The runner owns checkpointing, and runs are bounded by max_steps (the schedule is in steps):
     # the base config's ModelCheckpoint and TrainTimeBudget would fight that.
@@ -258,12 +204,6 @@ def _run_spec(config: ExperimentConfig, base: dict, schedule: Schedule, run: Run
         model={"output_dir": str(paths.root / "test"), "warmup_steps": schedule.warmup_steps},  # the paper's proportion
         trainer={"max_steps": run.max_steps} if run.max_steps else {},
     )
-
-
-def _run_config(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpec, seed: int,
-                last_ckpt: dict[str, str]) -> dict:
-    """The run's full LightningCLI config (what its config.yaml holds)."""
-    return _run_spec(config, base, schedule, run, seed, last_ckpt).to_config()
 
 
 def _logger(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths) -> Component:
@@ -292,7 +232,7 @@ def _train(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpe
     if paths.metrics.exists():
         return
     resume = paths.last if paths.last.exists() else None
-    spec = _run_spec(config, base, schedule, run, seed, last_ckpt)
+    spec = run_config(config, base, schedule, run, seed, last_ckpt)
     if _rank_zero():
         write_text(paths.config, "# written by lightning-slt experiment; re-run with: lightning-slt fit --config this file\n"
                    + yaml.safe_dump(spec.to_config(), sort_keys=False))

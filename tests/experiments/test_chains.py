@@ -2,8 +2,13 @@
 
 import pytest
 
-from lightning_slt.experiments import ExperimentConfig, Schedule, build_runs, method_rows
+from lightning_slt.experiments import ExperimentConfig, Schedule, build_runs
 from lightning_slt.experiments.methods import run_callbacks
+
+
+def method_rows(runs, method):
+    """The run reported at each sparsity in ``method``'s column (0 % is the dense run)."""
+    return dict(sorted((run.sparsity, run) for run in runs if method in run.reported_in))
 
 
 def _runs(methods, targets=(0.5, 0.6, 0.8), max_steps=100, **kwargs):
@@ -28,10 +33,10 @@ def test_slt_rewinds_to_the_previous_round_and_lt_to_dense_theta0():
     _, schedule, runs = _runs(["slt", "lt"])
     ckpt = {name: f"{name}/last.ckpt" for name in runs}
     slt = _callbacks(runs["dense/slt_0.50/slt_0.60"], ckpt, schedule, 0)
-    assert slt[0]["init_args"] == {"checkpoint": "dense/slt_0.50/last.ckpt", "sparsity": 0.6}
+    assert slt[0]["init_args"] == {"source": "dense/slt_0.50/last.ckpt", "sparsity": 0.6}
     assert slt[1]["init_args"] == {"step": 5, "source": "dense/slt_0.50/last.ckpt"}
     lt = _callbacks(runs["dense/lt_0.50/lt_0.60"], ckpt, schedule, 0)
-    assert lt[0]["init_args"]["checkpoint"] == "dense/lt_0.50/last.ckpt"
+    assert lt[0]["init_args"]["source"] == "dense/lt_0.50/last.ckpt"
     assert lt[1]["init_args"] == {"step": 0, "source": "dense/last.ckpt"}
     dense = _callbacks(runs["dense"], ckpt, schedule, 0)
     assert [c["init_args"]["step"] for c in dense] == [0, 5]

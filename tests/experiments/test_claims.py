@@ -14,7 +14,6 @@ from lightning_slt.experiments.claims import (
     compare,
     contrast_bootstrap_sd,
     judge_parts,
-    judge_claims,
     seed_spread,
 )
 from lightning_slt.experiments.report import paper_results
@@ -25,6 +24,13 @@ PAPER = paper_results()["wmt14_ende"]["methods"]
 
 def _table(**columns: dict[float, float]) -> dict:
     return {(method, s): System(bleu) for method, cells in columns.items() for s, bleu in cells.items()}
+
+
+def judge_claims(systems, sigma_seed, references=None, paper=None):
+    """One set of runs as a single part (its dense model: the system at 0 %)."""
+    dense = next((system for (_, s), system in systems.items() if s == 0), None)
+    return judge_parts([Part("", systems, list(references) if references is not None else None, dense)],
+                       sigma_seed, paper)
 
 
 def _verdict(verdicts, number):

@@ -6,7 +6,14 @@ import pytest
 
 from lightning_slt.experiments import ExperimentConfig, load_config, plan
 from lightning_slt.experiments.config import Schedule
-from lightning_slt.experiments.runner import _run_config
+from lightning_slt.experiments.runner import run_config
+
+
+def selected_parts(config):
+    """What ``lightning-slt experiment`` runs: the chosen part, every part in order, or the config itself."""
+    if not config.parts:
+        return [config]
+    return [config.for_part(name) for name in ([config.part] if config.part else config.parts)]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO_ROOT / "conf" / "experiments").glob("*.yaml"))
@@ -20,7 +27,7 @@ def test_there_is_one_config_per_method_and_the_paper_setup():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_experiment_config_plans(path, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
-    for config in load_config(path).selected_parts():  # an experiment in parts: each part
+    for config in selected_parts(load_config(path)):  # an experiment in parts: each part
         _check_plan(path, config)
 
 
@@ -31,7 +38,7 @@ def _check_plan(path: Path, config: ExperimentConfig) -> None:
     # the paper's proportions (warm-up 10k, k = 25k of 500k): θk after warm-up, within 10 % of the run
     assert schedule.warmup_steps <= schedule.rewind_step <= 0.1 * schedule.max_steps, schedule
     assert schedule.warnings() == []
-    every_run = [_run_config(config, base, schedule, run, 0, {r.name: "x.ckpt" for r in runs}) for run in runs]
+    every_run = [run_config(config, base, schedule, run, 0, {r.name: "x.ckpt" for r in runs}).to_config() for run in runs]
     assert {cfg["model"]["warmup_steps"] for cfg in every_run} == {schedule.warmup_steps}
     # the runs validate every val_check_interval steps across epochs (a Multi30k epoch is ~120
     # steps): the base config's explicit null must survive into every run's config

@@ -5,8 +5,13 @@ from pathlib import Path
 
 import yaml
 
-from lightning_slt.experiments import ExperimentConfig, Schedule, build_runs, method_rows, run_experiment
+from lightning_slt.experiments import ExperimentConfig, Schedule, build_runs, run_experiment
 from lightning_slt.experiments.methods import METHOD_NAMES, METHODS, label, run_callbacks
+
+
+def method_rows(runs, method):
+    """The run reported at each sparsity in ``method``'s column (0 % is the dense run)."""
+    return dict(sorted((run.sparsity, run) for run in runs if method in run.reported_in))
 
 BASE = str(Path(__file__).parent / "tiny_base.yaml")
 
@@ -34,7 +39,7 @@ def test_slt_dense_k_rewinds_every_round_to_the_dense_theta_k():
         run = runs[name]
         mask, rewind = (c.to_config() for c in run_callbacks(run, ckpt, schedule, 0))
         assert mask == {"class_path": "lightning_slt.callbacks.ConvergedMask",
-                        "init_args": {"checkpoint": f"{run.parent}/last.ckpt", "sparsity": run.sparsity}}
+                        "init_args": {"source": f"{run.parent}/last.ckpt", "sparsity": run.sparsity}}
         assert rewind == {"class_path": "lightning_slt.callbacks.WeightRewind",
                           "init_args": {"step": schedule.rewind_step, "source": "dense/last.ckpt"}}
     slt = runs["dense/slt_0.50/slt_0.60"]  # SLT's own round 2, for contrast: θk of its parent

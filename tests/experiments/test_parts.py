@@ -6,6 +6,13 @@ import pytest
 from lightning_slt.experiments import ExperimentConfig, Schedule, build_runs
 from lightning_slt.experiments.methods import run_callbacks
 
+
+def selected_parts(config):
+    """What ``lightning-slt experiment`` runs: the chosen part, every part in order, or the config itself."""
+    if not config.parts:
+        return [config]
+    return [config.for_part(name) for name in ([config.part] if config.part else config.parts)]
+
 CHAIN = [0.5, 0.8, 0.9, 0.95]
 
 
@@ -65,25 +72,25 @@ def test_mp_for_the_slt_lineages_steps_trains_four_runs_long_with_its_ramp_stret
 
 
 def test_a_lineage_length_run_is_trained_for_its_own_max_steps():
-    from lightning_slt.experiments.runner import _run_config
+    from lightning_slt.experiments.runner import run_config
 
     config = _config(methods=["mp_lineage"], method_targets={"mp_lineage": [0.8]})
     schedule, runs = _runs(config)
     base = {"trainer": {"max_steps": 800, "callbacks": []}, "model": {}, "seed_everything": 0}
     ckpt = {name: f"{name}/last.ckpt" for name in runs}
-    assert _run_config(config, base, schedule, runs["mp_0.80_3x"], 0, ckpt)["trainer"]["max_steps"] == 2400
-    assert _run_config(config, base, schedule, runs["dense"], 0, ckpt)["trainer"]["max_steps"] == 800
+    assert run_config(config, base, schedule, runs["mp_0.80_3x"], 0, ckpt).to_config()["trainer"]["max_steps"] == 2400
+    assert run_config(config, base, schedule, runs["dense"], 0, ckpt).to_config()["trainer"]["max_steps"] == 800
 
 
 def test_parts_are_experiments_of_their_own_in_subfolders_each_with_the_dense_run():
     config = _config(parts={"a_slt_mp": {"methods": ["slt", "mp"]},
                             "b_seeds": {"methods": ["slt"], "dense_seeds": [1, 2]}})
     assert config.methods == []
-    first, second = config.selected_parts()
+    first, second = selected_parts(config)
     assert (first.output_dir, first.name, first.methods, first.dense_seeds) == ("out/repro/a_slt_mp", "repro-a_slt_mp",
                                                                                 ["slt", "mp"], [])
     assert (second.output_dir, second.dense_seeds, second.seeds) == ("out/repro/b_seeds", [1, 2], [0])
-    assert [p.output_dir for p in _config(parts=config.parts, part="b_seeds").selected_parts()] == ["out/repro/b_seeds"]
+    assert [p.output_dir for p in selected_parts(_config(parts=config.parts, part="b_seeds"))] == ["out/repro/b_seeds"]
     _, runs = _runs(first)
     assert "dense" in runs and runs["dense"].methods == ["slt", "mp"]
 

@@ -24,7 +24,7 @@ from lightning_slt.callbacks import session_of
 from lightning_slt.experiments import ExperimentConfig, build_runs, plan
 from lightning_slt.experiments.config import METHOD_NAMES, Schedule
 from lightning_slt.experiments.methods import run_callbacks
-from lightning_slt.experiments.runner import _run_config
+from lightning_slt.experiments.runner import run_config
 
 from .tiny import REPO_ROOT, make_data, make_module, make_trainer
 
@@ -121,8 +121,8 @@ def test_the_chain_and_its_run_configs_are_the_same_every_time(tmp_path):
     last = {run.name: f"{run.name}/last.ckpt" for run in runs}
     for seed in config.seeds:
         for run, run2 in zip(runs, runs2):
-            assert _run_config(config, base, schedule, run, seed, last) == _run_config(config, base2, schedule2, run2,
-                                                                                      seed, last)
+            assert run_config(config, base, schedule, run, seed, last).to_config() == run_config(config, base2, schedule2, run2,
+                                                                                      seed, last).to_config()
     assert len(runs) == 24 and not tmp_path.joinpath("x").exists()  # planning writes nothing
 
 

@@ -174,7 +174,10 @@ def test_a_folder_another_process_is_starting_is_left_to_the_lock(tmp_path):
     """Between taking the lock and renaming its manifest into place, the first process's folder
     holds only experiment.lock and the manifest's temporary file: a second process started then
     must reach the lock (and be refused naming its holder), not call the folder foreign."""
-    from lightning_slt.experiments.runner import MANIFEST, _check_manifest
+    from lightning_slt.experiments.paths import ExperimentPaths
+    from lightning_slt.experiments.runner import _check_manifest
+
+    MANIFEST = ExperimentPaths(tmp_path).manifest.name
 
     (tmp_path / "experiment.lock").write_text("")
     (tmp_path / f".{MANIFEST}.k2x9_a.tmp").write_text("{")
