@@ -2,36 +2,26 @@
 
 Several callbacks act on the same masks (``ConvergedMask`` sets them, ``GradualMagnitudePruning``
 tightens them, ``SignOnlyReinit`` reads them). At ``setup`` of a fit the pruning callbacks in
-``trainer.callbacks`` are gathered into one :class:`PruningSession`, and the session is handed to
-each of them (``callback.session``). The session owns everything they share: the live masks, the
-sources read from disk (each file once per fit), the checkpoint record, and the ticket assembly
-of a fresh fit, written out in :meth:`PruningSession.assemble` in the order of :class:`Role`:
+``trainer.callbacks`` are gathered into one :class:`PruningSession`, handed to each of them
+(``callback.session``). It owns what they share: the live masks, the sources read from disk
+(each file once per fit), the checkpoint record, and the assembly of a fresh fit's ticket at
+``on_train_start`` in the order of :class:`Role` (weights, re-init, mask, the schedule's first
+prune, values), then the pruned entries are zeroed. The session does each of these once, so
+whichever callback Lightning calls first triggers it and the order of the list never matters.
+On resume nothing is assembled: the restored weights and masks win, and the pruning callbacks
+must be built with the arguments the run was started with (recorded in every checkpoint).
 
-1. ``WEIGHTS``: ``WeightRewind`` with a source (every parameter := θk), then ``REINIT``
-   (``RandomReinit``: a fresh draw);
-2. ``MASK``: ``ConvergedMask`` or ``RandomMask`` (one at most);
-3. ``SCHEDULE``: ``GradualMagnitudePruning``'s step-0 prune;
-4. ``VALUES``: ``SignOnlyReinit``;
-5. the pruned entries are zeroed.
+Why ``on_train_start``: Lightning calls ``setup``, restores callbacks and weights, calls
+``on_fit_start``, then restores the optimizer; only then is everything in place (and under FSDP2
+the parameters exist in their sharded form only after ``configure_model``).
 
-Every Lightning hook acts on the session, and the session does each thing once (it remembers
-what is done), so whichever pruning callback Lightning calls first does the work and the order
-of the list never matters. On resume nothing is assembled: the restored weights and masks win,
-and the pruning callbacks must be those the run was started with (the arguments each was built
-with are recorded in every checkpoint and compared on resume).
-
-Why ``on_train_start``: Lightning calls ``setup``, then restores callbacks and weights, then
-``on_fit_start``, then the optimizer state; only at ``on_train_start`` is everything in place
-(and under FSDP2 the parameters exist in their final, sharded form only after ``configure_model``).
-
-Decision: a session object created at ``setup`` and handed to each callback, because users
-configure the strategies as separate entries of ``trainer.callbacks`` (every YAML under
-``conf/``, every run's ``config.yaml``, and ``--config a.yaml --config b.yaml`` adding a round's
-callbacks to a dense base). Rejected: one composing ``Ticket(weights=..., mask=..., schedule=...,
-values=...)`` callback handed its parts. Its signature would show the order, but it would need a
-new config shape (breaking those files) or a hidden step that wraps the listed callbacks into
-it. Also rejected, and replaced here: a *leader* (the first callback of the list) keeping the
-session as an attribute of the Trainer and ordering the assembly by integer phases.
+Decision: a session created at ``setup`` and handed to each callback, because users configure
+the strategies as separate entries of ``trainer.callbacks`` (every YAML under ``conf/``, every
+run's ``config.yaml``, ``--config base.yaml --config round.yaml`` adding a round to a dense run).
+Rejected: one composing ``Ticket(weights=..., mask=..., schedule=..., values=...)`` callback: its
+signature would show the order, but it needs a new config shape (breaking those files) or a hidden
+step wrapping the listed callbacks into it. Replaced: a *leader* callback keeping the session as
+an attribute of the Trainer and ordering the assembly by integer phases.
 """
 
 from __future__ import annotations
@@ -119,6 +109,10 @@ class PruningCallback(Callback):
         self.session.start(trainer, pl_module)
 
     @override
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+        self.session.mask_sharded_gradients(trainer.global_step)
+
+    @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit" and self._session is not None:
             self._session.close()
@@ -164,6 +158,7 @@ class PruningSession:
         self._restored_masks: dict[str, Tensor] = {}
         self._sources: dict[str, RunCheckpoint] = {}
         self._attached = False
+        self._gradients_masked_at: int | None = None
 
     @classmethod
     def open(cls, trainer: pl.Trainer) -> PruningSession:
@@ -251,6 +246,13 @@ class PruningSession:
         self.ticket = {"assembled_by": names, "kept": kept, "kept_zero": zero}
         rank_zero_info(f"lightning_slt: ticket assembled by {' -> '.join(names)}"
                        + (f"; {zero} of {kept} kept weights start at exactly 0" if kept else ""))
+
+    def mask_sharded_gradients(self, step: int) -> None:
+        """Under FSDP2 the gradient hooks never fire (gradients arrive sharded after the
+        reduce-scatter): mask them once per step here, before Lightning clips them and steps."""
+        if self._masks is not None and self._masks.sharded and self._gradients_masked_at != step:
+            self._masks.mask_gradients_()
+            self._gradients_masked_at = step
 
     def close(self) -> None:
         """Remove the masking hooks at the end of the fit (the masks stay readable)."""

@@ -7,6 +7,7 @@ from typing_extensions import override
 
 from lightning_slt._lightning import pl, rank_zero_info
 from lightning_slt.pruning import initialiser_values, sign_only_values
+from lightning_slt.pruning.sharding import like
 
 from .base import PruningCallback, PruningSession, Role
 
@@ -62,7 +63,7 @@ class SignOnlyReinit(PruningCallback):
             params = {n: session.masks.params[n] for n in masks}
         values = sign_only_values(params, masks, magnitude=self.magnitude, sign=self.sign, seed=self.seed)
         for name, value in values.items():
-            params[name].copy_(value)
+            params[name].copy_(like(value, params[name]))
 
 
 class RandomReinit(PruningCallback):
@@ -96,5 +97,5 @@ class RandomReinit(PruningCallback):
         params = {n: p for n, p in params.items() if p.requires_grad}
         values, how = initialiser_values(pl_module, list(params), seed=self.seed)
         for name, value in values.items():
-            params[name].copy_(value)
+            params[name].copy_(like(value, params[name]))
         rank_zero_info(f"lightning_slt: RandomReinit drew {len(values)} tensors from {how}")

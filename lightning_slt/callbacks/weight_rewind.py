@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import torch
+from lightning_utilities.core.apply_func import apply_to_collection
 from typing_extensions import override
 
 from lightning_slt._lightning import pl, rank_zero_warn
@@ -13,6 +14,7 @@ from lightning_slt.artifacts import keys, match_partial
 from lightning_slt.artifacts.matching import check_shapes
 from lightning_slt.artifacts.checkpoint import LIGHTNING_KINDS, TICKET_KINDS, Kind, RunCheckpoint, rewind_state
 from lightning_slt.pruning.selection import covering_patterns, select_parameters
+from lightning_slt.pruning.sharding import like
 
 from .base import PruningCallback, PruningSession, Role
 
@@ -145,7 +147,7 @@ class WeightRewind(PruningCallback):
             return
         params = dict(pl_module.named_parameters())
         for name, value in self._source_weights.items():
-            params[name].copy_(value)
+            params[name].copy_(like(value, params[name]))  # a DTensor parameter: its shard of θk
         session.reference = self._source_weights
         if self.restore_optimizer and self._source_optimizer is not None:
             for optimizer, state in zip(trainer.optimizers, self._source_optimizer["optimizer"]):
@@ -168,7 +170,7 @@ class WeightRewind(PruningCallback):
     def _record(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._snapshot = {n: p.detach().to("cpu", copy=True) for n, p in pl_module.named_parameters()}
         if self.restore_optimizer:
-            self._optimizer_state = [_to_cpu(o.state_dict()) for o in trainer.optimizers]
+            self._optimizer_state = [_cpu_copy(o.state_dict()) for o in trainer.optimizers]
             self._scheduler_state = [copy.deepcopy(c.scheduler.state_dict()) for c in trainer.lr_scheduler_configs]
 
     @override
@@ -183,6 +185,11 @@ class WeightRewind(PruningCallback):
         self._snapshot = state_dict.get(keys.REWIND_SNAPSHOT)
         self._optimizer_state = state_dict.get(keys.REWIND_OPTIMIZER)
         self._scheduler_state = state_dict.get(keys.REWIND_SCHEDULERS)
+
+
+def _cpu_copy(state: Any) -> Any:
+    """A copy of an optimizer state on the CPU (tensors copied, containers rebuilt, other values immutable)."""
+    return apply_to_collection(state, torch.Tensor, lambda t: t.detach().to("cpu", copy=True))
 
 
 def _no_snapshot_message(what: str, source: RunCheckpoint, step: int) -> str:
@@ -211,12 +218,3 @@ def _missing_message(what: str, missing: list[str], params: dict[str, torch.Tens
             f"exclude={covering_patterns(missing, params)} to keep the model's current values for them, "
             "or a source that has them")
 
-
-def _to_cpu(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return copy.deepcopy(obj)

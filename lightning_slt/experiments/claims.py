@@ -15,14 +15,11 @@ The rule (fixed before any run, so no threshold is tuned to a result):
   sqrt(4·σ_seed² + σ_bootstrap²) (each relative BLEU carries two seed draws; the bootstrap
   resamples all four test outputs, the dense models' included), and marked so.
 
-A claim is a list of expectations, each met, violated or unclear; the claim **holds** when all
-are met, **does not hold** when any is violated, and is **inconclusive** otherwise. Claims
-(paper.md §4): 1. SLT ≈ MP up to 85 % and MP ahead at ≥ 90 %; 2. LT below MP at every sparsity;
-3. SLT-MP best at high sparsity (≥ 80 %); 4. signs matter more than values (CLT ≈ SLT, random
-signs below CLT); 5. the MP-60 % mask followed by SLT above plain SLT at ≥ 85 %. Each control is
-also judged against the SLT (CLT) round of its target; MP trained for an SLT lineage's steps is
-measured against that ticket and against MP of one run (no expectation: it separates "method"
-from "compute").
+A claim (``brix2020.Claim``: the paper's five as data) is a list of expectations, each met,
+violated or unclear; the claim **holds** when all are met, **does not hold** when any is
+violated, and is **inconclusive** otherwise. Each control is also judged against the round it
+runs beside (``methods.Control``); MP trained for an SLT lineage's steps is measured against that
+ticket and against MP of one run (no expectation: it separates "method" from "compute").
 """
 
 from __future__ import annotations
@@ -244,44 +241,44 @@ def judge_parts(parts: list[Part], sigma_seed: float, paper: dict | None = None,
     experiment's parts: each comparison within the first part that ran both systems; where no
     part ran both, across the two parts that did, relative to each part's dense model (marked so)."""
     claims = [*CLAIMS, *control_claims(), COMPUTE] if claims is None else claims
-    methods = {m for part in parts for m, _ in part.systems}
-    sparsities = sorted({s for part in parts for _, s in part.systems if s > 0})
-
-    def where_run(method: str, s: float) -> list[Part]:
-        """The parts with ``method`` at ``s``: those configured to run it first (a part that trains
-        SLT rounds only for a control comes after the part that runs SLT)."""
-        return sorted((part for part in parts if (method, s) in part.systems), key=lambda part: method not in part.methods)
-
-    def expect(verdict: ClaimVerdict, e: Expectation) -> None:
-        """Compare wherever both were run (controls run at fewer sparsities than the methods); an
-        expectation with no sparsity where both were run is missing, and the claim inconclusive."""
-        absent = [m for m in (e.a, e.b) if m not in methods]
-        if absent:
-            verdict.missing += [m for m in absent if m not in verdict.missing]
-            return
-        found = 0
-        for s in filter(e.covers, sparsities):
-            pa, pb = where_run(e.a, s), where_run(e.b, s)
-            both = [part for part in pa if part in pb]
-            if both:
-                pair = (both[0], both[0])
-            elif pa and pb and pa[0].dense is not None and pb[0].dense is not None:
-                pair = (pa[0], pb[0])
-            else:
-                continue
-            verdict.comparisons.append(_compare(e.a, e.b, s, e.expected, *pair, sigma_seed, paper))
-            found += 1
-        if not found:
-            verdict.missing.append(f"{e.a} and {e.b}{' at ' + e.at if e.at else ''}")
-
     verdicts = []
     for claim in claims:
         verdict = ClaimVerdict(claim.number, claim.text)
         for expectation in claim.expectations:
-            expect(verdict, expectation)
+            _expect(verdict, expectation, parts, sigma_seed, paper)
         if verdict.comparisons or claim.from_paper:
             verdicts.append(verdict)
     return verdicts
+
+
+def _expect(verdict: ClaimVerdict, e: Expectation, parts: list[Part], sigma_seed: float, paper: dict | None) -> None:
+    """Compare wherever both were run (controls run at fewer sparsities than the methods); an
+    expectation with no sparsity where both were run is missing, and the claim inconclusive."""
+    methods = {m for part in parts for m, _ in part.systems}
+    absent = [m for m in (e.a, e.b) if m not in methods]
+    if absent:
+        verdict.missing += [m for m in absent if m not in verdict.missing]
+        return
+    found = 0
+    for s in filter(e.covers, sorted({s for part in parts for _, s in part.systems if s > 0})):
+        pa, pb = _where_run(parts, e.a, s), _where_run(parts, e.b, s)
+        both = [part for part in pa if part in pb]
+        if both:
+            pair = (both[0], both[0])
+        elif pa and pb and pa[0].dense is not None and pb[0].dense is not None:
+            pair = (pa[0], pb[0])
+        else:
+            continue
+        verdict.comparisons.append(_compare(e.a, e.b, s, e.expected, *pair, sigma_seed, paper))
+        found += 1
+    if not found:
+        verdict.missing.append(f"{e.a} and {e.b}{' at ' + e.at if e.at else ''}")
+
+
+def _where_run(parts: list[Part], method: str, s: float) -> list[Part]:
+    """The parts with ``method`` at ``s``: those configured to run it first (a part that trains SLT
+    rounds only for a control comes after the part that runs SLT)."""
+    return sorted((part for part in parts if (method, s) in part.systems), key=lambda part: method not in part.methods)
 
 
 def _signed(value: float | None, digits: int = 1) -> str:

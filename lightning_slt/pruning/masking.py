@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from .masks import Masks
+from .sharding import is_sharded, like, whole
 
 
 class ParameterMasks:
@@ -54,7 +55,7 @@ class ParameterMasks:
         if not isinstance(masks, Masks):
             masks = Masks(masks, self.params)
         for name, mask in masks.items():
-            self.masks[name] = mask.to(self.params[name].device, copy=True)
+            self.masks[name] = like(mask, self.params[name]).clone()  # a DTensor parameter: its shard of the mask
         self.apply_()
         for optimizer in optimizers:
             self.zero_optimizer_state_(optimizer)
@@ -94,6 +95,20 @@ class ParameterMasks:
             self._grad_hooked = True
         self._handles.append(optimizer.register_step_post_hook(lambda *_: self.apply_()))
 
+    @torch.no_grad()
+    def mask_gradients_(self) -> None:
+        """Zero the pruned entries of the gradients now. For sharded parameters (FSDP2), whose
+        gradients are assigned after the reduce-scatter instead of accumulated by autograd, so the
+        hooks of :meth:`attach` never see them: call it after backward, before clipping and the step."""
+        grads = [(self.params[name].grad, mask) for name, mask in self.masks.items() if self.params[name].grad is not None]
+        if grads:
+            torch._foreach_mul_([g for g, _ in grads], [m for _, m in grads])
+
+    @property
+    def sharded(self) -> bool:
+        """True when some masked parameter is a DTensor shard (FSDP2)."""
+        return any(is_sharded(self.params[name]) for name in self.masks)
+
     def _gradient_hook(self, name: str):
         def mask_gradient(grad: Tensor) -> Tensor:
             mask = self.masks.get(name)
@@ -107,9 +122,9 @@ class ParameterMasks:
         self._grad_hooked = False
 
     def state_dict(self) -> dict[str, Tensor]:
-        """Masks on CPU, keyed by parameter name."""
-        return {name: mask.cpu() for name, mask in self.masks.items()}
+        """Whole masks on CPU, keyed by parameter name (sharded ones gathered: the same on every rank)."""
+        return {name: whole(mask).cpu() for name, mask in self.masks.items()}
 
     def load_state_dict(self, masks: Mapping[str, Tensor]) -> None:
         masks = Masks(masks, self.params, source="checkpointed mask")
-        self.masks = {name: mask.to(self.params[name].device) for name, mask in masks.items()}
+        self.masks = {name: like(mask, self.params[name]) for name, mask in masks.items()}

@@ -26,6 +26,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .sharding import whole
+
 Scope = Literal["layerwise", "global"]
 SCOPES = ("layerwise", "global")
 
@@ -109,6 +111,7 @@ def magnitude_masks(
     check_scope(scope)
     scores = {}
     for name, weight in weights.items():
+        weight = whole(weight)  # a DTensor shard: ranked over the whole tensor, as one process would
         if not torch.isfinite(weight).all():
             raise ValueError(f"weights of {name!r} contain NaN or infinite values; cannot rank them by magnitude")
         scores[name] = weight.detach().abs().float()
@@ -160,7 +163,7 @@ def random_masks_like(reference: Mapping[str, Tensor], seed: int = 0) -> dict[st
     for name, ref in reference.items():
         generator = torch.Generator().manual_seed(_name_seed(seed, name))
         score = torch.rand(ref.shape, generator=generator).to(ref.device)
-        masks[name] = _keep_mask(score, int((~ref.bool()).sum()))
+        masks[name] = _keep_mask(score, int((~whole(ref).bool()).sum()))
     warn_emptied(masks, "the random control copies its reference's counts, and the reference")
     return masks
 
@@ -177,7 +180,7 @@ def targets_below(previous: Mapping[str, Tensor], sparsity: float, scope: str = 
     the parent's own count, so a target equal to the parent's is not below it.
     """
     check_sparsity(sparsity)
-    pruned = {name: int((~mask).sum()) for name, mask in previous.items()}
+    pruned = {name: int((~whole(mask)).sum()) for name, mask in previous.items()}
     if scope == "global":
         total = sum(mask.numel() for mask in previous.values())
         return list(previous) if round(sparsity * total) < sum(pruned.values()) - len(pruned) else []
@@ -209,6 +212,7 @@ def _masks_from_scores(
     scores: dict[str, Tensor], sparsity: float, scope: str, current: Mapping[str, Tensor] | None
 ) -> dict[str, Tensor]:
     if current is not None:
+        current = {name: whole(mask) for name, mask in current.items()}
         check_masks(current, scores, allow_subset=True)
         for name, mask in current.items():
             if name in scores:

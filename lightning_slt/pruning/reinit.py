@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .masks import _name_seed
+from .sharding import whole
 
 
 def fan_avg_bound(shape: torch.Size | tuple[int, ...]) -> float:
@@ -54,6 +55,7 @@ def sign_only_values(
         raise ValueError(f"sign must be 'kept' or 'random', got {sign!r}")
     out = {}
     for name, weight in weights.items():
+        weight = whole(weight.detach())  # a DTensor shard: the whole tensor, as one process sees it
         alpha = _magnitude(weight, magnitude, name)
         if sign == "kept":
             signs = torch.where(weight < 0, -1.0, 1.0).to(weight.dtype)
@@ -62,7 +64,7 @@ def sign_only_values(
             signs = (torch.randint(0, 2, weight.shape, generator=generator) * 2 - 1).to(weight)
         value = signs * alpha
         if masks is not None and name in masks:
-            value = torch.where(masks[name].to(weight.device), value, torch.zeros((), dtype=weight.dtype))
+            value = torch.where(whole(masks[name]).to(weight.device), value, torch.zeros((), dtype=weight.dtype))
         out[name] = value
     return out
 

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from .sharding import whole
+
 
 def sparsity_report(masks: Mapping[str, Tensor], total_parameters: int | None = None) -> dict:
     """Pruned fractions, keyed like the masks, plus totals.
@@ -17,7 +19,7 @@ def sparsity_report(masks: Mapping[str, Tensor], total_parameters: int | None = 
     """
     per_tensor, pruned, prunable = {}, 0, 0
     for name, mask in masks.items():
-        n, kept = mask.numel(), int(mask.sum())
+        n, kept = mask.numel(), int(whole(mask).sum())
         per_tensor[name] = (n - kept) / n if n else 0.0
         pruned += n - kept
         prunable += n
@@ -35,7 +37,8 @@ def mask_jaccard(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> float:
     """|kept(a) ∩ kept(b)| / |kept(a) ∪ kept(b)| over the tensors both masks cover (1.0 if identical)."""
     inter = union = 0
     for name in a.keys() & b.keys():
-        x, y = a[name], b[name].to(a[name].device)
+        x = whole(a[name])
+        y = whole(b[name]).to(x.device)
         inter += int((x & y).sum())
         union += int((x | y).sum())
     return inter / union if union else 1.0
@@ -47,8 +50,9 @@ def sign_agreement(
     """Fraction of kept entries whose sign equals the reference's (e.g. θT against θk)."""
     agree = count = 0
     for name in weights.keys() & reference.keys():
-        w, r = weights[name].detach(), reference[name].detach().to(weights[name].device)
-        keep = masks[name].to(w.device) if masks is not None and name in masks else torch.ones_like(w, dtype=torch.bool)
+        w = whole(weights[name].detach())
+        r = whole(reference[name].detach()).to(w.device)
+        keep = whole(masks[name]).to(w.device) if masks is not None and name in masks else torch.ones_like(w, dtype=torch.bool)
         agree += int(((torch.sign(w) == torch.sign(r)) & keep).sum())
         count += int(keep.sum())
     return agree / count if count else 1.0
@@ -62,7 +66,8 @@ def kept_zeros(weights: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> tu
     """
     kept = zero = 0
     for name, mask in masks.items():
-        keep = mask.to(weights[name].device)
+        weight = whole(weights[name].detach())
+        keep = whole(mask).to(weight.device)
         kept += int(keep.sum())
-        zero += int(((weights[name].detach() == 0) & keep).sum())
+        zero += int(((weight == 0) & keep).sum())
     return kept, zero

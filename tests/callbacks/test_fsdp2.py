@@ -1,0 +1,89 @@
+"""Pruning callbacks under FSDP2 (``fully_shard`` + Lightning's ModelParallelStrategy, 2 CPU processes).
+
+Every parameter is a DTensor shard there; the masks must be exactly those one process computes
+from the same weights (exact counts over the whole tensor, the same tie-break), pruned entries
+exactly zero, their gradients zero as the optimizer gets them and their Adam moments zero.
+The runs are in tests/callbacks/_fsdp2_run.py; this process compares with one-process math.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from lightning_slt import WeightRewind
+from lightning_slt.pruning import cubic_sparsity, magnitude_masks, random_masks
+
+from ._fsdp2_run import MLP
+from .tiny import REPO_ROOT, make_trainer
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+MATRICES = ("net.0.weight", "net.2.weight", "net.4.weight")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("fsdp2")
+    # The SLT round's source: a one-process dense run recording θ2, saved as a Lightning checkpoint.
+    torch.manual_seed(0)
+    trainer = make_trainer(6, [WeightRewind(step=2)], enable_checkpointing=False)
+    trainer.fit(MLP(shard=False))
+    source = folder / "dense.ckpt"
+    trainer.save_checkpoint(source)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "tests.callbacks._fsdp2_run", str(folder), str(source)],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=500)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    out = {name: torch.load(folder / f"{name}.pt", weights_only=True) for name in ("gmp", "slt", "random_mask")}
+    out["source"] = torch.load(source, weights_only=True)
+    return out
+
+
+def _counts(masks: dict) -> dict[str, int]:
+    return {name: int((~masks[name]).sum()) for name in MATRICES}
+
+
+def test_every_parameter_was_a_dtensor_shard(runs):
+    assert all(runs[name]["sharded"] for name in ("gmp", "slt", "random_mask"))
+
+
+def test_gmp_prunes_exactly_80_percent_per_matrix_with_one_process_masks(runs):
+    gmp = runs["gmp"]
+    final = gmp["final"]["masks"]
+    assert _counts(final) == {n: round(0.8 * final[n].numel()) for n in MATRICES}
+    previous = None
+    for step in (2, 4):  # the schedule's pruning steps (end_step=4, frequency=2)
+        weights = {n: gmp["before"][step][n] for n in MATRICES}
+        expected = magnitude_masks(weights, cubic_sparsity(step, 0.8, 0.0, 0, 4), current=previous)
+        assert all(torch.equal(gmp["after"][step][n], expected[n]) for n in MATRICES), step
+        previous = expected
+    assert all(torch.equal(final[n], previous[n]) for n in MATRICES)  # held after the ramp
+    assert all(int(gmp["final"]["weights"][n][~final[n]].count_nonzero()) == 0 for n in MATRICES)  # pruned = 0.0
+
+
+def test_pruned_gradients_and_adam_moments_stay_zero_under_fsdp2(runs):
+    for name in ("gmp", "slt", "random_mask"):
+        assert runs[name]["pruned_grad_nonzero"] == [0] * 6, name
+        assert runs[name]["moments_nonzero"] == 0, name
+
+
+def test_slt_round_masks_and_ticket_equal_one_process_math(runs):
+    source = runs["source"]
+    theta_t = {n: source["state_dict"][n] for n in MATRICES}
+    expected = magnitude_masks(theta_t, 0.8)
+    ticket = runs["slt"]["ticket"]
+    assert all(torch.equal(ticket["masks"][n], expected[n]) for n in MATRICES)
+    theta_k = source["callbacks"]["WeightRewind{'step': 2}"]["snapshot"]
+    for name, value in ticket["weights"].items():  # θk ⊙ m bit for bit; biases are θk
+        want = theta_k[name] * expected[name] + 0.0 if name in expected else theta_k[name]
+        assert torch.equal(value, want), name
+
+
+def test_random_mask_is_the_one_process_draw(runs):
+    shapes = {n: torch.empty(runs["random_mask"]["final"]["masks"][n].shape) for n in MATRICES}
+    expected = random_masks(shapes, 0.8, seed=3)
+    assert all(torch.equal(runs["random_mask"]["final"]["masks"][n], expected[n]) for n in MATRICES)
