@@ -14,7 +14,7 @@ from lightning_slt.artifacts import keys, match_partial
 from lightning_slt.artifacts.matching import check_shapes
 from lightning_slt.artifacts.checkpoint import LIGHTNING_KINDS, TICKET_KINDS, Kind, RunCheckpoint, rewind_state
 from lightning_slt.pruning.selection import covering_patterns, select_parameters
-from lightning_slt.pruning.sharding import like
+from lightning_slt.pruning.sharding import like, whole
 
 from .base import PruningCallback, PruningSession, Role
 
@@ -175,7 +175,10 @@ class WeightRewind(PruningCallback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return rewind_state(self.step, self._snapshot, self._optimizer_state, self._scheduler_state)
+        # Held as shards under FSDP2 (memory per rank: its shard); saved whole (every rank gathers,
+        # rank 0 writes), so the checkpoint is a source for any next round, sharded or not.
+        snapshot = None if self._snapshot is None else {n: whole(t) for n, t in self._snapshot.items()}
+        return rewind_state(self.step, snapshot, self._optimizer_state, self._scheduler_state)
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -24,9 +24,9 @@ from lightning_slt.pruning.sharding import is_sharded, whole
 
 
 class MLP(LightningModule):
-    def __init__(self, shard: bool = True) -> None:
+    def __init__(self, shard: bool = True, n_examples: int = 128) -> None:
         super().__init__()
-        self.shard = shard
+        self.shard, self.n_examples = shard, n_examples
         self.net = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
 
     def configure_model(self) -> None:
@@ -49,7 +49,8 @@ class MLP(LightningModule):
 
     def train_dataloader(self):
         g = torch.Generator().manual_seed(0)
-        data = TensorDataset(torch.randn(128, 64, generator=g), torch.randint(0, 10, (128,), generator=g))
+        n = self.n_examples
+        data = TensorDataset(torch.randn(n, 64, generator=g), torch.randint(0, 10, (n,), generator=g))
         return DataLoader(data, batch_size=8)
 
 
@@ -99,29 +100,53 @@ class Recorder(Callback):
         self.final = {"weights": whole_state(pl_module), "masks": masks.state_dict()}
 
 
-def fit(callbacks: list, max_steps: int = 6) -> tuple[WeightsBeforePruning, Recorder] | None:
+class StopAt(Callback):
+    """Stops the fit after ``step`` optimizer steps (the run is killed there, as far as it knows)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True
+
+
+def fit(callbacks: list, max_steps: int = 6, ckpt_path: str | None = None, save_to: str | None = None,
+        n_examples: int = 128) -> tuple[WeightsBeforePruning, Recorder] | None:
+    """One fit on 2 processes; ``save_to``: a distributed checkpoint folder written at the end."""
     seed_everything(0, verbose=False)
     before, recorder = WeightsBeforePruning(), Recorder()
     trainer = Trainer(accelerator="cpu", devices=2, max_steps=max_steps, callbacks=[before, *callbacks, recorder],
                       strategy=ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1), logger=False,
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(MLP())
+    trainer.fit(MLP(n_examples=n_examples), ckpt_path=ckpt_path)
+    if save_to is not None:
+        trainer.save_checkpoint(save_to)
     return (before, recorder) if trainer.is_global_zero else None
 
 
+def save(out: Path, name: str, recorded: tuple[WeightsBeforePruning, Recorder] | None) -> None:
+    if recorded is not None:  # rank 0
+        before, recorder = recorded
+        torch.save({"before": before.before, "after": recorder.after, "ticket": recorder.ticket, "final": recorder.final,
+                    "pruned_grad_nonzero": recorder.pruned_grad_nonzero, "moments_nonzero": recorder.moments_nonzero,
+                    "sharded": recorder.sharded}, out / f"{name}.pt")
+
+
 def main(out: Path, source: str) -> None:
-    runs = {
-        "gmp": [GradualMagnitudePruning(0.8, end_step=4, frequency=2)],
-        "slt": [ConvergedMask(source, sparsity=0.8), WeightRewind(step=2, source=source)],
-        "random_mask": [RandomMask(0.8, seed=3)],
-    }
-    for name, callbacks in runs.items():
-        recorded = fit(callbacks)
-        if recorded is not None:
-            before, recorder = recorded
-            torch.save({"before": before.before, "after": recorder.after, "ticket": recorder.ticket,
-                        "final": recorder.final, "pruned_grad_nonzero": recorder.pruned_grad_nonzero,
-                        "moments_nonzero": recorder.moments_nonzero, "sharded": recorder.sharded}, out / f"{name}.pt")
+    save(out, "gmp", fit([GradualMagnitudePruning(0.8, end_step=4, frequency=2)]))
+    save(out, "slt", fit([ConvergedMask(source, sparsity=0.8), WeightRewind(step=2, source=source)]))
+    save(out, "random_mask", fit([RandomMask(0.8, seed=3)]))
+    # Kill-and-resume mid-ramp: stopped at step 8, a distributed checkpoint folder written, resumed
+    # to step 12; against 12 steps uninterrupted. One batch per rank and epoch: Lightning replays a
+    # resumed epoch from its first batch, so only a resume at an epoch's end can be compared exactly.
+    def gmp_and_rewind() -> list:
+        return [GradualMagnitudePruning(0.8, end_step=10, frequency=2), WeightRewind(step=2)]
+
+    save(out, "uninterrupted", fit(gmp_and_rewind(), max_steps=12, n_examples=16))
+    save(out, "stopped", fit([*gmp_and_rewind(), StopAt(8)], max_steps=12, save_to=str(out / "stopped.ckpt"),
+                             n_examples=16))
+    save(out, "resumed", fit(gmp_and_rewind(), max_steps=12, ckpt_path=str(out / "stopped.ckpt"), n_examples=16))
 
 
 if __name__ == "__main__":

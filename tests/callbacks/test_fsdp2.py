@@ -38,7 +38,9 @@ def runs(tmp_path_factory) -> dict:
     done = subprocess.run([sys.executable, "-m", "tests.callbacks._fsdp2_run", str(folder), str(source)],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    out = {name: torch.load(folder / f"{name}.pt", weights_only=True) for name in ("gmp", "slt", "random_mask")}
+    names = ("gmp", "slt", "random_mask", "uninterrupted", "stopped", "resumed")
+    out = {name: torch.load(folder / f"{name}.pt", weights_only=True) for name in names}
+    out["stopped_checkpoint"] = folder / "stopped.ckpt"
     out["source"] = torch.load(source, weights_only=True)
     return out
 
@@ -87,3 +89,20 @@ def test_random_mask_is_the_one_process_draw(runs):
     shapes = {n: torch.empty(runs["random_mask"]["final"]["masks"][n].shape) for n in MATRICES}
     expected = random_masks(shapes, 0.8, seed=3)
     assert all(torch.equal(runs["random_mask"]["final"]["masks"][n], expected[n]) for n in MATRICES)
+
+
+def test_killed_mid_ramp_and_resumed_from_a_distributed_checkpoint_equals_uninterrupted(runs):
+    """The DCP folder holds the sharded weights and optimizer; its metadata our whole masks, θ2 and the
+    schedule's position. Resumed at step 8 of a ramp ending at 10, the run ends bit-identical."""
+    checkpoint = runs["stopped_checkpoint"]
+    assert checkpoint.is_dir() and (checkpoint / "meta.pt").is_file()
+    meta = torch.load(checkpoint / "meta.pt", weights_only=True)
+    assert meta["callbacks"]["GradualMagnitudePruning"]["last_pruned_step"] == 8
+    snapshot = meta["callbacks"]["WeightRewind{'step': 2}"]["snapshot"]
+    assert all(type(t) is torch.Tensor for t in snapshot.values())  # saved whole, not as one rank's shard
+    assert snapshot["net.0.weight"].shape == (256, 64)
+    uninterrupted, resumed = runs["uninterrupted"]["final"], runs["resumed"]["final"]
+    for what in ("weights", "masks"):
+        assert uninterrupted[what].keys() == resumed[what].keys()
+        assert all(torch.equal(uninterrupted[what][n], resumed[what][n]) for n in uninterrupted[what]), what
+    assert _counts(resumed["masks"]) == {n: round(0.8 * resumed["masks"][n].numel()) for n in MATRICES}
