@@ -98,11 +98,13 @@ class PruningCallback(Callback):
 
     @override
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
-        self.session.restore(trainer, checkpoint)
+        if self._session is not None and self._session.is_open_for(trainer):  # a fit's resume (not validate/test)
+            self._session.restore(trainer, checkpoint)
 
     @override
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
-        self.session.save(checkpoint)
+        if self._session is not None:
+            self._session.save(checkpoint)
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

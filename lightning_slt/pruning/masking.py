@@ -41,6 +41,7 @@ class ParameterMasks:
 
     def __init__(self, params: Mapping[str, nn.Parameter]) -> None:
         self.params = dict(params)
+        self.sharded = any(is_sharded(p) for p in self.params.values())  # FSDP2: DTensor shards
         self.masks: dict[str, Tensor] = {}
         self._handles: list[RemovableHandle] = []
         self._grad_hooked = False
@@ -103,11 +104,6 @@ class ParameterMasks:
         grads = [(self.params[name].grad, mask) for name, mask in self.masks.items() if self.params[name].grad is not None]
         if grads:
             torch._foreach_mul_([g for g, _ in grads], [m for _, m in grads])
-
-    @property
-    def sharded(self) -> bool:
-        """True when some masked parameter is a DTensor shard (FSDP2)."""
-        return any(is_sharded(self.params[name]) for name in self.masks)
 
     def _gradient_hook(self, name: str):
         def mask_gradient(grad: Tensor) -> Tensor:

@@ -36,7 +36,7 @@ def sparsity_report(masks: Mapping[str, Tensor], total_parameters: int | None = 
 def mask_jaccard(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> float:
     """|kept(a) ∩ kept(b)| / |kept(a) ∪ kept(b)| over the tensors both masks cover (1.0 if identical)."""
     inter = union = 0
-    for name in a.keys() & b.keys():
+    for name in [n for n in a if n in b]:  # in a's order, the same on every rank (whole() may gather)
         x = whole(a[name])
         y = whole(b[name]).to(x.device)
         inter += int((x & y).sum())
@@ -49,7 +49,7 @@ def sign_agreement(
 ) -> float:
     """Fraction of kept entries whose sign equals the reference's (e.g. θT against θk)."""
     agree = count = 0
-    for name in weights.keys() & reference.keys():
+    for name in [n for n in weights if n in reference]:  # in one order on every rank (whole() may gather)
         w = whole(weights[name].detach())
         r = whole(reference[name].detach()).to(w.device)
         keep = whole(masks[name]).to(w.device) if masks is not None and name in masks else torch.ones_like(w, dtype=torch.bool)

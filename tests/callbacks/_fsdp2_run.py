@@ -18,7 +18,7 @@ from pytorch_lightning.strategies import ModelParallelStrategy
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_slt import ConvergedMask, GradualMagnitudePruning, RandomMask, WeightRewind
+from lightning_slt import ConvergedMask, GradualMagnitudePruning, RandomMask, SparsityMonitor, WeightRewind
 from lightning_slt.callbacks import session_of
 from lightning_slt.pruning.sharding import is_sharded, whole
 
@@ -98,6 +98,7 @@ class Recorder(Callback):
         self.moments_nonzero = sum(int((whole(optimizer.state[masks.params[n]]["exp_avg"])[~whole(m)] != 0).sum())
                                    for n, m in masks.masks.items())
         self.final = {"weights": whole_state(pl_module), "masks": masks.state_dict()}
+        self.monitor = SparsityMonitor().compute(trainer, pl_module)  # on every rank: it gathers shards
 
 
 class StopAt(Callback):
@@ -130,11 +131,11 @@ def save(out: Path, name: str, recorded: tuple[WeightsBeforePruning, Recorder] |
         before, recorder = recorded
         torch.save({"before": before.before, "after": recorder.after, "ticket": recorder.ticket, "final": recorder.final,
                     "pruned_grad_nonzero": recorder.pruned_grad_nonzero, "moments_nonzero": recorder.moments_nonzero,
-                    "sharded": recorder.sharded}, out / f"{name}.pt")
+                    "sharded": recorder.sharded, "monitor": recorder.monitor}, out / f"{name}.pt")
 
 
 def main(out: Path, source: str) -> None:
-    save(out, "gmp", fit([GradualMagnitudePruning(0.8, end_step=4, frequency=2)]))
+    save(out, "gmp", fit([GradualMagnitudePruning(0.8, end_step=4, frequency=2), SparsityMonitor(every_n_steps=2)]))
     save(out, "slt", fit([ConvergedMask(source, sparsity=0.8), WeightRewind(step=2, source=source)]))
     save(out, "random_mask", fit([RandomMask(0.8, seed=3)]))
     # Kill-and-resume mid-ramp: stopped at step 8, a distributed checkpoint folder written, resumed

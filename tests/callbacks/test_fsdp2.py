@@ -65,6 +65,9 @@ def test_gmp_prunes_exactly_80_percent_per_matrix_with_one_process_masks(runs):
         previous = expected
     assert all(torch.equal(final[n], previous[n]) for n in MATRICES)  # held after the ramp
     assert all(int(gmp["final"]["weights"][n][~final[n]].count_nonzero()) == 0 for n in MATRICES)  # pruned = 0.0
+    # SparsityMonitor's figures are over the whole tensors (gathered), not one rank's shard
+    assert {n: gmp["monitor"][f"sparsity/{n}"] for n in MATRICES} == {n: round(0.8 * final[n].numel()) / final[n].numel()
+                                                                      for n in MATRICES}
 
 
 def test_pruned_gradients_and_adam_moments_stay_zero_under_fsdp2(runs):
