@@ -109,3 +109,26 @@ def test_killed_mid_ramp_and_resumed_from_a_distributed_checkpoint_equals_uninte
         assert uninterrupted[what].keys() == resumed[what].keys()
         assert all(torch.equal(uninterrupted[what][n], resumed[what][n]) for n in uninterrupted[what]), what
     assert _counts(resumed["masks"]) == {n: round(0.8 * resumed["masks"][n].numel()) for n in MATRICES}
+
+
+def test_translation_module_at_transformer_cpu_shapes_prunes_exactly_under_fsdp2(tmp_path, data_root):
+    """Our model sharded per layer by its own configure_model: every prunable matrix (the tied
+    embedding, fused-free projections, FFN) pruned to the exact count, masks those one process
+    computes from the same whole weights, validation (beam search) run through the shards."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "tests.callbacks._fsdp2_translation_run", str(tmp_path), str(data_root)],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=500)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    run = torch.load(tmp_path / "gmp.pt", weights_only=True)
+    assert run["sharded"]  # every parameter a DTensor shard when training started
+    masks = run["final"]["masks"]
+    assert len(masks) > 20 and "model.embed.weight" in masks
+    assert {n: int((~m).sum()) for n, m in masks.items()} == {n: round(0.9 * m.numel()) for n, m in masks.items()}
+    previous = None
+    for step in (2, 4):
+        weights = {n: run["before"][step][n] for n in masks}
+        expected = magnitude_masks(weights, cubic_sparsity(step, 0.9, 0.0, 0, 4), current=previous)
+        assert all(torch.equal(run["after"][step][n], expected[n]) for n in masks), step
+        previous = expected
+    assert run["pruned_grad_nonzero"] == [0] * 4
+    assert 0.0 <= run["valid_bleu"] <= 100.0
