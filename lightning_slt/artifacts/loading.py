@@ -34,6 +34,8 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_
             weights-only loading refuses.
     """
     name = os.fspath(path)
+    if is_distributed_checkpoint(path):
+        return _read_distributed(Path(path), map_location, weights_only, what)
     if not Path(path).is_file():
         raise FileNotFoundError(
             f"{what} {name!r} does not exist; check the path (ckpt_path), or leave ckpt_path unset to train "
@@ -52,6 +54,36 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_
         raise _corrupt(what, name, err) from err
     except _READ_ERRORS as err:
         raise _corrupt(what, name, err) from err
+
+
+DCP_METADATA, LIGHTNING_METADATA = ".metadata", "meta.pt"  # what torch.distributed.checkpoint / Lightning write
+
+
+def is_distributed_checkpoint(path: str | os.PathLike) -> bool:
+    """A distributed checkpoint folder, as Lightning's ``ModelParallelStrategy`` (FSDP2) writes it:
+    the shards (``.metadata``, ``__<rank>_0.distcp``) and ``meta.pt`` with everything else."""
+    return Path(path, DCP_METADATA).is_file() and Path(path, LIGHTNING_METADATA).is_file()
+
+
+def _read_distributed(path: Path, map_location: Any, weights_only: bool | None, what: str) -> dict:
+    """The folder as one whole checkpoint on this process: its shards consolidated
+    (``torch.distributed.checkpoint.format_utils.dcp_to_torch_save``, through a temporary file)
+    into ``state_dict`` and ``optimizer_<i>``, beside ``meta.pt`` (callbacks, masks, step)."""
+    import tempfile
+
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    meta = read_checkpoint(path / LIGHTNING_METADATA, map_location, weights_only, what=what)
+    with tempfile.TemporaryDirectory() as folder:
+        whole = Path(folder) / "whole.pt"
+        try:
+            dcp_to_torch_save(path, whole)
+        except Exception as err:  # noqa: BLE001 - DCP raises many kinds for a damaged folder
+            raise ValueError(f"cannot read {what} {os.fspath(path)!r}: its distributed checkpoint shards do not "
+                             f"load ({type(err).__name__}: {_first_line(err)}); copy the whole folder again") from err
+        shards = read_checkpoint(whole, map_location, weights_only, what=what)
+    optimizers = [shards[key] for key in sorted(k for k in shards if k.startswith("optimizer_"))]
+    return {**meta, "state_dict": shards["state_dict"], **({"optimizer_states": optimizers} if optimizers else {})}
 
 
 def _refuse_text(what: str, name: str) -> None:

@@ -31,7 +31,7 @@ from lightning_slt.pruning import masks_from_zeros
 
 from . import keys
 from .checkpoint import Kind, RunCheckpoint, run_checkpoint
-from .loading import read_checkpoint
+from .loading import is_distributed_checkpoint, read_checkpoint
 from .ticket import MAGIC, TicketError, read_ticket
 
 WHAT = "pruning source"  # how these files are called in messages
@@ -185,6 +185,7 @@ def _is_mask_file(tensors: Mapping[str, Tensor]) -> bool:
 
 READERS: list[tuple[str, Callable[[str], bool], Callable[[str], RunCheckpoint]]] = [
     # (kind of file, does this path look like one, its reader); the first that recognises the path reads it
+    ("distributed checkpoint folder (FSDP2)", is_distributed_checkpoint, _from_torch_file),
     ("Hugging Face save_pretrained folder", os.path.isdir, _from_folder),
     ("ticket", _is_ticket, _from_ticket),
     ("safetensors", _is_safetensors, lambda path: _from_state_dict(path, _read_safetensors(path), Kind.SAFETENSORS)),

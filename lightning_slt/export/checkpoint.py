@@ -15,6 +15,7 @@ from torch import Tensor
 
 from lightning_slt import __version__
 from lightning_slt.artifacts import keys, read_checkpoint, run_checkpoint
+from lightning_slt.artifacts.loading import is_distributed_checkpoint
 from lightning_slt.artifacts.keys import TICKET_KIND
 from lightning_slt.artifacts.ticket import Ticket, TicketError, read_ticket, storage_key, write_ticket
 from lightning_slt.pruning import masks_from_zeros
@@ -67,7 +68,7 @@ def read_module_checkpoint(ckpt_path: str | os.PathLike) -> dict[str, Any]:
         ValueError: no ``state_dict`` or no ``hyper_parameters`` in it.
     """
     ckpt_path = Path(ckpt_path)
-    if not ckpt_path.is_file():
+    if not ckpt_path.is_file() and not is_distributed_checkpoint(ckpt_path):  # FSDP2 writes folders
         raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
     checkpoint = read_checkpoint(ckpt_path)  # weights only: a pickled payload never runs
     if not isinstance(checkpoint, dict) or keys.STATE_DICT_KEY not in checkpoint or keys.HPARAMS_KEY not in checkpoint:

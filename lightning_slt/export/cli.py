@@ -88,7 +88,7 @@ def export_main(argv: list[str] | None = None) -> int:
             sizes = export_checkpoint(args.checkpoint, args.out, **options)
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"lightning-slt export: {error}") from None
-    sizes["checkpoint"] = os.path.getsize(args.checkpoint)
+    sizes["checkpoint"] = _size(args.checkpoint)
     output: dict[str, Any] = {"ticket": args.out, "kind": TICKET_KIND, "values": args.values, "bytes": sizes}
     if args.winning_ticket:
         from lightning_slt.artifacts.ticket import read_ticket
@@ -117,7 +117,7 @@ def _export_ctranslate2(parser: argparse.ArgumentParser, args: argparse.Namespac
         raise SystemExit(f"lightning-slt export: {error}") from None
     output = {"model": args.out, "format": "ctranslate2", "quantization": report["quantization"],
               "vocab_size": report["vocab_size"], "special_tokens": report["special_tokens"],
-              "bytes": {**report["files"], "input": os.path.getsize(args.checkpoint)}}
+              "bytes": {**report["files"], "input": _size(args.checkpoint)}}
     print(json.dumps(output))  # the command's output
     return 0
 
@@ -137,3 +137,10 @@ def _log_artifact(args: argparse.Namespace) -> dict[str, Any]:
         run.finish()
     return {"name": artifact.name, "type": artifact.type, "digest": artifact.digest, "project": args.wandb_project,
             "run_id": run.id, "mode": run.settings.mode}
+
+
+def _size(path: str) -> int:
+    """Bytes of a checkpoint file, or of all files of a distributed checkpoint folder."""
+    if os.path.isdir(path):
+        return sum(entry.stat().st_size for entry in os.scandir(path) if entry.is_file())
+    return os.path.getsize(path)

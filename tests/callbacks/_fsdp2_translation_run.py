@@ -32,6 +32,7 @@ def main(out: Path, data_root: str) -> None:
                       enable_progress_bar=False, enable_model_summary=False,
                       callbacks=[before, GradualMagnitudePruning(0.9, end_step=4, frequency=2), recorder])
     trainer.fit(module, datamodule=data)
+    trainer.save_checkpoint(out / "last.ckpt")  # a distributed checkpoint folder
     if trainer.is_global_zero:
         torch.save({"before": before.before, "after": recorder.after, "final": recorder.final,
                     "sharded": recorder.sharded, "pruned_grad_nonzero": recorder.pruned_grad_nonzero,

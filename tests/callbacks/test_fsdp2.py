@@ -16,6 +16,8 @@ import pytest
 import torch
 
 from lightning_slt import WeightRewind
+from lightning_slt.artifacts import Kind, load_source, read_checkpoint
+from lightning_slt.export.checkpoint import export_checkpoint
 from lightning_slt.pruning import cubic_sparsity, magnitude_masks, random_masks
 
 from ._fsdp2_run import MLP
@@ -132,3 +134,14 @@ def test_translation_module_at_transformer_cpu_shapes_prunes_exactly_under_fsdp2
         previous = expected
     assert run["pruned_grad_nonzero"] == [0] * 4
     assert 0.0 <= run["valid_bleu"] <= 100.0
+    # Its distributed checkpoint folder is a pruning source, and exports the very ticket that its
+    # consolidated single file does, byte for byte.
+    folder = tmp_path / "last.ckpt"
+    source = load_source(folder)
+    assert source.kind is Kind.LIGHTNING_SLT and all(torch.equal(source.masks[n], masks[n]) for n in masks)
+    single = tmp_path / "consolidated" / "last.ckpt"  # the same name: a ticket records its source's
+    single.parent.mkdir()
+    torch.save(read_checkpoint(folder), single)
+    export_checkpoint(folder, tmp_path / "from_folder.ticket")
+    export_checkpoint(single, tmp_path / "from_file.ticket")
+    assert (tmp_path / "from_folder.ticket").read_bytes() == (tmp_path / "from_file.ticket").read_bytes()
