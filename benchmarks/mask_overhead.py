@@ -11,7 +11,13 @@ masks in place after ``optimizer.step()``; ModelPruning uses
 recomputes ``weight`` every forward; default ``use_lottery_ticket_hypothesis=True`` also keeps a
 copy of every pruned module). Both at 90 % layer-wise sparsity on the same tensors.
 
-Prints one JSON line. Usage: python benchmarks/mask_overhead.py [--pairs 20] [--block 10] [--max-pairs 200]
+``--fsdp2``: the FSDP2 row instead. Two gloo processes shard transformer_cpu per layer
+(``TranslationModule.shard``, as ``ModelParallelStrategy`` does through ``configure_model``); each
+steps a dense and a masked copy interleaved (masks at 90 %, gradients of the shards masked before
+the step as the callbacks do, pruned weights re-zeroed after it); rank 0 prints the paired ratio
+and the bytes per rank of the masks and of a θk snapshot held as shards, against one process.
+
+Prints one JSON line. Usage: python benchmarks/mask_overhead.py [--pairs 20] [--block 10] [--max-pairs 200] [--fsdp2]
 """
 
 from __future__ import annotations
@@ -78,6 +84,63 @@ def _model_pruning(module: TranslationModule, names: list[str]) -> tuple[list, i
     return hooks, extra
 
 
+def _fsdp2_rank(rank: int, pairs: int, warmup: int, port: int) -> None:
+    """One of two processes of the FSDP2 row (see the module docstring)."""
+    import os
+
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+
+    from lightning_slt.pruning.sharding import whole
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    torch.set_num_threads(1)
+    mesh = init_device_mesh("cpu", (2,), mesh_dim_names=("data_parallel",))
+    torch.manual_seed(0)
+    batch, vocab = _batch()
+    half = {k: v[rank::2] for k, v in batch.items()}  # each rank its half of the batch's sentences
+    variants = {name: TranslationModule.from_preset("transformer_cpu", vocab_size=vocab) for name in ("dense", "ours")}
+    variants["ours"].load_state_dict(variants["dense"].state_dict())
+    for module in variants.values():
+        module.shard(mesh)
+    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-4) for name, m in variants.items()}
+    masks = ParameterMasks(dict(variants["ours"].named_parameters()))
+    masks.set_masks_(magnitude_masks(prunable_parameters(variants["ours"]), 0.9))
+    masks.attach(optimizers["ours"])
+
+    def step(name: str) -> None:
+        module, optimizer = variants[name], optimizers[name]
+        loss, _, _ = module._token_losses(half)
+        (loss.sum() / loss.numel()).backward()
+        if name == "ours":
+            masks.mask_gradients_()  # what the callbacks do at on_before_optimizer_step under FSDP2
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    times = interleaved_times({name: (lambda name=name: step(name)) for name in variants}, pairs, warmup=warmup)
+    local = lambda t: t.to_local() if hasattr(t, "to_local") else t  # noqa: E731
+    mask_bytes = sum(local(m).numel() * local(m).element_size() for m in masks.masks.values())
+    whole_mask_bytes = sum(m.numel() * m.element_size() for m in masks.masks.values())
+    snapshot = {n: p.detach().to("cpu", copy=True) for n, p in variants["ours"].named_parameters()}  # WeightRewind's θk
+    snapshot_bytes = sum(local(t).numel() * local(t).element_size() for t in snapshot.values())
+    whole_snapshot_bytes = sum(t.numel() * t.element_size() for t in snapshot.values())
+    zeros = all(bool((whole(p.detach())[~whole(masks.masks[n])] == 0).all()) for n, p in masks.params.items()
+                if n in masks.masks)
+    if rank == 0:
+        print(json.dumps({
+            "benchmark": "mask_overhead_fsdp2", "cpu": cpu_description(), "model": "transformer_cpu", "sparsity": 0.9,
+            "processes": 2, "threads_per_process": 1, "pairs": pairs,
+            "median_step_s": {k: round(statistics.median(v), 4) for k, v in times.items()},
+            "ratio_ours": round(paired_ratio(times, "ours", "dense"), 4),
+            "mask_bytes_per_rank_over_one_process": round(mask_bytes / whole_mask_bytes, 4),
+            "snapshot_bytes_per_rank_over_one_process": round(snapshot_bytes / whole_snapshot_bytes, 4),
+            "pruned_entries_zero_after_every_step": zeros,
+            "goal": "ratio_ours <= 1.05; masks and snapshots about half the bytes per rank at 2 ranks",
+        }))
+    dist.destroy_process_group()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=20, help="at least this many timed triples")
@@ -85,8 +148,16 @@ def main() -> None:
     parser.add_argument("--max-pairs", type=int, default=200)
     parser.add_argument("--tolerance", type=float, default=0.01)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--fsdp2", action="store_true", help="the FSDP2 row: 2 gloo processes, sharded per layer")
     args = parser.parse_args()
     configure_cpu(reuse_freed_memory=True)
+    if args.fsdp2:
+        import random
+
+        import torch.multiprocessing as mp
+
+        mp.spawn(_fsdp2_rank, args=(args.pairs, args.warmup, random.randint(20000, 60000)), nprocs=2)
+        return
     torch.manual_seed(0)
     batch, vocab = _batch()
     base = TranslationModule.from_preset("transformer_cpu", vocab_size=vocab)

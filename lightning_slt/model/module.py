@@ -150,26 +150,31 @@ class TranslationModule(pl.LightningModule):
 
     @override
     def configure_model(self) -> None:
-        """Under Lightning's ``ModelParallelStrategy``: FSDP2, one shard unit per encoder layer, per
-        decoder layer (its cross-attention a unit of its own: the decoder reads its K/V outside
-        the layer's forward) and the rest (the tied embedding) in the model's unit; the methods
-        decoding calls besides ``forward`` gather their shards too. Nothing without a device mesh."""
+        """Under Lightning's ``ModelParallelStrategy``: :meth:`shard` over its data-parallel mesh."""
         mesh = self.device_mesh
-        if mesh is None or getattr(self, "_sharded", False):
+        if mesh is None:
+            return
+        if "tensor_parallel" in (mesh.mesh_dim_names or ()) and mesh["tensor_parallel"].size() > 1:
+            raise ValueError("TranslationModule shards with FSDP2 only: use ModelParallelStrategy(tensor_parallel_size=1)")
+        self.shard(mesh["data_parallel"] if "data_parallel" in (mesh.mesh_dim_names or ()) else mesh)
+
+    def shard(self, mesh: Any) -> None:
+        """FSDP2 over ``mesh``: one shard unit per encoder layer, per decoder layer (its
+        cross-attention a unit of its own: the decoder reads its K/V outside the layer's forward)
+        and the rest (the tied embedding) in the model's unit; the methods decoding calls besides
+        ``forward`` gather their shards too. Once per module."""
+        if getattr(self, "_sharded", False):
             return
         from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
 
-        if "tensor_parallel" in (mesh.mesh_dim_names or ()) and mesh["tensor_parallel"].size() > 1:
-            raise ValueError("TranslationModule shards with FSDP2 only: use ModelParallelStrategy(tensor_parallel_size=1)")
-        data = mesh["data_parallel"] if "data_parallel" in (mesh.mesh_dim_names or ()) else mesh
         for layer in self.model.encoder.layers:
-            fully_shard(layer, mesh=data)
+            fully_shard(layer, mesh=mesh)
         for layer in self.model.decoder.layers:
-            fully_shard(layer.cross_attn, mesh=data)
+            fully_shard(layer.cross_attn, mesh=mesh)
             for method in ("memory_kv", "cross_attention"):
                 register_fsdp_forward_method(layer.cross_attn, method)
-            fully_shard(layer, mesh=data)
-        fully_shard(self.model, mesh=data)
+            fully_shard(layer, mesh=mesh)
+        fully_shard(self.model, mesh=mesh)
         for method in ("encode", "decode", "logits", "new_cache"):
             register_fsdp_forward_method(self.model, method)
         self._sharded = True
