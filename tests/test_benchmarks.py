@@ -58,3 +58,22 @@ def test_a_step_of_gemms_and_elementwise_work_has_a_share_strictly_between(train
 
     share = train_throughput.gemm_share(loss, _optimizer(weight), [batch] * 2, bf16=False)
     assert 0.0 < share < 1.0
+
+
+def test_gpu_check_says_it_skipped_without_cuda_and_runs_with_it(tmp_path):
+    """benchmarks/gpu_check.py is the prepared GPU script: here (no CUDA) one line saying so; on a
+    machine with CUDA every check it prints must hold."""
+    import json
+    import subprocess
+
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_check.py"), str(tmp_path)], capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if not torch.cuda.is_available():
+        assert lines == [{"benchmark": "gpu_check", "cuda": False, "skipped": "no CUDA device here"}]
+        return
+    assert {line["engine"] for line in lines} >= {"one_gpu"}
+    for line in lines:
+        assert line["slt_masks_exact_and_one_process"] and line["gmp_exact_80_percent"], line
+        assert line["pruned_entries_zero"] and line["resumed_masks_equal_uninterrupted"], line
