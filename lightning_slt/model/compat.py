@@ -82,6 +82,8 @@ def check_checkpoint_fits(checkpoint: Mapping[str, Any], hparams: Mapping[str, A
                 f"the data uses ({tokenizer.sha256[:12]}{_spm_file(tokenizer)}): the same ids "
                 "would mean other pieces. Use the checkpoint's model (data.spm_model) or the same data settings"
             )
+    if "state_dict" not in checkpoint:  # a distributed checkpoint's metadata: DCP loads (and checks) the shards itself
+        return
     wrong = [f"{name} {tuple(value.shape)} there, {tuple(mine[name].shape)} here" for name, value in state.items()
              if name in mine and isinstance(value, Tensor) and value.shape != mine[name].shape]
     missing = [name for name in mine if name not in state]

@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from lightning_slt import WeightRewind
-from lightning_slt.artifacts import Kind, load_source, read_checkpoint
+from lightning_slt.artifacts import load_source, read_checkpoint
 from lightning_slt.export.checkpoint import export_checkpoint
 from lightning_slt.pruning import cubic_sparsity, magnitude_masks, random_masks
 
@@ -113,15 +114,23 @@ def test_killed_mid_ramp_and_resumed_from_a_distributed_checkpoint_equals_uninte
     assert _counts(resumed["masks"]) == {n: round(0.8 * resumed["masks"][n].numel()) for n in MATRICES}
 
 
-def test_translation_module_at_transformer_cpu_shapes_prunes_exactly_under_fsdp2(tmp_path, data_root):
-    """Our model sharded per layer by its own configure_model: every prunable matrix (the tied
-    embedding, fused-free projections, FFN) pruned to the exact count, masks those one process
-    computes from the same whole weights, validation (beam search) run through the shards."""
+@pytest.fixture(scope="module")
+def translation_runs(tmp_path_factory, data_root) -> tuple[dict, Path]:
+    folder = tmp_path_factory.mktemp("fsdp2_translation")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "tests.callbacks._fsdp2_translation_run", str(tmp_path), str(data_root)],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=500)
+    done = subprocess.run([sys.executable, "-m", "tests.callbacks._fsdp2_translation_run", str(folder), str(data_root)],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    run = torch.load(tmp_path / "gmp.pt", weights_only=True)
+    names = ("gmp", "dense", "slt", "uninterrupted", "stopped", "resumed")
+    return {name: torch.load(folder / f"{name}.pt", weights_only=True) for name in names}, folder
+
+
+def test_translation_module_at_transformer_cpu_shapes_prunes_exactly_under_fsdp2(translation_runs):
+    """Our model sharded per layer by its own configure_model: every prunable matrix (the tied
+    embedding, attention projections, FFN) pruned to the exact count, masks those one process
+    computes from the same whole weights, validation (beam search) run through the shards."""
+    runs, _ = translation_runs
+    run = runs["gmp"]
     assert run["sharded"]  # every parameter a DTensor shard when training started
     masks = run["final"]["masks"]
     assert len(masks) > 20 and "model.embed.weight" in masks
@@ -132,16 +141,44 @@ def test_translation_module_at_transformer_cpu_shapes_prunes_exactly_under_fsdp2
         expected = magnitude_masks(weights, cubic_sparsity(step, 0.9, 0.0, 0, 4), current=previous)
         assert all(torch.equal(run["after"][step][n], expected[n]) for n in masks), step
         previous = expected
-    assert run["pruned_grad_nonzero"] == [0] * 4
-    assert 0.0 <= run["valid_bleu"] <= 100.0
-    # Its distributed checkpoint folder is a pruning source, and exports the very ticket that its
-    # consolidated single file does, byte for byte.
-    folder = tmp_path / "last.ckpt"
-    source = load_source(folder)
-    assert source.kind is Kind.LIGHTNING_SLT and all(torch.equal(source.masks[n], masks[n]) for n in masks)
+    assert run["pruned_grad_nonzero"] == [0] * 4 and run["moments_nonzero"] == 0
+    assert 0.0 <= run["monitor"]["val/bleu"] <= 100.0
+
+
+def test_translation_slt_round_from_a_sharded_checkpoint_folder_is_one_process_math(translation_runs):
+    """The dense run's distributed checkpoint folder as the round's source: the mask is the smallest
+    80 % of each matrix of its θT, the weights θ2 ⊙ m, bit for bit."""
+    runs, folder = translation_runs
+    source = load_source(folder / "dense.ckpt")
+    assert sorted(source.snapshots) == [2] and source.step == 6  # θ2 recorded by the dense run, θT at step 6
+    ticket = runs["slt"]["ticket"]
+    expected = magnitude_masks({n: source.weights[n] for n in ticket["masks"]}, 0.8)
+    assert all(torch.equal(ticket["masks"][n], expected[n]) for n in expected)
+    theta_2 = source.snapshots[2]
+    for name, value in ticket["weights"].items():
+        want = theta_2[name] * expected[name] + 0.0 if name in expected else theta_2[name]
+        assert torch.equal(value, want), name
+
+
+def test_translation_killed_mid_ramp_and_resumed_equals_uninterrupted(translation_runs):
+    runs, _ = translation_runs
+    whole_run, resumed = runs["uninterrupted"]["final"], runs["resumed"]["final"]
+    for what in ("weights", "masks"):
+        assert all(torch.equal(whole_run[what][n], resumed[what][n]) for n in whole_run[what]), what
+    assert {n: int((~m).sum()) for n, m in resumed["masks"].items()} == {
+        n: round(0.8 * m.numel()) for n, m in resumed["masks"].items()}
+
+
+def test_a_sharded_checkpoint_folder_exports_the_ticket_of_its_consolidated_file(translation_runs, tmp_path):
+    """lightning-slt export reads the folder; the ticket equals, byte for byte, the one exported
+    from the same checkpoint consolidated into one file."""
+    runs, folder = translation_runs
+    masks = runs["gmp"]["final"]["masks"]
+    source = load_source(folder / "last.ckpt")
+    assert all(torch.equal(source.masks[n], masks[n]) for n in masks)
     single = tmp_path / "consolidated" / "last.ckpt"  # the same name: a ticket records its source's
     single.parent.mkdir()
-    torch.save(read_checkpoint(folder), single)
-    export_checkpoint(folder, tmp_path / "from_folder.ticket")
+    torch.save(read_checkpoint(folder / "last.ckpt"), single)
+    export_checkpoint(folder / "last.ckpt", tmp_path / "from_folder.ticket")
     export_checkpoint(single, tmp_path / "from_file.ticket")
     assert (tmp_path / "from_folder.ticket").read_bytes() == (tmp_path / "from_file.ticket").read_bytes()
