@@ -9,7 +9,6 @@ from lightning_slt import ConvergedMask, WeightRewind
 from lightning_slt.artifacts import Kind, keys, load_source, run_checkpoint
 from lightning_slt.artifacts.checkpoint import pruning_state, rewind_state
 from lightning_slt.export.checkpoint import checkpoint_masks
-from lightning_slt.pruning import Masks, ParameterMasks
 
 from ..callbacks.tiny import fresh_module, make_trainer
 
@@ -63,16 +62,3 @@ def test_a_newer_state_version_is_refused_by_every_reader(pruned_ckpt, tmp_path)
 def test_kinds_print_compare_and_serialise_as_their_values():
     assert Kind.WINNING_TICKET == "winning_ticket" and f"{Kind.TICKET}" == str(Kind.TICKET) == "ticket"
     assert json.dumps({"kind": Kind.OPENLTH_MASK}) == '{"kind": "openlth_mask"}'
-
-
-def test_masks_are_checked_once_when_built():
-    params = {"a": torch.nn.Parameter(torch.randn(3, 4))}
-    with pytest.raises(ValueError, match=r"mask tensor 'a' has shape \(4, 3\), the model's has \(3, 4\)"):
-        Masks({"a": torch.ones(4, 3, dtype=torch.bool)}, params)
-    with pytest.raises(ValueError, match="must be bool"):
-        Masks({"a": torch.ones(3, 4)}, params)
-    masks = Masks({"a": torch.rand(3, 4) > 0.5}, params)
-    assert isinstance(masks, dict) and masks.keys() == {"a"}
-    holder = ParameterMasks(params)
-    holder.set_masks_(masks)
-    assert torch.equal(holder.masks["a"], masks["a"]) and int((params["a"][~masks["a"]] != 0).sum()) == 0

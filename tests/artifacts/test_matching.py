@@ -14,7 +14,7 @@ from lightning_slt.artifacts import load_source, match_names
 from lightning_slt.artifacts import match_masks
 
 from ..callbacks.tiny import Probe, fresh_module, make_trainer
-from .test_selection_foreign import POSITIONS, Seq2Seq, marian
+from ..pruning._foreign import POSITIONS, Seq2Seq, marian
 
 LINEARS = ("net.0.weight", "net.3.weight")
 

@@ -130,13 +130,6 @@ def test_only_the_last_train_time_budget_acts():
         TrainTimeBudget(minutes=0)
 
 
-def test_schedule_ending_after_max_steps_is_refused_at_setup_with_the_fix():
-    with pytest.raises(ValueError) as info:
-        make_trainer(10, [GradualMagnitudePruning(0.5, end_step=12, frequency=2)]).fit(TinyModule())
-    assert "end_step (12) is after trainer.max_steps (10)" in str(info.value)
-    assert "set end_step <= 10" in str(info.value) and "raise trainer.max_steps to at least 12" in str(info.value)
-
-
 @pytest.mark.parametrize(("checkpoint", "warns"), [
     (lambda d: ModelCheckpoint(dirpath=d, monitor="val/loss"), True),
     (lambda d: BestAfterStep(after_step=40, dirpath=d, monitor="val/loss"), True),  # before the ramp's end

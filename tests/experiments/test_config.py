@@ -1,4 +1,5 @@
-"""Every shipped experiment config loads, type-checks and plans its chains without training."""
+"""Every shipped experiment config loads, type-checks and plans its chains without training; bad
+per-method targets and bad parts are refused before anything runs."""
 
 from pathlib import Path
 
@@ -7,6 +8,8 @@ import pytest
 from lightning_slt.experiments import ExperimentConfig, load_config, plan
 from lightning_slt.experiments.config import Schedule
 from lightning_slt.experiments.runner import _run_config
+
+from ._plans import _config, _runs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO_ROOT / "conf" / "experiments").glob("*.yaml"))
@@ -106,3 +109,44 @@ def test_clt_constant_is_one_option_away(monkeypatch):
         assert reinit == {"class_path": "lightning_slt.callbacks.SignOnlyReinit", "init_args": {"magnitude": magnitude}}
     with pytest.raises(ValueError, match="clt_magnitude must be 'fan_avg'"):
         ExperimentConfig(base=["x"], methods=["clt"], output_dir="x", clt_magnitude="big")
+
+
+def test_method_targets_are_checked_before_anything_runs():
+    with pytest.raises(ValueError, match=r"random_mask's targets \[0.5, 0.85\]: \[0.85\] are not rounds of the "
+                                         r"slt chain \[0.5, 0.8, 0.9, 0.95\]"):
+        _config(methods=["slt", "random_mask"], method_targets={"random_mask": [0.5, 0.85]})
+    # a control on the experiment's targets, beside an SLT chain given fewer: refused, not run at two of four
+    with pytest.raises(ValueError, match=r"random_mask's targets \[0.5, 0.8, 0.9, 0.95\]: \[0.8, 0.95\] are not rounds"):
+        _config(methods=["slt", "random_mask"], method_targets={"slt": [0.5, 0.9]})
+    with pytest.raises(ValueError, match="method_targets names 'lt', which is not among methods"):
+        _config(methods=["slt"], method_targets={"lt": [0.5]})
+    with pytest.raises(ValueError, match=r"method_targets\[mp\] must be strictly increasing"):
+        _config(methods=["mp"], method_targets={"mp": [0.9, 0.5]})
+    with pytest.raises(ValueError, match=r"method_targets\[mp\]\[0\]"):
+        _config(methods=["mp"], method_targets={"mp": [1.0]})
+
+
+def test_parts_are_experiments_of_their_own_in_subfolders_each_with_the_dense_run():
+    config = _config(parts={"a_slt_mp": {"methods": ["slt", "mp"]},
+                            "b_seeds": {"methods": ["slt"], "dense_seeds": [1, 2]}})
+    assert config.methods == []
+    first, second = config.selected_parts()
+    assert (first.output_dir, first.name, first.methods, first.dense_seeds) == ("out/repro/a_slt_mp", "repro-a_slt_mp",
+                                                                                ["slt", "mp"], [])
+    assert (second.output_dir, second.dense_seeds, second.seeds) == ("out/repro/b_seeds", [1, 2], [0])
+    assert [p.output_dir for p in _config(parts=config.parts, part="b_seeds").selected_parts()] == ["out/repro/b_seeds"]
+    _, runs = _runs(first)
+    assert "dense" in runs and runs["dense"].methods == ["slt", "mp"]
+
+
+def test_bad_parts_are_refused_before_any_part_runs():
+    with pytest.raises(ValueError, match="part='c' is not a part of this experiment; its parts: a, b"):
+        _config(parts={"a": {"methods": ["slt"]}, "b": {"methods": ["mp"]}}, part="c")
+    with pytest.raises(ValueError, match=r"part 'b': unknown method\(s\) \['mpp'\]"):
+        _config(parts={"a": {"methods": ["slt"]}, "b": {"methods": ["mpp"]}})
+    with pytest.raises(ValueError, match=r"methods \['lt'\] are in no part"):
+        _config(methods=["lt"], parts={"a": {"methods": ["slt"]}})
+    with pytest.raises(ValueError, match="part=.a. but this experiment has no parts"):
+        _config(methods=["slt"], part="a")
+    with pytest.raises(ValueError, match="dense_seeds must be distinct integers not in seeds"):
+        _config(methods=["slt"], dense_seeds=[0, 1])

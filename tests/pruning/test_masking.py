@@ -148,3 +148,25 @@ def test_lightning_clipping_sees_masked_gradients(tmp_path):
                                                        frequency=2), probe], gradient_clip_val=0.01)
     trainer.fit(fresh_module(0))
     assert len(probe.seen) == 6 and probe.seen == [0] * 6
+
+
+def test_parameter_masks_keep_pruned_weights_at_exact_zero_under_adam():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 1))
+    params = prunable_parameters(model)
+    store = ParameterMasks(params)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    for _ in range(3):  # build momentum first, then prune
+        opt.zero_grad()
+        model(torch.randn(4, 8)).pow(2).mean().backward()
+        opt.step()
+    store.set_masks_(magnitude_masks(params, 0.75), [opt])
+    store.attach(opt)
+    for _ in range(20):
+        opt.zero_grad()
+        model(torch.randn(4, 8)).pow(2).mean().backward()
+        opt.step()
+        for name, p in params.items():
+            pruned = p[~store.masks[name]]
+            assert (pruned == 0).all() and not torch.signbit(pruned).any()
+    store.detach()

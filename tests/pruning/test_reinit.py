@@ -1,4 +1,5 @@
-"""The re-init control draws each tensor from the model's own initialiser, found on any model.
+"""The re-init control draws each tensor from the model's own initialiser, found on any model;
+sign-only (CLT) values are ±α per tensor; random-init values stay within Glorot's bound.
 
 Budget: < 10 s (transformer_cpu shapes are built, not trained)."""
 
@@ -11,7 +12,13 @@ import torch
 from torch import nn
 
 from lightning_slt import TranslationModule
-from lightning_slt.pruning import initialiser_values
+from lightning_slt.pruning import (
+    fan_avg_bound,
+    initialiser_values,
+    magnitude_masks,
+    random_init_values,
+    sign_only_values,
+)
 
 
 def _std_close(values: torch.Tensor, expected: float) -> bool:
@@ -123,3 +130,32 @@ def test_a_model_assembled_from_parts_draws_each_part_from_its_own_initialiser()
     bias = "transformer.encoder.layers.0.self_attn.in_proj_bias"
     assert values[bias].shape == (48,)
     assert not torch.equal(values["out.weight"], values["other.weight"])
+
+
+def test_sign_only_values_are_plus_minus_fan_avg_bound():
+    g = torch.Generator().manual_seed(0)
+    w = {"w": torch.randn(30, 20, generator=g)}
+    masks = magnitude_masks(w, 0.5)
+    m = masks["w"]
+    v = sign_only_values(w, masks)["w"]
+    alpha = math.sqrt(6 / (30 + 20))
+    assert fan_avg_bound((30, 20)) == alpha
+    assert torch.equal(v[m], torch.sign(w["w"][m]) * alpha)
+    assert (v[~m] == 0).all()
+    std = sign_only_values(w, masks, magnitude="std")["w"]
+    assert torch.allclose(std[m].abs(), torch.full_like(std[m], float(w["w"].std())))
+
+
+def test_random_signs_are_seeded_and_roughly_balanced():
+    w = {"w": torch.ones(100, 100)}
+    a = sign_only_values(w, sign="random", seed=1)["w"]
+    b = sign_only_values(w, sign="random", seed=1)["w"]
+    assert torch.equal(a, b)
+    assert 0.45 < float((a > 0).float().mean()) < 0.55
+
+
+def test_random_init_within_bounds_and_seeded():
+    w = {"w": torch.zeros(64, 32)}
+    a = random_init_values(w, seed=5)["w"]
+    assert float(a.abs().max()) <= fan_avg_bound((64, 32))
+    assert torch.equal(a, random_init_values(w, seed=5)["w"])

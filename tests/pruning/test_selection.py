@@ -1,56 +1,20 @@
-"""The default selection on models we did not write: Hugging Face Marian/Pegasus (frozen sinusoidal
+"""Which parameters are pruned: torch's own modules (the fused ``in_proj_weight`` of
+``nn.Transformer``; biases and norms left out; a tied embedding once), include/exclude patterns,
+and the default selection on models we did not write: Hugging Face Marian/Pegasus (frozen sinusoidal
 position tables, ``final_logits_bias``) and ``nn.MultiheadAttention(add_bias_kv=True)`` (3-dim
 ``bias_k``/``bias_v``). Only trainable matrices are pruned, at exact per-tensor counts; the rest
 stays bit-identical through real lottery rounds. Random weights, nothing downloaded."""
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_slt import ConvergedMask, GradualMagnitudePruning, WeightRewind
 from lightning_slt.callbacks.base import session_of
 from lightning_slt.pruning import ParameterMasks, magnitude_masks, prunable_parameters
 
 from ..callbacks.tiny import Probe, make_trainer
-
-transformers = pytest.importorskip("transformers")
-
-POSITIONS = ("model.encoder.embed_positions.weight", "model.decoder.embed_positions.weight")
-SIZES = dict(vocab_size=100, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
-             decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
-             pad_token_id=0, decoder_start_token_id=0)
-
-
-def marian(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return transformers.MarianMTModel(transformers.MarianConfig(**SIZES))
-
-
-def pegasus(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return transformers.PegasusForConditionalGeneration(transformers.PegasusConfig(**SIZES))
-
-
-class Seq2Seq(pl.LightningModule):
-    """A Hugging Face seq2seq model as the ``model`` attribute, trained on fixed random tokens."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        return self.model(input_ids=x, labels=y).loss
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=0.01)
-
-    def train_dataloader(self):
-        g = torch.Generator().manual_seed(0)
-        x, y = torch.randint(1, 100, (8, 6), generator=g), torch.randint(1, 100, (8, 5), generator=g)
-        return DataLoader(TensorDataset(x, y), batch_size=4)
+from ._foreign import POSITIONS, Seq2Seq, marian, pegasus
 
 
 def _frozen_and_buffers(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -144,3 +108,28 @@ def test_multihead_attention_bias_kv_is_pruned_only_on_purpose():
     masks = magnitude_masks({n: p.detach() for n, p in chosen.items()}, 0.5)
     assert {n: int((~m).sum()) for n, m in masks.items()} == {"in_proj_weight": 384, "bias_k": 8, "bias_v": 8}
     assert list(prunable_parameters(attn, exclude=["out_proj.*"])) == ["in_proj_weight"]
+
+
+def test_nn_transformer_selection_includes_fused_in_proj_and_excludes_biases_and_norms():
+    model = nn.Transformer(d_model=16, nhead=2, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=32)
+    names = set(prunable_parameters(model))
+    assert "encoder.layers.0.self_attn.in_proj_weight" in names
+    assert "decoder.layers.0.multihead_attn.in_proj_weight" in names
+    assert "encoder.layers.0.self_attn.out_proj.weight" in names
+    assert not any(n.endswith("bias") or ".norm" in n for n in names)
+
+
+def test_tied_embedding_appears_once():
+    emb = nn.Embedding(10, 4)
+    head = nn.Linear(4, 10, bias=False)
+    head.weight = emb.weight
+    model = nn.ModuleDict({"embed": emb, "head": head})
+    assert list(prunable_parameters(model)) == ["embed.weight"]
+
+
+def test_include_exclude_patterns_and_typos():
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2))
+    assert list(prunable_parameters(model, exclude=["2.*"])) == ["0.weight"]
+    assert list(prunable_parameters(model, include=["*.bias"])) == ["0.bias", "1.bias", "2.bias"]
+    with pytest.raises(ValueError, match="matches no parameter"):
+        prunable_parameters(model, include=["encoder.*"])
