@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from lightning_slt._runtime import configure_cpu
 
@@ -32,3 +33,27 @@ def data_root() -> Path:
     if not (root / "multi30k").is_dir():
         pytest.fail(f"real corpora not found under {root}: set LIGHTNING_SLT_DATA to the data root")
     return root
+
+
+@pytest.fixture
+def tiny_config(tmp_path, data_root):
+    """A complete fit config for a tiny model on 256 Multi30k pairs, with a ModelCheckpoint."""
+    config = {
+        "seed_everything": 0,
+        "trainer": {
+            "max_steps": 3, "limit_val_batches": 1, "num_sanity_val_steps": 0, "log_every_n_steps": 1,
+            "enable_progress_bar": False, "enable_model_summary": False, "default_root_dir": str(tmp_path),
+            "logger": {"class_path": "pytorch_lightning.loggers.CSVLogger",
+                       "init_args": {"save_dir": str(tmp_path / "logs"), "name": "tiny"}},
+            "callbacks": [{"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+                           "init_args": {"dirpath": str(tmp_path / "ckpt"), "save_last": True}}],
+        },
+        "model": {"d_model": 32, "n_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "d_ff": 64,
+                  "max_positions": 128, "warmup_steps": 2, "beam_size": 1, "max_len_b": 3},
+        "data": {"data_root": str(data_root), "cache_dir": str(tmp_path / "spm"), "vocab_size": 300,
+                 "train_subset": 256, "valid_subset": 16, "test_subset": 16, "max_tokens": 512, "max_len": 64,
+                 "eval_max_tokens": 1024},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
