@@ -1,7 +1,9 @@
 """Shared fixtures. Real corpora come from LIGHTNING_SLT_DATA (the Makefile points it at
 ../shared/data); tests never download anything."""
 
+import ast
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,41 @@ def tiny_config(tmp_path, data_root):
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+# ----------------------------------------------------------------------------- time per test file
+# The team guide gives each test file a time budget; a module docstring may state it ("Budget: < 10 s",
+# "Budget: ~40 s", "Budget: ~3 min"). The session ends with each file's total (setup + call + teardown)
+# against its budget, slowest first: a report, never a failure.
+
+_FILE_SECONDS: dict[str, float] = {}
+_BUDGET = re.compile(r"Budget:\s*[<~≈]?\s*(\d+(?:\.\d+)?)\s*(s|min)\b")
+SLOWEST_FILES = 15
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    path = report.nodeid.split("::")[0]
+    _FILE_SECONDS[path] = _FILE_SECONDS.get(path, 0.0) + report.duration
+
+
+def _budget_s(path: Path) -> float | None:
+    try:
+        docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    except (OSError, SyntaxError, ValueError):
+        return None
+    found = _BUDGET.search(docstring)
+    return None if found is None else float(found.group(1)) * (60 if found.group(2) == "min" else 1)
+
+
+@pytest.hookimpl(tryfirst=True)  # before the reliability suite's closing line, which stays last
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if not _FILE_SECONDS:
+        return
+    ranked = sorted(_FILE_SECONDS.items(), key=lambda item: -item[1])
+    terminalreporter.write_sep("=", f"time per test file (setup + call + teardown): slowest "
+                                    f"{min(SLOWEST_FILES, len(ranked))} of {len(ranked)} files, "
+                                    f"{sum(_FILE_SECONDS.values()):.1f} s in all")
+    for path, seconds in ranked[:SLOWEST_FILES]:
+        budget = _budget_s(config.rootpath / path)
+        note = "" if budget is None else f"  budget {budget:g} s" + ("  OVER" if seconds > budget else "")
+        terminalreporter.write_line(f"{seconds:8.1f} s  {path}{note}")
