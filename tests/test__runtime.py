@@ -3,6 +3,11 @@
 import subprocess
 import sys
 
+import pytest
+
+# Each test starts a fresh interpreter (1.5 to 3 s each).
+pytestmark = pytest.mark.slow
+
 
 def _run(code: str, **env: str) -> str:
     import os

@@ -17,6 +17,7 @@ def _record(argv: list[str]) -> int:
     return 7
 
 
+@pytest.mark.slow
 def test_fit_with_a_second_config_keeps_both_configs_callbacks(tiny_config, tmp_path):
     lr_monitor = write(tmp_path, "second.yaml", {"trainer": {"callbacks": [
         {"class_path": "pytorch_lightning.callbacks.LearningRateMonitor", "init_args": {"logging_interval": "step"}}]}})
@@ -30,6 +31,7 @@ def test_fit_with_a_second_config_keeps_both_configs_callbacks(tiny_config, tmp_
     assert {"train/loss", "lr"} <= set(columns)
 
 
+@pytest.mark.slow
 def test_test_subcommand_writes_hypotheses_and_metrics_of_the_checkpoint(tiny_config, tmp_path):
     assert cli.main(["fit", "--config", str(tiny_config)]) == 0
     checkpoint = tmp_path / "ckpt" / "last.ckpt"
@@ -63,6 +65,7 @@ def test_top_level_help_lists_extra_subcommands(capsys):
     assert "extra subcommands: demo" in out and "fit" in out
 
 
+@pytest.mark.slow
 def test_quickstart_trains_tests_and_prints_bleu(tmp_path, data_root, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # quickstart logs to ./runs
     overrides = [

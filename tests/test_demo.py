@@ -8,6 +8,7 @@ from lightning_slt import cli
 from lightning_slt.demo import NEXT_STEPS, demo_main, format_table
 
 
+@pytest.mark.slow
 def test_demo_prunes_a_ticket_from_its_dense_run_and_prints_the_table(tmp_path, data_root, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the demo writes ./runs/demo
     overrides = [

@@ -60,6 +60,7 @@ def test_callbacks_refuse_payload_before_training(payload_file, callback):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [
     ["export", "{path}", "--out", "{out}"],
     ["test", "--ckpt_path", "{path}"],

@@ -73,6 +73,7 @@ def test_damaged_tickets_fail_with_the_tickets_own_error(tmp_path):
             load_source(tmp_path / name)
 
 
+@pytest.mark.slow
 def test_reading_a_ticket_as_a_source_does_not_import_lightning(tmp_path):
     path = _write(tmp_path / "wt.ticket", {"kind": "winning_ticket", "rewind_step": 0})
     code = (

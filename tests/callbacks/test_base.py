@@ -85,6 +85,7 @@ def _run_tiny(out, *args):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_schedule_then_resume_matches_uninterrupted_run(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert _run_tiny(whole).returncode == 0

@@ -1,11 +1,14 @@
 """RandomMask: seeded per tensor name, so under Lightning DDP (2 CPU processes, ddp_spawn) every
 rank holds the same mask, as it does with GradualMagnitudePruning."""
 
+import pytest
+
 from lightning_slt import GradualMagnitudePruning, RandomMask
 
 from .tiny import MaskDigest, fresh_module, make_trainer
 
 
+@pytest.mark.slow
 def test_random_and_magnitude_masks_identical_on_both_ranks(tmp_path):
     module = fresh_module(0)
     callbacks = [RandomMask(0.3, seed=5), GradualMagnitudePruning(0.7, initial_sparsity=0.3, end_step=6, frequency=2),

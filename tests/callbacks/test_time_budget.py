@@ -168,6 +168,7 @@ def test_recipe_command_resolves_to_no_time_limit_and_a_best_checkpoint_at_the_r
     assert trainer.callbacks[-1].class_path.endswith("BestAfterStep")  # so --trainer.callbacks.after_step moves it
 
 
+@pytest.mark.slow
 def test_gradual_mp_recipe_command_runs_to_its_ramp_end_at_tiny_sizes(tmp_path, data_root, monkeypatch):
     """The header's command with tiny sizes and a 10-step run (ramp end 8): no budget stops it, the
     final sparsity is reached, and the restricted best checkpoint comes from step 8 or later."""

@@ -74,6 +74,7 @@ def test_adding_the_variant_leaves_the_other_methods_runs_as_they_were():
             run.kind, run.parent, run.weights_from)
 
 
+@pytest.mark.slow
 def test_slt_dense_k_trains_and_reports_its_column(tmp_path, data_root):
     config = ExperimentConfig(base=[BASE], methods=["slt_dense_k"], output_dir=str(tmp_path / "exp"), targets=[0.5, 0.6])
     out = run_experiment(config)
@@ -183,6 +184,7 @@ def _state(ckpt: Path) -> dict:
     return torch.load(ckpt, map_location="cpu", weights_only=True)
 
 
+@pytest.mark.slow
 @REAL_SHAPES_TIMEOUT
 def test_every_method_and_control_finishes_every_run(experiment):
     config, root, _ = experiment
@@ -194,6 +196,7 @@ def test_every_method_and_control_finishes_every_run(experiment):
     assert (root / "dense/slt_0.50/slt_0.60/mp_0.80/metrics.json").is_file()  # SLT-MP at real shapes
 
 
+@pytest.mark.slow
 @REAL_SHAPES_TIMEOUT
 def test_every_checkpoint_has_its_target_sparsity_per_tensor(experiment):
     config, root, _ = experiment
@@ -212,6 +215,7 @@ def test_every_checkpoint_has_its_target_sparsity_per_tensor(experiment):
                 assert int((state["state_dict"][name][~mask] != 0).sum()) == 0
 
 
+@pytest.mark.slow
 @REAL_SHAPES_TIMEOUT
 def test_no_control_starts_a_kept_weight_at_zero(experiment):
     config, root, _ = experiment
@@ -223,6 +227,7 @@ def test_no_control_starts_a_kept_weight_at_zero(experiment):
         assert ticket["kept"] > 0 and ticket["kept_zero"] == 0, (run.name, ticket)
 
 
+@pytest.mark.slow
 @REAL_SHAPES_TIMEOUT
 def test_random_mask_control_matches_the_slt_round_per_tensor_and_starts_from_dense_theta_k(experiment):
     config, root, _ = experiment
@@ -238,6 +243,7 @@ def test_random_mask_control_matches_the_slt_round_per_tensor_and_starts_from_de
         assert f"source: {root / 'dense/checkpoints/last.ckpt'}" in config_text
 
 
+@pytest.mark.slow
 @REAL_SHAPES_TIMEOUT
 def test_random_reinit_draws_each_tensor_from_the_models_own_initialiser(experiment):
     """θk of the re-init control (2 steps at warm-up's tiny learning rate from its start) has the

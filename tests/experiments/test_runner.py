@@ -40,6 +40,7 @@ def _masks(ckpt):
     return torch.load(ckpt, map_location="cpu", weights_only=False).get("lightning_slt", {}).get("masks", {})
 
 
+@pytest.mark.slow
 def test_every_run_finished_once_with_its_lineage(all_methods):
     _, _, runs = plan(all_methods)
     root = Path(all_methods.output_dir) / "seed0"
@@ -56,6 +57,7 @@ def test_every_run_finished_once_with_its_lineage(all_methods):
     assert "step: 0\n      source: " + str(root / "dense/checkpoints/last.ckpt") in lt
 
 
+@pytest.mark.slow
 def test_every_checkpoint_has_exactly_its_target_sparsity_and_masks_nest(all_methods):
     _, _, runs = plan(all_methods)
     root = Path(all_methods.output_dir) / "seed0"
@@ -76,6 +78,7 @@ def test_every_checkpoint_has_exactly_its_target_sparsity_and_masks_nest(all_met
             assert all(not (child[n] & ~parent[n]).any() for n in parent), f"{run.name} not nested in {run.parent}"
 
 
+@pytest.mark.slow
 def test_report_has_one_row_per_method_and_sparsity(all_methods):
     out = Path(all_methods.output_dir)
     rows = list(csv.DictReader(open(out / "results.csv")))
@@ -102,6 +105,7 @@ def test_bad_input_fails_before_training(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_a_directory_holding_another_experiment_is_refused(all_methods, tmp_path):
     with pytest.raises(ValueError, match="holds a different experiment .*base_args"):
         run_experiment(_config(all_methods.output_dir, ["slt"], base_args=["--model.lr=0.001"]))
@@ -112,6 +116,7 @@ def _launch(config_path, env):
                             cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_experiment_killed_mid_run_resumes_to_the_same_results(tmp_path, data_root):
     env = {**os.environ, "LIGHTNING_SLT_DATA": str(data_root)}
     results = {}
@@ -135,6 +140,7 @@ def test_experiment_killed_mid_run_resumes_to_the_same_results(tmp_path, data_ro
     assert results["whole"] == results["killed"]
 
 
+@pytest.mark.slow
 def test_every_part_folder_is_checked_before_the_chosen_part_trains(tmp_path, data_root):
     """Part p1 finished under 6 steps; the config now says 8: running p2 alone is refused before
     it trains, since p1's runs and p2's would be judged together. A folder holding a single
@@ -159,6 +165,7 @@ def test_every_part_folder_is_checked_before_the_chosen_part_trains(tmp_path, da
         run_experiment(single)
 
 
+@pytest.mark.slow
 def test_an_experiment_in_parts_trains_each_part_in_its_folder_and_reports_them_jointly(tmp_path, data_root):
     """Two parts on the tiny model: each trains its own dense run (seed 0); the second also the dense
     run of seed 1 only; the joint report takes each column from its part. Budget: ~30 s."""
@@ -199,6 +206,7 @@ def torch_masks(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+@pytest.mark.slow
 def test_slt_round_under_ddp_has_identical_masks_on_both_ranks(tmp_path, data_root):
     digests = tmp_path / "digests"
     digests.mkdir()
@@ -216,6 +224,7 @@ def test_slt_round_under_ddp_has_identical_masks_on_both_ranks(tmp_path, data_ro
     assert (tmp_path / "exp" / "seed0" / "dense" / "slt_0.50" / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_offline_runs_and_report_reach_wandb_files(tmp_path, data_root, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     config = ExperimentConfig(base=[BASE], methods=["slt"], targets=[0.5], output_dir=str(tmp_path / "exp"),

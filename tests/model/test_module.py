@@ -211,6 +211,7 @@ def test_resume_mid_epoch_is_bit_identical_to_an_uninterrupted_run(make_data, tm
 # ---------------------------------------------------------------- DDP
 
 
+@pytest.mark.slow
 def test_ddp_test_gathers_all_ranks_and_matches_a_single_process(make_data, tmp_path):
     """2 CPU ranks: the sharded test set (an odd number of batches, so one rank repeats a batch)
     is gathered, de-duplicated by index and scored once; outputs equal the 1-process run's."""

@@ -137,7 +137,8 @@ def test_masks_are_checked_once_when_built():
 # rounds the other way.
 
 
-@pytest.fixture(scope="module", params=["transformer_cpu", "transformer_base"])
+# transformer_base: 4 to 8 s per test on 2 cores, so in the slow lane
+@pytest.fixture(scope="module", params=["transformer_cpu", pytest.param("transformer_base", marks=pytest.mark.slow)])
 def weights(request):
     torch.manual_seed(0)
     config = (transformer_cpu if request.param == "transformer_cpu" else transformer_base)()
