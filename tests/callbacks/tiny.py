@@ -2,7 +2,7 @@
 linear weights and biases, a LayerNorm, and an LR scheduler. Deterministic data, one batch
 shape, so runs are comparable bit for bit. Also: ``Probe`` (the ticket at the first batch, zeros
 checked every step) and ``MaskDigest`` (every DDP rank's masks agree; named by class_path in
-tests/experiments/test_ddp.py)."""
+tests/experiments/test_runner.py)."""
 
 from __future__ import annotations
 
