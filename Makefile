@@ -1,4 +1,5 @@
 # Two commands for a new machine: `make demo` and `make test`. Both create .venv on first use.
+# `make test-fast` runs the unit tests only (no @pytest.mark.slow), for daily work.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Real corpora live beside the checkout in CI and on the team's machines; users point
@@ -8,7 +9,7 @@ ifneq ($(wildcard $(SHARED_DATA)),)
 export LIGHTNING_SLT_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-fast bench clean
 
 install: $(VENV)/.installed
 
@@ -24,9 +25,16 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(VENV)/bin/lightning-slt demo
 
+# The whole suite, as CI runs it (.ci/run).
 test: install
 	$(VENV)/bin/ruff check --select F,E9 lightning_slt tests benchmarks results
 	$(PY) -m pytest -q
+
+# The unit tests: no subprocess training, DDP, CLI end to end, whole experiments or notebooks
+# (the `slow` marker, see pyproject.toml); under 3 minutes on 2 cores.
+test-fast: install
+	$(VENV)/bin/ruff check --select F,E9 lightning_slt tests benchmarks results
+	$(PY) -m pytest -q -m "not slow"
 
 bench: install
 	for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

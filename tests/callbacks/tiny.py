@@ -1,9 +1,12 @@
 """A tiny LightningModule with every kind of parameter the pruning code meets: an embedding,
 linear weights and biases, a LayerNorm, and an LR scheduler. Deterministic data, one batch
-shape, so runs are comparable bit for bit."""
+shape, so runs are comparable bit for bit. Also: ``Probe`` (the ticket at the first batch, zeros
+checked every step) and ``MaskDigest`` (every DDP rank's masks agree; named by class_path in
+tests/experiments/test_runner.py)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -88,3 +91,19 @@ class Probe(pl.Callback):
             pruned = session.masks.params[name][~mask]
             assert (pruned == 0).all(), f"pruned entry of {name} nonzero after step {trainer.global_step}"
         self.sparsity_at[trainer.global_step] = {n: int((~m).sum()) for n, m in session.masks.masks.items()}
+
+
+class MaskDigest(pl.Callback):
+    """Writes each rank's mask digest and checks all ranks agree through the strategy."""
+
+    def __init__(self, out_dir):
+        self.out_dir = Path(out_dir)
+
+    def on_train_end(self, trainer, pl_module):
+        from lightning_slt.callbacks import session_of
+
+        masks = session_of(trainer).masks.state_dict()
+        digest = hashlib.sha256(b"".join(m.numpy().tobytes() for m in masks.values())).hexdigest()
+        (self.out_dir / f"rank{trainer.global_rank}.txt").write_text(digest)
+        gathered = trainer.strategy.all_gather(torch.tensor([int(digest[:12], 16)]))
+        assert (gathered == gathered[0]).all(), f"ranks disagree on masks: {gathered.tolist()}"

@@ -5,10 +5,7 @@ import pytest
 from lightning_slt.experiments import ExperimentConfig, Schedule, build_runs
 from lightning_slt.experiments.methods import run_callbacks
 
-
-def method_rows(runs, method):
-    """The run reported at each sparsity in ``method``'s column (0 % is the dense run)."""
-    return dict(sorted((run.sparsity, run) for run in runs if method in run.reported_in))
+from ._plans import method_rows
 
 
 def _runs(methods, targets=(0.5, 0.6, 0.8), max_steps=100, **kwargs):

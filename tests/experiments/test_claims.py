@@ -18,6 +18,8 @@ from lightning_slt.experiments.claims import (
 )
 from lightning_slt.experiments.report import paper_results
 
+from ._synthetic import _synthetic_experiment
+
 SIGMA_SEED = 0.2  # σ = sqrt(2) * 0.2 = 0.283 without hypotheses; 2σ = 0.566
 PAPER = paper_results()["wmt14_ende"]["methods"]
 
@@ -135,33 +137,6 @@ def test_seed_spread_needs_three_seeds_and_markdown_lists_every_verdict():
     assert "| 1. SLT ≈ MP up to 85 % sparsity, and MP is clearly better at ≥ 90 % | **inconclusive** | slt |" in text
     assert "| 2. LT (reset to θ0) is below MP at every sparsity | **holds** |  |" in text
     assert "σ_seed = 0.20" in text and "Dense test BLEU 31.20" in text
-
-
-def _synthetic_experiment(root, bleu: dict, seeds=(0, 1, 2), dense_bleu=(30.0, 30.4, 29.8)):
-    """An experiment folder as the runner writes it (manifest, metrics.json, test outputs), with
-    given test BLEUs and hypotheses that differ from the references by a known share of lines."""
-    import json
-
-    refs = [f"ein hund läuft am strand nummer {i} ." for i in range(40)]
-    runs = {"dense": ("dense", 0.0, None), "mp_0.50": ("mp", 0.5, None), "dense/slt_0.50": ("slt", 0.5, "dense")}
-    manifest = {"config": {"methods": ["mp", "slt"], "seeds": list(seeds), "mp_slt_source": 0.6}, "runs": list(runs)}
-    (root / "experiment.json").write_text(json.dumps(manifest))
-    for seed, dense in zip(seeds, dense_bleu):
-        for name, (kind, sparsity, parent) in runs.items():
-            folder = root / f"seed{seed}" / name
-            (folder / "test").mkdir(parents=True)
-            wrong = {"dense": 0, "mp": 12, "slt": 4}[kind]
-            (folder / "test" / "hypotheses_test.txt").write_text(
-                "".join(("eine katze ." if i < wrong else r) + "\n" for i, r in enumerate(refs)))
-            (folder / "test" / "references_test.txt").write_text("".join(r + "\n" for r in refs))
-            value = dense if kind == "dense" else bleu[kind]
-            (folder / "metrics.json").write_text(json.dumps({
-                "run": name, "kind": kind, "seed": seed, "methods": ["mp", "slt"] if kind == "dense" else [kind],
-                "reported_in": ["mp", "slt"] if kind == "dense" else [kind], "sparsity_target": sparsity,
-                "sparsity": sparsity, "remaining_parameters": 1, "sparse_mb": 1.0, "valid": {"bleu": value},
-                "test": {"bleu": value, "chrf": 50.0, "ter": 60.0}, "steps": 10, "wall_time_s": 1.0,
-                "lineage_steps": 10, "lineage_wall_time_s": 1.0, "mask_from": parent, "weights_from": parent}))
-    return refs
 
 
 def test_report_claims_on_an_experiment_folder(tmp_path):

@@ -1,6 +1,8 @@
-"""End to end: every method on a tiny model and 300 Multi30k pairs, resumable, reported."""
+"""End to end: every method on a tiny model and 300 Multi30k pairs, resumable, reported; an
+experiment in parts; one SLT round under 2-process DDP; W&B offline runs and report."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +14,11 @@ import pytest
 import torch
 
 from lightning_slt.experiments import ExperimentConfig, plan, run_experiment
+from lightning_slt.artifacts.ticket import read_ticket
 from lightning_slt.experiments.config import METHOD_NAMES
+from lightning_slt.export import load_ticket
+
+from .wandb_files import logged_artifacts, runs_under
 
 HERE = Path(__file__).parent
 BASE = str(HERE / "tiny_base.yaml")
@@ -34,6 +40,7 @@ def _masks(ckpt):
     return torch.load(ckpt, map_location="cpu", weights_only=False).get("lightning_slt", {}).get("masks", {})
 
 
+@pytest.mark.slow
 def test_every_run_finished_once_with_its_lineage(all_methods):
     _, _, runs = plan(all_methods)
     root = Path(all_methods.output_dir) / "seed0"
@@ -50,6 +57,7 @@ def test_every_run_finished_once_with_its_lineage(all_methods):
     assert "step: 0\n      source: " + str(root / "dense/checkpoints/last.ckpt") in lt
 
 
+@pytest.mark.slow
 def test_every_checkpoint_has_exactly_its_target_sparsity_and_masks_nest(all_methods):
     _, _, runs = plan(all_methods)
     root = Path(all_methods.output_dir) / "seed0"
@@ -70,6 +78,7 @@ def test_every_checkpoint_has_exactly_its_target_sparsity_and_masks_nest(all_met
             assert all(not (child[n] & ~parent[n]).any() for n in parent), f"{run.name} not nested in {run.parent}"
 
 
+@pytest.mark.slow
 def test_report_has_one_row_per_method_and_sparsity(all_methods):
     out = Path(all_methods.output_dir)
     rows = list(csv.DictReader(open(out / "results.csv")))
@@ -96,6 +105,7 @@ def test_bad_input_fails_before_training(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_a_directory_holding_another_experiment_is_refused(all_methods, tmp_path):
     with pytest.raises(ValueError, match="holds a different experiment .*base_args"):
         run_experiment(_config(all_methods.output_dir, ["slt"], base_args=["--model.lr=0.001"]))
@@ -106,6 +116,7 @@ def _launch(config_path, env):
                             cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_experiment_killed_mid_run_resumes_to_the_same_results(tmp_path, data_root):
     env = {**os.environ, "LIGHTNING_SLT_DATA": str(data_root)}
     results = {}
@@ -127,3 +138,126 @@ def test_experiment_killed_mid_run_resumes_to_the_same_results(tmp_path, data_ro
         rows = list(csv.DictReader(open(tmp_path / label / "results.csv")))
         results[label] = [{k: v for k, v in r.items() if "wall_time" not in k} for r in rows]
     assert results["whole"] == results["killed"]
+
+
+@pytest.mark.slow
+def test_every_part_folder_is_checked_before_the_chosen_part_trains(tmp_path, data_root):
+    """Part p1 finished under 6 steps; the config now says 8: running p2 alone is refused before
+    it trains, since p1's runs and p2's would be judged together. A folder holding a single
+    experiment is refused as the home of parts."""
+    from pathlib import Path
+
+    from lightning_slt.experiments import run_experiment
+
+    base = str(Path(__file__).parent / "tiny_base.yaml")
+    parts = {"p1": {"methods": ["mp"]}, "p2": {"methods": ["slt"]}}
+    short = ["--trainer.max_steps=4", "--trainer.val_check_interval=2"]
+    run_experiment(ExperimentConfig(base=[base], output_dir=str(tmp_path / "x"), targets=[0.5], base_args=short,
+                                    parts=parts, part="p1"))
+    changed = ExperimentConfig(base=[base], output_dir=str(tmp_path / "x"), targets=[0.5], parts=parts, part="p2",
+                               base_args=["--trainer.max_steps=8", "--trainer.val_check_interval=2"])
+    with pytest.raises(ValueError, match=r"x/p1 holds a different experiment \(.*max_steps"):
+        run_experiment(changed)
+    assert not (tmp_path / "x" / "p2").exists()
+    single = ExperimentConfig(base=[base], output_dir=str(tmp_path / "x" / "p1"), targets=[0.5], base_args=short,
+                              parts={"q": {"methods": ["mp"]}})
+    with pytest.raises(ValueError, match="holds a single experiment"):
+        run_experiment(single)
+
+
+@pytest.mark.slow
+def test_an_experiment_in_parts_trains_each_part_in_its_folder_and_reports_them_jointly(tmp_path, data_root):
+    """Two parts on the tiny model: each trains its own dense run (seed 0); the second also the dense
+    run of seed 1 only; the joint report takes each column from its part. Budget: ~30 s."""
+    import csv
+    import json
+    from pathlib import Path
+
+    from lightning_slt.experiments import run_experiment
+    from lightning_slt.experiments.report import part_folders
+
+    base = str(Path(__file__).parent / "tiny_base.yaml")
+    config = ExperimentConfig(base=[base], output_dir=str(tmp_path / "repro"), targets=[0.5],
+                              base_args=["--trainer.max_steps=6", "--trainer.val_check_interval=3"],
+                              parts={"p1": {"methods": ["slt"]}, "p2": {"methods": ["mp"], "dense_seeds": [1]}})
+    assert run_experiment(ExperimentConfig(**{**config.to_dict(), "part": "p1"})) == tmp_path / "repro" / "p1"
+    assert not (tmp_path / "repro" / "results.md").exists()  # p2 not run yet: no joint table
+    assert run_experiment(config) == tmp_path / "repro"  # p1 is finished and skipped; p2 runs
+    assert json.loads((tmp_path / "repro" / "parts.json").read_text())["parts"] == ["p1", "p2"]
+    assert part_folders(tmp_path / "repro") == [tmp_path / "repro" / "p1", tmp_path / "repro" / "p2"]
+    found = sorted(str(p.relative_to(tmp_path / "repro")) for p in (tmp_path / "repro").glob("**/metrics.json"))
+    assert found == ["p1/seed0/dense/metrics.json", "p1/seed0/dense/slt_0.50/metrics.json",
+                     "p2/seed0/dense/metrics.json", "p2/seed0/mp_0.50/metrics.json", "p2/seed1/dense/metrics.json"]
+    metrics = json.loads((tmp_path / "repro/p1/seed0/dense/slt_0.50/metrics.json").read_text())
+    assert set(metrics["layer_sparsity"]) == set(torch_masks(tmp_path / "repro/p1/seed0/dense/slt_0.50/mask.pt"))
+    assert sum(metrics["layer_sparsity"].values()) > 0 and metrics["machine"]["precision"] == "32-true"
+    with open(tmp_path / "repro" / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["part"], r["method"], r["sparsity"], r["seed"]) for r in rows} == {
+        ("p1", "slt", "0.0", "0"), ("p1", "slt", "0.5", "0"), ("p2", "mp", "0.0", "0"), ("p2", "mp", "0.0", "1"),
+        ("p2", "mp", "0.5", "0")}
+    table = (tmp_path / "repro" / "results.md").read_text()
+    assert "each column from the part that runs it" in table and "SLT: p1, MP: p2" in table
+
+
+def torch_masks(path):
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.mark.slow
+def test_slt_round_under_ddp_has_identical_masks_on_both_ranks(tmp_path, data_root):
+    digests = tmp_path / "digests"
+    digests.mkdir()
+    ddp = tmp_path / "ddp.yaml"
+    ddp.write_text(
+        "trainer:\n  devices: 2\n  strategy: ddp_spawn\n  use_distributed_sampler: false\n"
+        "  callbacks:\n    - class_path: tests.callbacks.tiny.MaskDigest\n"
+        f"      init_args: {{out_dir: {digests}}}\n"
+    )
+    config = ExperimentConfig(base=[BASE, str(ddp)], methods=["slt"], targets=[0.5], output_dir=str(tmp_path / "exp"))
+    run_experiment(config)
+    # MaskDigest asserts agreement through the strategy on every rank and writes one file per rank
+    assert sorted(p.name for p in digests.iterdir()) == ["rank0.txt", "rank1.txt"]
+    assert (digests / "rank0.txt").read_text() == (digests / "rank1.txt").read_text()
+    assert (tmp_path / "exp" / "seed0" / "dense" / "slt_0.50" / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_offline_runs_and_report_reach_wandb_files(tmp_path, data_root, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    config = ExperimentConfig(base=[BASE], methods=["slt"], targets=[0.5], output_dir=str(tmp_path / "exp"),
+                              wandb=True, wandb_project="lightning_slt_test", name="wandb-test")
+    run_experiment(config)
+    runs = {r["run"]["display_name"]: r for r in runs_under(tmp_path / "exp")}
+    assert set(runs) == {"seed0/dense", "seed0/dense/slt_0.50", "report"}
+    slt = runs["seed0/dense/slt_0.50"]
+    assert slt["run"]["group"] == "wandb-test" and slt["run"]["job_type"] == "slt"
+    assert slt["config"]["sparsity"] == 0.5 and slt["config"]["lineage"] == ["dense"]
+    assert slt["config"]["mask_from"] == "dense" and slt["config"]["weights_from"] == "dense"
+    keys = set().union(*slt["history"])
+    assert {"train/loss", "val/bleu", "val/chrf", "val/ter", "sparsity/global", "params/remaining",
+            "mask/jaccard_previous", "sign/agreement_rewind", "test/bleu"} <= keys
+    assert any(k.startswith("sparsity/model.") for k in keys)  # per-layer sparsity
+    assert [h["sparsity/global"] for h in slt["history"] if "sparsity/global" in h][-1] == 0.5
+    report = runs["report"]
+    assert report["run"]["job_type"] == "report"
+    logged = {k: v for h in report["history"] for k, v in h.items()}  # nested keys are dotted
+    assert logged["results._type"] == "table-file" and logged["results.nrows"] == 2  # dense + 50 %
+    assert logged["bleu_vs_sparsity._type"] == "image-file" and logged["bleu_vs_sparsity.format"] == "png"
+    # every run's best checkpoint is a ticket beside it, logged to its own W&B run as a model artifact
+    artifacts = {record.name: (run_id, record) for run_id, record in logged_artifacts(tmp_path / "exp", expect=2)
+                 if record.type == "model"}  # the report's Table is an artifact too
+    assert set(artifacts) == {"wandb-test-seed0-dense", "wandb-test-seed0-dense-slt_0.50"}
+    run_id, record = artifacts["wandb-test-seed0-dense-slt_0.50"]
+    assert run_id == slt["run"]["id"] and set(record.aliases) == {"latest", "best"}
+    metadata = json.loads(record.metadata)
+    ticket_path = tmp_path / "exp" / "seed0" / "dense" / "slt_0.50" / "model.ticket"
+    finished = json.loads((ticket_path.parent / "metrics.json").read_text())
+    assert metadata["sparsity"] == read_ticket(ticket_path).extra["sparsity"] == finished["sparsity"] == 0.5
+    assert metadata["lineage"] == ["dense"] and metadata["methods"] == ["slt"]
+    assert metadata["test_bleu"] == finished["test"]["bleu"] and metadata["source_checkpoint"] == "best.ckpt"
+    assert finished["ticket"]["file"] == ticket_path.stat().st_size
+    assert load_ticket(ticket_path).hparams["d_model"] == 32
+    assert os.environ["WANDB_MODE"] == "offline"

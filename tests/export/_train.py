@@ -1,4 +1,5 @@
-"""The one way the export tests train the small real TranslationModule they export."""
+"""The one way the export tests train the small real TranslationModule they export: its sizes
+(``TINY``) and the sentences they translate with it."""
 
 from __future__ import annotations
 
@@ -23,3 +24,9 @@ def train_and_save(data_root, root: Path, data_args: dict, model_args: dict, max
     trainer.fit(module, datamodule=data)
     trainer.save_checkpoint(root / "m.ckpt")
     return root / "m.ckpt"
+
+
+TINY = dict(d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=64, max_positions=128,
+            dropout=0.1, lr=3e-3, warmup_steps=4, beam_size=2, max_len_a=1.0, max_len_b=5)
+SENTENCES = ["Two young men are playing football in a park.", "A dog.", "A woman is reading a book.",
+             "", "Several people stand in front of a large building while a man rides a bicycle."]

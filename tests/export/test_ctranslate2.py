@@ -25,6 +25,9 @@ from lightning_slt.model.module import TranslationModule
 
 from ._train import train_and_save
 
+# Every test uses the module's trained model (400 steps on 8000 pairs, ~35 s).
+pytestmark = pytest.mark.slow
+
 ctranslate2 = pytest.importorskip("ctranslate2")
 
 SMALL = dict(d_model=64, n_heads=4, encoder_layers=2, decoder_layers=2, d_ff=256, max_positions=128, dropout=0.1,

@@ -1,5 +1,6 @@
 """The architecture is written once: ``TransformerConfig`` drives TranslationModule's arguments,
-the presets and ``conf/model/*.yaml`` (issue 12); these tests fail when one of them drifts."""
+the presets and ``conf/model/*.yaml`` (issue 12); these tests fail when one of them drifts;
+and a config of bad sizes or ids is refused naming the value."""
 
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from lightning_slt.model.config import (
 )
 from lightning_slt.model.module import TranslationModule
 from lightning_slt.model.presets import PRESETS, preset_arguments
+
+from ._tiny import tiny_config
 
 MODEL_CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
 
@@ -58,3 +61,17 @@ def test_from_preset_takes_the_preset_architecture(name):
     config = PRESETS[name](vocab_size=64)
     assert (module.hparams.dropout, module.hparams.attention_dropout, module.hparams.activation_dropout) == (
         config.dropout, config.attention_dropout, config.activation_dropout)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (dict(d_model=30, n_heads=4), "d_model must be divisible by n_heads, got d_model=30 and n_heads=4"),
+    (dict(encoder_layers=0), "encoder_layers must be a positive int, got 0"),
+    (dict(vocab_size=-5), "vocab_size must be a positive int, got -5"),
+    (dict(dropout=1.0), r"dropout must be in \[0, 1\), got 1.0"),
+    (dict(attention_dropout=-0.1), r"attention_dropout must be in \[0, 1\), got -0.1"),
+    (dict(eos_id=40), r"eos_id must be in \[0, vocab_size=40\), got 40"),
+    (dict(bos_id=0), "pad_id, bos_id and eos_id must differ, got 0, 0, 2"),
+])
+def test_config_rejects_bad_values_with_a_clear_message(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**overrides)

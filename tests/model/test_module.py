@@ -11,10 +11,8 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lightning_slt.data import TranslationDataModule, read_parallel, resolve_corpus
-from lightning_slt.artifacts.keys import RNG_KEY, TOKENIZER_KEY
+from lightning_slt.artifacts.keys import TOKENIZER_KEY
 from lightning_slt.model.module import TranslationModule
-from lightning_slt.model.rng import rng_states, set_rng_states
-from lightning_slt.model.translate import length_batches
 
 TINY = dict(d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1, d_ff=64, max_positions=128,
             dropout=0.1, lr=3e-3, warmup_steps=4, val_beam_size=1, beam_size=2, max_len_a=1.0, max_len_b=5)
@@ -50,26 +48,6 @@ def make_trainer(root, **overrides) -> pl.Trainer:
 
 
 # ---------------------------------------------------------------- pure pieces
-
-
-def test_rng_states_round_trip_all_three_generators():
-    states = rng_states()
-    first = (torch.rand(3), random.random(), np.random.rand(), np.random.randn())
-    set_rng_states(states)
-    second = (torch.rand(3), random.random(), np.random.rand(), np.random.randn())
-    assert torch.equal(first[0], second[0]) and first[1:] == second[1:]
-
-
-def test_rng_states_load_with_weights_only(tmp_path):
-    torch.save({RNG_KEY: rng_states()}, tmp_path / "s.pt")
-    loaded = torch.load(tmp_path / "s.pt", weights_only=True)[RNG_KEY]
-    set_rng_states(loaded)  # no unpickling error, and the states are usable
-
-
-def test_length_batches_respect_the_token_budget():
-    lengths = [5, 1, 4, 2, 9, 3]
-    order = sorted(range(6), key=lengths.__getitem__)
-    assert length_batches(order, lengths, max_tokens=10) == [[1, 3, 5], [2, 0], [4]]  # 3x3, 2x5, 1x9
 
 
 def test_from_preset_builds_the_documented_cpu_model():
@@ -233,6 +211,7 @@ def test_resume_mid_epoch_is_bit_identical_to_an_uninterrupted_run(make_data, tm
 # ---------------------------------------------------------------- DDP
 
 
+@pytest.mark.slow
 def test_ddp_test_gathers_all_ranks_and_matches_a_single_process(make_data, tmp_path):
     """2 CPU ranks: the sharded test set (an odd number of batches, so one rank repeats a batch)
     is gathered, de-duplicated by index and scored once; outputs equal the 1-process run's."""

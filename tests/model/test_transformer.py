@@ -6,69 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_slt.model.presets import PRESETS, get_preset, transformer_base, transformer_cpu
 from lightning_slt.model.packing import Packing
 from lightning_slt.model.transformer import Transformer, TransformerConfig
 
-PAD, BOS, EOS = 0, 1, 2
-
-
-def tiny_config(**overrides) -> TransformerConfig:
-    fields = dict(vocab_size=40, d_model=32, n_heads=4, encoder_layers=2, decoder_layers=2, d_ff=48)
-    return TransformerConfig(**{**fields, **overrides})
-
-
-def tiny_model(seed: int = 0, **overrides) -> Transformer:
-    torch.manual_seed(seed)
-    return Transformer(tiny_config(**overrides)).eval()
-
-
-def padded_batch(lengths: list[int], vocab: int = 40, seed: int = 1, start_bos: bool = False) -> torch.Tensor:
-    """(B, max(lengths)) right-padded random word ids (>= 3)."""
-    generator = torch.Generator().manual_seed(seed)
-    batch = torch.full((len(lengths), max(lengths)), PAD)
-    for row, length in enumerate(lengths):
-        batch[row, :length] = torch.randint(3, vocab, (length,), generator=generator)
-        if start_bos:
-            batch[row, 0] = BOS
-    return batch
-
-
-# ---------------------------------------------------------------- config and presets
-
-
-@pytest.mark.parametrize(("overrides", "message"), [
-    (dict(d_model=30, n_heads=4), "d_model must be divisible by n_heads, got d_model=30 and n_heads=4"),
-    (dict(encoder_layers=0), "encoder_layers must be a positive int, got 0"),
-    (dict(vocab_size=-5), "vocab_size must be a positive int, got -5"),
-    (dict(dropout=1.0), r"dropout must be in \[0, 1\), got 1.0"),
-    (dict(attention_dropout=-0.1), r"attention_dropout must be in \[0, 1\), got -0.1"),
-    (dict(eos_id=40), r"eos_id must be in \[0, vocab_size=40\), got 40"),
-    (dict(bos_id=0), "pad_id, bos_id and eos_id must differ, got 0, 0, 2"),
-])
-def test_config_rejects_bad_values_with_a_clear_message(overrides, message):
-    with pytest.raises(ValueError, match=message):
-        tiny_config(**overrides)
-
-
-def test_presets_have_the_documented_sizes_and_parameter_counts():
-    base, cpu = transformer_base(), transformer_cpu()
-    assert (base.vocab_size, base.d_model, base.n_heads, base.encoder_layers, base.decoder_layers,
-            base.d_ff, base.dropout, base.pre_norm) == (33000, 512, 8, 6, 6, 2048, 0.1, True)
-    assert (base.attention_dropout, base.activation_dropout) == (0.1, 0.1)  # t2t v2
-    assert (cpu.vocab_size, cpu.d_model, cpu.n_heads, cpu.encoder_layers, cpu.decoder_layers,
-            cpu.d_ff) == (8000, 256, 4, 3, 3, 1024)
-    with torch.device("meta"):  # shapes only: no 244 MB allocation
-        counts = {name: sum(p.numel() for p in Transformer(build()).parameters())
-                  for name, build in PRESETS.items()}
-    assert counts == {"transformer_base": 60_999_680, "transformer_cpu": 7_569_408}  # as in the docstrings
-
-
-def test_get_preset_returns_the_builder_and_lists_known_names_on_error():
-    assert get_preset("transformer_cpu") is transformer_cpu
-    assert get_preset("transformer_cpu")(vocab_size=123).vocab_size == 123
-    with pytest.raises(ValueError, match="unknown model preset 'big'; known presets: transformer_base, transformer_cpu"):
-        get_preset("big")
+from ._tiny import BOS, PAD, tiny_config, tiny_model, padded_batch
 
 
 # ---------------------------------------------------------------- parameter API and init
@@ -143,16 +84,6 @@ def test_no_attention_biases_as_in_tensor2tensor():
     names = [name for name, _ in tiny_model().named_parameters()]
     assert not [n for n in names if "_proj.bias" in n]
     assert "encoder.layers.0.ffn.fc1.bias" in names
-
-
-def test_positions_are_tensor2tensor_timing_signal():
-    model = tiny_model()
-    table = model.positions
-    assert table.shape == (1024, 32)
-    assert torch.equal(table[0], torch.cat([torch.zeros(16), torch.ones(16)]))
-    position, channel = 5, 3  # sin(p / 10^(4 c / (D/2 - 1)))
-    assert table[position, channel].item() == pytest.approx(math.sin(position / 1e4 ** (channel / 15)), abs=1e-6)
-    assert table[position, 16 + channel].item() == pytest.approx(math.cos(position / 1e4 ** (channel / 15)), abs=1e-6)
 
 
 # ---------------------------------------------------------------- forward and padding

@@ -10,6 +10,9 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
+# Each test runs Lightning in fresh interpreters, one per namespace.
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("lightning", reason="the dev extras install `lightning` for this test")
 
 

@@ -81,6 +81,7 @@ def test_translate_writes_one_line_per_input_line(case, model_files, tmp_path, t
     tally("bad_inputs")
 
 
+@pytest.mark.slow
 def test_translate_from_stdin_keeps_lines_aligned(model_files, tally):
     data = "A dog\u2028runs.\n\nTwo men.\r\n".encode()
     done = subprocess.run([sys.executable, "-m", "lightning_slt.cli", "translate", "--ticket", str(model_files["ticket"]),

@@ -126,6 +126,7 @@ def test_the_chain_and_its_run_configs_are_the_same_every_time(tmp_path):
     assert len(runs) == 24 and not tmp_path.joinpath("x").exists()  # planning writes nothing
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ticket", ["random", "converged"])
 def test_masks_are_identical_whatever_the_number_of_processes(ticket, make_data, converged, tmp_path):
     callbacks = _random_ticket if ticket == "random" else (lambda: _converged_ticket(converged))

@@ -187,6 +187,7 @@ def test_a_folder_another_process_is_starting_is_left_to_the_lock(tmp_path):
         _check_manifest(tmp_path, {"schedule": {}})
 
 
+@pytest.mark.slow
 def test_a_second_process_on_the_folder_is_refused_and_a_dead_ones_lock_taken_over(tmp_path, spm_cache, tally):
     out = tmp_path / "exp"
     config = tmp_path / "exp.yaml"

@@ -64,6 +64,7 @@ def test_disk_full_at_a_checkpoint_names_the_file_and_keeps_the_previous_one(mak
     tally("files")
 
 
+@pytest.mark.slow
 def test_read_only_checkpoint_folder_refused_by_a_real_fit_before_training(data_root, spm_cache, tmp_path, tally):
     config = cli_config(tmp_path, data_root, spm_cache)
     folder = tmp_path / "run" / "ckpt"

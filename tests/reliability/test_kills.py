@@ -13,10 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from .tiny import REPO_ROOT, file_states
 from ._train_run import MAX_STEPS, PHASES
+
+# Training and experiment processes killed and resumed.
+pytestmark = pytest.mark.slow
 
 KILL_SEED = 20240611  # the kill points are a seeded random choice, reproducible from this number
 TINY_EXPERIMENT_BASE = REPO_ROOT / "tests" / "experiments" / "tiny_base.yaml"

@@ -20,6 +20,9 @@ from lightning_slt.cli import SIGTERM_EXIT
 from .test_kills import _env, _experiment_config
 from .tiny import REPO_ROOT, cli_config, file_states
 
+# Training and experiment processes stopped by SIGTERM and resumed.
+pytestmark = pytest.mark.slow
+
 MAX_STEPS = 12
 
 

@@ -16,6 +16,9 @@ import pytest
 
 from .tiny import REPO_ROOT, file_states
 
+# Each case runs a command of the CLI in its own process.
+pytestmark = pytest.mark.slow
+
 LIGHTNING_SLT = str(Path(sys.executable).parent / "lightning-slt")
 TEXTS = {
     "yaml_config": ("run.yaml", "trainer:\n  max_steps: 10\nmodel:\n  d_model: 16\n", "is a YAML config"),

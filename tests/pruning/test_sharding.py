@@ -1,0 +1,51 @@
+"""pruning.sharding: whole tensors from DTensor shards and back, on a 2-process gloo world (and plain
+tensors passed through). Masks cut with ``like`` are each rank's slice of the same whole mask."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from lightning_slt.pruning.sharding import is_sharded, like, whole
+
+
+def test_plain_tensors_pass_through_unchanged():
+    t = torch.arange(6.0).reshape(2, 3)
+    assert not is_sharded(t) and whole(t) is t
+    mask = torch.tensor([[True, False, True], [False, True, True]])
+    assert torch.equal(like(mask, t), mask) and like(mask, t).dtype == torch.bool
+
+
+def _rank(rank: int, port: int, out: str) -> None:
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    mesh = init_device_mesh("cpu", (2,))
+    weight = distribute_tensor(torch.arange(12.0).reshape(4, 3), mesh, [Shard(0)])
+    mask = torch.arange(12).reshape(4, 3) % 5 != 0
+    sharded = like(mask, weight)
+    result = {
+        "sharded": is_sharded(weight) and is_sharded(sharded),
+        "local_weight": weight.to_local().clone(), "local_mask": sharded.to_local().clone(),
+        "whole_weight": whole(weight).clone(), "whole_mask": whole(sharded).clone(),
+        "same_placements": sharded.placements == weight.placements,
+    }
+    torch.save(result, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_like_cuts_each_ranks_shard_of_the_whole_mask_and_whole_gathers_it_back(tmp_path):
+    mp.spawn(_rank, args=(29517, str(tmp_path)), nprocs=2)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    full_weight = torch.arange(12.0).reshape(4, 3)
+    full_mask = torch.arange(12).reshape(4, 3) % 5 != 0
+    for rank, got in enumerate(ranks):
+        assert got["sharded"] and got["same_placements"]
+        assert torch.equal(got["local_weight"], full_weight[2 * rank:2 * rank + 2])  # Shard(0): rows split in two
+        assert torch.equal(got["local_mask"], full_mask[2 * rank:2 * rank + 2])
+        assert torch.equal(got["whole_weight"], full_weight) and torch.equal(got["whole_mask"], full_mask)
