@@ -44,6 +44,7 @@ def runs(tmp_path_factory) -> dict:
     names = ("gmp", "slt", "random_mask", "uninterrupted", "stopped", "resumed")
     out = {name: torch.load(folder / f"{name}.pt", weights_only=True) for name in names}
     out["stopped_checkpoint"] = folder / "stopped.ckpt"
+    out["random_reinit_refused"] = (folder / "random_reinit_refused.txt").read_text()
     out["source"] = torch.load(source, weights_only=True)
     return out
 
@@ -89,6 +90,12 @@ def test_slt_round_masks_and_ticket_equal_one_process_math(runs):
     for name, value in ticket["weights"].items():  # θk ⊙ m bit for bit; biases are θk
         want = theta_k[name] * expected[name] + 0.0 if name in expected else theta_k[name]
         assert torch.equal(value, want), name
+
+
+def test_random_reinit_under_fsdp2_is_refused_before_the_first_step_saying_why(runs):
+    message = runs["random_reinit_refused"]
+    assert message.startswith("RandomReinit does not run on FSDP2-sharded parameters yet")
+    assert "FSDP2 modules cannot be copied" in message and "under DDP" in message
 
 
 def test_random_mask_is_the_one_process_draw(runs):
