@@ -7,7 +7,8 @@ import socket
 
 import pytest
 
-from lightning_slt.experiments.lock import LOCK_FILE, ExperimentLockedError, describe_stale, experiment_lock
+from lightning_slt.experiments.lock import ExperimentLockedError, describe_stale, experiment_lock
+from lightning_slt.experiments.paths import LOCK_FILE
 
 
 def test_the_lock_names_its_holder_while_held_and_is_emptied_after(tmp_path):
