@@ -114,12 +114,13 @@ class StopAt(Callback):
 
 
 def fit(callbacks: list, max_steps: int = 6, ckpt_path: str | None = None, save_to: str | None = None,
-        n_examples: int = 128) -> tuple[WeightsBeforePruning, Recorder] | None:
+        n_examples: int = 128, distributed_checkpoint: bool = True) -> tuple[WeightsBeforePruning, Recorder] | None:
     """One fit on 2 processes; ``save_to``: a distributed checkpoint folder written at the end."""
     seed_everything(0, verbose=False)
     before, recorder = WeightsBeforePruning(), Recorder()
     trainer = Trainer(accelerator="cpu", devices=2, max_steps=max_steps, callbacks=[before, *callbacks, recorder],
-                      strategy=ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1), logger=False,
+                      strategy=ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1,
+                                                     save_distributed_checkpoint=distributed_checkpoint), logger=False,
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(MLP(n_examples=n_examples), ckpt_path=ckpt_path)
     if save_to is not None:
@@ -154,6 +155,11 @@ def main(out: Path, source: str) -> None:
     save(out, "stopped", fit([*gmp_and_rewind(), StopAt(8)], max_steps=12, save_to=str(out / "stopped.ckpt"),
                              n_examples=16))
     save(out, "resumed", fit(gmp_and_rewind(), max_steps=12, ckpt_path=str(out / "stopped.ckpt"), n_examples=16))
+    # The same with a full consolidated checkpoint (one file, save_distributed_checkpoint=False).
+    fit([*gmp_and_rewind(), StopAt(8)], max_steps=12, save_to=str(out / "stopped_full.ckpt"), n_examples=16,
+        distributed_checkpoint=False)
+    save(out, "resumed_full", fit(gmp_and_rewind(), max_steps=12, ckpt_path=str(out / "stopped_full.ckpt"),
+                                  n_examples=16, distributed_checkpoint=False))
 
 
 if __name__ == "__main__":

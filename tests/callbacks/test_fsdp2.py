@@ -41,9 +41,10 @@ def runs(tmp_path_factory) -> dict:
     done = subprocess.run([sys.executable, "-m", "tests.callbacks._fsdp2_run", str(folder), str(source)],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    names = ("gmp", "slt", "random_mask", "uninterrupted", "stopped", "resumed")
+    names = ("gmp", "slt", "random_mask", "uninterrupted", "stopped", "resumed", "resumed_full")
     out = {name: torch.load(folder / f"{name}.pt", weights_only=True) for name in names}
     out["stopped_checkpoint"] = folder / "stopped.ckpt"
+    out["stopped_full_checkpoint"] = folder / "stopped_full.ckpt"
     out["random_reinit_refused"] = (folder / "random_reinit_refused.txt").read_text()
     out["source"] = torch.load(source, weights_only=True)
     return out
@@ -119,6 +120,18 @@ def test_killed_mid_ramp_and_resumed_from_a_distributed_checkpoint_equals_uninte
         assert uninterrupted[what].keys() == resumed[what].keys()
         assert all(torch.equal(uninterrupted[what][n], resumed[what][n]) for n in uninterrupted[what]), what
     assert _counts(resumed["masks"]) == {n: round(0.8 * resumed["masks"][n].numel()) for n in MATRICES}
+
+
+def test_resumed_from_a_full_consolidated_checkpoint_equals_uninterrupted_too(runs):
+    """ModelParallelStrategy(save_distributed_checkpoint=False): one file, whole weights, a valid source."""
+    checkpoint = runs["stopped_full_checkpoint"]
+    assert checkpoint.is_file()
+    source = load_source(checkpoint)
+    assert sorted(source.snapshots) == [2] and source.step == 8
+    assert source.weights["net.0.weight"].shape == (256, 64)  # whole, not one rank's shard
+    uninterrupted, resumed = runs["uninterrupted"]["final"], runs["resumed_full"]["final"]
+    for what in ("weights", "masks"):
+        assert all(torch.equal(uninterrupted[what][n], resumed[what][n]) for n in uninterrupted[what]), what
 
 
 @pytest.fixture(scope="module")
