@@ -7,7 +7,7 @@ from typing_extensions import override
 
 from lightning_slt._lightning import pl, rank_zero_info
 from lightning_slt.pruning import initialiser_values, sign_only_values
-from lightning_slt.pruning.sharding import is_sharded, like
+from lightning_slt.pruning.sharding import like
 
 from .base import PruningCallback, PruningSession, Role
 
@@ -80,9 +80,6 @@ class RandomReinit(PruningCallback):
         include / exclude: glob patterns of the parameters to draw; default every trainable
             parameter (biases and LayerNorm too: the whole initialisation is replaced).
 
-    Raises:
-        ValueError: at ticket assembly, before the first step, on FSDP2-sharded parameters (not yet supported).
-
     Acts at: ticket phase "reinit" (fresh fits only). State: none.
     """
 
@@ -98,11 +95,6 @@ class RandomReinit(PruningCallback):
     def assemble(self, trainer: pl.Trainer, pl_module: pl.LightningModule, session: PruningSession) -> None:
         params = self._select(pl_module, self.include or ["*"], self.exclude)
         params = {n: p for n, p in params.items() if p.requires_grad}
-        if any(is_sharded(p) for p in params.values()):
-            raise ValueError(
-                "RandomReinit does not run on FSDP2-sharded parameters yet: it draws each tensor from the model's own "
-                "initialiser on a CPU copy of the module, and FSDP2 modules cannot be copied. Run the random re-init "
-                "control without sharding (it trains the same as the round it sits beside), or under DDP")
         values, how = initialiser_values(pl_module, list(params), seed=self.seed)
         for name, value in values.items():
             params[name].copy_(like(value, params[name]))

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .masks import _name_seed
-from .sharding import whole
+from .sharding import is_sharded, whole
 
 
 def fan_avg_bound(shape: torch.Size | tuple[int, ...]) -> float:
@@ -136,11 +136,36 @@ def initialiser_values(module: nn.Module, names: list[str], seed: int = 0) -> tu
         values.update({n: fresh[n[len(prefix) + 1:] if prefix else n] for n in members})
         hows.add(f"{type(owner).__name__}.{hook}")
     how = ", ".join(sorted(hows))
-    unchanged = [n for n in names if params[n].dim() >= 2 and torch.equal(values[n].cpu(), params[n].detach().cpu())]
+    unchanged = [n for n in names if params[n].dim() >= 2 and torch.equal(values[n].cpu(), whole(params[n].detach()).cpu())]
     if unchanged:
         warnings.warn(f"the model's initialiser ({how}) left {unchanged[:5]} unchanged; drawing them from Glorot uniform")
         values.update(random_init_values({n: params[n].detach() for n in unchanged}, seed))
     return {n: values[n].to(dtype=params[n].dtype, device=params[n].device) for n in names}, how
+
+
+def _plain_copy(module: nn.Module) -> nn.Module:
+    """A CPU copy of ``module`` to run its initialiser on. An FSDP2 module refuses ``deepcopy``, so
+    a sharded one is rebuilt as its own class around whole tensors (hooks and FSDP state left
+    out: an initialiser only writes parameters); the draw is then the one a single process makes."""
+    if not any(is_sharded(p) for p in module.parameters()):
+        return copy.deepcopy(module).cpu()
+    cls = type(module)
+    plain_cls = next((base for base in cls.__bases__ if base.__name__ != "FSDPModule"), cls) \
+        if cls.__name__.startswith("FSDP") else cls
+    clone = plain_cls.__new__(plain_cls)
+    clone.__dict__.update({k: v for k, v in module.__dict__.items() if "fsdp" not in k.lower()} | {
+        "_buffers": {n: None if b is None else whole(b).detach().cpu().clone()
+                                                   for n, b in module._buffers.items()},
+        "_non_persistent_buffers_set": set(module._non_persistent_buffers_set), "_parameters": {
+            n: None if p is None else nn.Parameter(whole(p.detach()).cpu().clone(), requires_grad=p.requires_grad)
+            for n, p in module._parameters.items()},
+        "_modules": {n: None if m is None else _plain_copy(m) for n, m in module._modules.items()}})
+    for name in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+                 "_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",
+                 "_load_state_dict_post_hooks", "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs",
+                 "_forward_hooks_always_called"):
+        clone.__dict__[name] = type(module.__dict__.get(name, {}))()
+    return clone
 
 
 def _initialiser_above(module: nn.Module, name: str) -> tuple[str, str] | None:
@@ -157,7 +182,7 @@ def _initialiser_above(module: nn.Module, name: str) -> tuple[str, str] | None:
 
 @torch.no_grad()
 def _run_initialiser(module: nn.Module, hook: str, seed: int) -> dict[str, Tensor]:
-    clone = copy.deepcopy(module).cpu()
+    clone = _plain_copy(module)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if hook == "_init_weights":

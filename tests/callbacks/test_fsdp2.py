@@ -41,11 +41,10 @@ def runs(tmp_path_factory) -> dict:
     done = subprocess.run([sys.executable, "-m", "tests.callbacks._fsdp2_run", str(folder), str(source)],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    names = ("gmp", "slt", "random_mask", "uninterrupted", "stopped", "resumed", "resumed_full")
+    names = ("gmp", "slt", "random_mask", "random_reinit", "uninterrupted", "stopped", "resumed", "resumed_full")
     out = {name: torch.load(folder / f"{name}.pt", weights_only=True) for name in names}
     out["stopped_checkpoint"] = folder / "stopped.ckpt"
     out["stopped_full_checkpoint"] = folder / "stopped_full.ckpt"
-    out["random_reinit_refused"] = (folder / "random_reinit_refused.txt").read_text()
     out["source"] = torch.load(source, weights_only=True)
     return out
 
@@ -93,10 +92,17 @@ def test_slt_round_masks_and_ticket_equal_one_process_math(runs):
         assert torch.equal(value, want), name
 
 
-def test_random_reinit_under_fsdp2_is_refused_before_the_first_step_saying_why(runs):
-    message = runs["random_reinit_refused"]
-    assert message.startswith("RandomReinit does not run on FSDP2-sharded parameters yet")
-    assert "FSDP2 modules cannot be copied" in message and "under DDP" in message
+def test_random_reinit_under_fsdp2_draws_what_one_process_draws(runs):
+    """Each tensor from the model's own initialiser (nn.Linear.reset_parameters), on a plain copy of
+    the sharded module: the ticket equals the one-process draw, masked by the random mask."""
+    from lightning_slt.pruning import initialiser_values
+
+    names = [n for n in runs["random_reinit"]["ticket"]["weights"]]
+    values, _ = initialiser_values(MLP(shard=False), names, seed=1)
+    masks = runs["random_reinit"]["ticket"]["masks"]
+    for name in names:
+        want = values[name] * masks[name] + 0.0 if name in masks else values[name]
+        assert torch.equal(runs["random_reinit"]["ticket"]["weights"][name], want), name
 
 
 def test_random_mask_is_the_one_process_draw(runs):
