@@ -14,7 +14,7 @@ from lightning_slt.artifacts import keys, match_partial
 from lightning_slt.artifacts.matching import check_shapes
 from lightning_slt.artifacts.checkpoint import LIGHTNING_KINDS, TICKET_KINDS, Kind, RunCheckpoint, rewind_state
 from lightning_slt.pruning.selection import covering_patterns, select_parameters
-from lightning_slt.pruning.sharding import like, whole
+from lightning_slt.pruning.sharding import is_sharded, like, whole
 
 from .base import PruningCallback, PruningSession, Role
 
@@ -151,7 +151,7 @@ class WeightRewind(PruningCallback):
         session.reference = self._source_weights
         if self.restore_optimizer and self._source_optimizer is not None:
             for optimizer, state in zip(trainer.optimizers, self._source_optimizer["optimizer"]):
-                optimizer.load_state_dict(state)
+                _load_optimizer_state(pl_module, optimizer, state)
             for config, state in zip(trainer.lr_scheduler_configs, self._source_optimizer["lr_schedulers"]):
                 config.scheduler.load_state_dict(state)
         self._source_weights = None
@@ -170,7 +170,7 @@ class WeightRewind(PruningCallback):
     def _record(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._snapshot = {n: p.detach().to("cpu", copy=True) for n, p in pl_module.named_parameters()}
         if self.restore_optimizer:
-            self._optimizer_state = [_cpu_copy(o.state_dict()) for o in trainer.optimizers]
+            self._optimizer_state = [_optimizer_state(pl_module, o) for o in trainer.optimizers]
             self._scheduler_state = [copy.deepcopy(c.scheduler.state_dict()) for c in trainer.lr_scheduler_configs]
 
     @override
@@ -188,6 +188,30 @@ class WeightRewind(PruningCallback):
         self._snapshot = state_dict.get(keys.REWIND_SNAPSHOT)
         self._optimizer_state = state_dict.get(keys.REWIND_OPTIMIZER)
         self._scheduler_state = state_dict.get(keys.REWIND_SCHEDULERS)
+
+
+def _optimizer_state(pl_module: pl.LightningModule, optimizer: Any) -> dict:
+    """The optimizer's state on the CPU. With FSDP2 shards, the whole state keyed by parameter name
+    (``get_optimizer_state_dict``, a collective every rank joins at step k), so any later run,
+    sharded or not, can load it."""
+    if not any(is_sharded(p) for p in pl_module.parameters()):
+        return _cpu_copy(optimizer.state_dict())
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True, broadcast_from_rank0=False)
+    return _cpu_copy(get_optimizer_state_dict(pl_module, optimizer, options=options))
+
+
+def _load_optimizer_state(pl_module: pl.LightningModule, optimizer: Any, state: dict) -> None:
+    """Load a state recorded by :func:`_optimizer_state`: a whole one (keyed by parameter name)
+    through ``set_optimizer_state_dict``, which shards it like the parameters; else as saved."""
+    named = any(isinstance(key, str) for group in state.get("param_groups", []) for key in group.get("params", []))
+    if not named:
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(pl_module, optimizer, optim_state_dict=state, options=StateDictOptions(full_state_dict=True))
 
 
 def _cpu_copy(state: Any) -> Any:

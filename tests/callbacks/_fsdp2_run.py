@@ -101,6 +101,18 @@ class Recorder(Callback):
         self.monitor = SparsityMonitor().compute(trainer, pl_module)  # on every rank: it gathers shards
 
 
+class OptimizerAtStart(Callback):
+    """The whole Adam first moments at the first step (after the ticket, and its optimizer state, are in place)."""
+
+    exp_avg: dict | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.exp_avg is None:
+            optimizer = trainer.optimizers[0]
+            moments = {n: whole(optimizer.state[p]["exp_avg"]).clone() for n, p in pl_module.named_parameters()}
+            self.exp_avg = moments if trainer.is_global_zero else {}
+
+
 class StopAt(Callback):
     """Stops the fit after ``step`` optimizer steps (the run is killed there, as far as it knows)."""
 
@@ -140,6 +152,12 @@ def main(out: Path, source: str) -> None:
     save(out, "slt", fit([ConvergedMask(source, sparsity=0.8), WeightRewind(step=2, source=source)]))
     save(out, "random_mask", fit([RandomMask(0.8, seed=3)]))
     save(out, "random_reinit", fit([RandomMask(0.8, seed=3), RandomReinit(seed=1)]))
+    # θ2 with the optimizer's state (OpenLTH's rewinding), recorded sharded, restored into a sharded run.
+    fit([WeightRewind(step=2, restore_optimizer=True)], save_to=str(out / "with_optimizer.ckpt"))
+    restored = OptimizerAtStart()
+    fit([WeightRewind(step=2, source=str(out / "with_optimizer.ckpt"), restore_optimizer=True), restored])
+    if restored.exp_avg is not None:
+        torch.save(restored.exp_avg, out / "restored_exp_avg.pt")
     # Kill-and-resume mid-ramp: stopped at step 8, a distributed checkpoint folder written, resumed
     # to step 12; against 12 steps uninterrupted. One batch per rank and epoch: Lightning replays a
     # resumed epoch from its first batch, so only a resume at an epoch's end can be compared exactly.

@@ -45,6 +45,8 @@ def runs(tmp_path_factory) -> dict:
     out = {name: torch.load(folder / f"{name}.pt", weights_only=True) for name in names}
     out["stopped_checkpoint"] = folder / "stopped.ckpt"
     out["stopped_full_checkpoint"] = folder / "stopped_full.ckpt"
+    out["with_optimizer"] = torch.load(folder / "with_optimizer.ckpt" / "meta.pt", weights_only=True)
+    out["restored_exp_avg"] = torch.load(folder / "restored_exp_avg.pt", weights_only=True)
     out["source"] = torch.load(source, weights_only=True)
     return out
 
@@ -103,6 +105,16 @@ def test_random_reinit_under_fsdp2_draws_what_one_process_draws(runs):
     for name in names:
         want = values[name] * masks[name] + 0.0 if name in masks else values[name]
         assert torch.equal(runs["random_reinit"]["ticket"]["weights"][name], want), name
+
+
+def test_weight_rewind_restores_the_optimizer_state_it_recorded_sharded(runs):
+    """restore_optimizer=True under FSDP2: the Adam moments recorded at step 2 (whole, by name) are the
+    moments the next sharded run starts with."""
+    recorded = runs["with_optimizer"]["callbacks"]["WeightRewind{'step': 2}"]["optimizer"][0]["state"]
+    restored = runs["restored_exp_avg"]
+    assert set(recorded) == set(restored) and len(restored) == 6  # every parameter, by name
+    assert all(torch.equal(recorded[n]["exp_avg"], restored[n]) for n in restored)
+    assert all(float(restored[n].abs().sum()) > 0 for n in restored)  # real moments, not a fresh optimizer
 
 
 def test_random_mask_is_the_one_process_draw(runs):
