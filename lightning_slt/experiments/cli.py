@@ -8,7 +8,8 @@ import argparse
 def experiment_main(argv: list[str]) -> int:
     """lightning-slt experiment --config conf/experiments/<name>.yaml [--key=value ...] [--wandb]"""
     from .lock import ExperimentLockedError
-    from .runner import load_config, run_experiment
+    from .paths import ExperimentPaths
+    from .runner import is_rank_zero, load_config, run_experiment
 
     parser = argparse.ArgumentParser(prog="lightning-slt experiment", description=experiment_main.__doc__)
     parser.add_argument("--config", required=True, help="experiment YAML (see conf/experiments/)")
@@ -20,8 +21,10 @@ def experiment_main(argv: list[str]) -> int:
         output_dir = run_experiment(load_config(args.config, overrides))
     except (ExperimentLockedError, FileNotFoundError, ValueError) as error:  # said before any training
         raise SystemExit(f"lightning-slt experiment: {error}") from None
-    print(f"results: {output_dir / 'results.md'}")
-    print((output_dir / "results.md").read_text())
+    if is_rank_zero():  # under a launcher of one process per rank (DDP, FSDP2) rank 0 writes and shows the report
+        results = ExperimentPaths(output_dir).results_md
+        print(f"results: {results}")
+        print(results.read_text())
     return 0
 
 

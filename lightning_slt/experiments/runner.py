@@ -133,11 +133,11 @@ def run_experiment(config: ExperimentConfig | str | os.PathLike) -> Path:
             part = config.for_part(name)
             planned[name] = (part, *plan(part))
             _check_manifest(Path(part.output_dir), _manifest(*planned[name][:3]))
-        if _rank_zero():  # the parts' order, for the joint report
+        if is_rank_zero():  # the parts' order, for the joint report
             write_json(folder.parts, {"parts": list(config.parts), "config": config.to_dict()})
         for name in [config.part] if config.part else config.parts:
             _run_planned(*planned[name])
-        if _rank_zero() and all(_finished(part) for part, *_ in planned.values()):
+        if is_rank_zero() and all(_finished(part) for part, *_ in planned.values()):
             from .report import write_report
 
             write_report(config.output_dir)  # the parts' joint table, once the last of them is done
@@ -150,11 +150,11 @@ def _run_planned(config: ExperimentConfig, base: dict, schedule: Schedule, runs:
     output_dir = Path(config.output_dir)
     manifest = _manifest(config, base, schedule)
     _check_manifest(output_dir, manifest)  # before the lock: a refused folder gets no lock file
-    with experiment_lock(output_dir) if _rank_zero() else nullcontext() as stale:
+    with experiment_lock(output_dir) if is_rank_zero() else nullcontext() as stale:
         if stale:
             log.warning(f"{output_dir}: {describe_stale(stale)}")
         _check_manifest(output_dir, manifest)  # again: another process may have started it meanwhile
-        if _rank_zero():  # "runs": this plan's runs, the only ones its report shows
+        if is_rank_zero():  # "runs": this plan's runs, the only ones its report shows
             write_json(ExperimentPaths(output_dir).manifest, {**manifest, "config": config.to_dict(), "runs": [r.name for r in runs]})
         for seed in [*config.seeds, *config.dense_seeds]:
             last_ckpt = {run.name: str(run_paths(output_dir, seed, run.name).last) for run in runs}
@@ -162,7 +162,7 @@ def _run_planned(config: ExperimentConfig, base: dict, schedule: Schedule, runs:
                 _train(config, base, schedule, run, seed, last_ckpt)
         from .report import write_report
 
-        if _rank_zero():
+        if is_rank_zero():
             write_report(output_dir)
     return output_dir
 
@@ -175,7 +175,7 @@ def _finished(config: ExperimentConfig) -> bool:
     return manifest.is_file() and all(path.is_file() for path in planned_metrics(manifest.parent, read_json(manifest)))
 
 
-def _rank_zero() -> bool:
+def is_rank_zero() -> bool:
     """True unless this process is a non-zero rank started by a distributed launcher."""
     return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0"
 
@@ -233,7 +233,7 @@ def _train(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpe
         return
     resume = paths.last if paths.last.exists() else None
     spec = run_config(config, base, schedule, run, seed, last_ckpt)
-    if _rank_zero():
+    if is_rank_zero():
         write_text(paths.config, "# written by lightning-slt experiment; re-run with: lightning-slt fit --config this file\n"
                    + yaml.safe_dump(spec.to_config(), sort_keys=False))
     built = build(spec)  # the dict itself, not the file: no rank waits for rank 0's copy

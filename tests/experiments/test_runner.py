@@ -261,3 +261,30 @@ def test_offline_runs_and_report_reach_wandb_files(tmp_path, data_root, monkeypa
     assert finished["ticket"]["file"] == ticket_path.stat().st_size
     assert load_ticket(ticket_path).hparams["d_model"] == 32
     assert os.environ["WANDB_MODE"] == "offline"
+
+
+@pytest.mark.slow
+def test_an_experiment_chain_under_fsdp2_passes_the_strategy_to_every_run(tmp_path, data_root):
+    """`lightning-slt experiment` with conf/strategy/fsdp2.yaml in its base, 2 gloo processes: every rank
+    walks the chain, every run's config.yaml holds ModelParallelStrategy, checkpoints are distributed
+    folders, and the SLT round prunes exactly half of every matrix; rank 0 alone writes and shows the report."""
+    import yaml
+
+    from lightning_slt.artifacts import load_source
+
+    repo = Path(__file__).resolve().parents[2]
+    config = {"base": [str(repo / "tests/experiments/tiny_base.yaml"), str(repo / "conf/strategy/fsdp2.yaml")],
+              "base_args": [f"--data.data_root={data_root}", f"--data.cache_dir={tmp_path / 'spm'}"],
+              "methods": ["slt"], "targets": [0.5], "rewind_step": 1, "output_dir": str(tmp_path / "out")}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(config))
+    done = subprocess.run([sys.executable, "-m", "lightning_slt.cli", "experiment", "--config", str(tmp_path / "exp.yaml")],
+                          cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-4000:]
+    assert done.stdout.count("| 50% |") == 1  # the report shown once, by rank 0
+    for run in ("dense", "dense/slt_0.50"):
+        run_config = yaml.safe_load((tmp_path / "out/seed0" / run / "config.yaml").read_text())
+        assert run_config["trainer"]["strategy"]["class_path"].endswith("ModelParallelStrategy"), run
+        assert (tmp_path / "out/seed0" / run / "checkpoints/last.ckpt/.metadata").is_file(), run
+    masks = load_source(tmp_path / "out/seed0/dense/slt_0.50/checkpoints/last.ckpt").masks
+    assert masks and all(int((~m).sum()) == round(0.5 * m.numel()) for m in masks.values())
