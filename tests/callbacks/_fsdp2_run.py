@@ -149,6 +149,7 @@ def save(out: Path, name: str, recorded: tuple[WeightsBeforePruning, Recorder] |
 
 def main(out: Path, source: str) -> None:
     save(out, "gmp", fit([GradualMagnitudePruning(0.8, end_step=4, frequency=2), SparsityMonitor(every_n_steps=2)]))
+    save(out, "gmp_global", fit([GradualMagnitudePruning(0.8, end_step=4, frequency=2, scope="global")]))
     save(out, "slt", fit([ConvergedMask(source, sparsity=0.8), WeightRewind(step=2, source=source)]))
     save(out, "random_mask", fit([RandomMask(0.8, seed=3)]))
     save(out, "random_reinit", fit([RandomMask(0.8, seed=3), RandomReinit(seed=1)]))

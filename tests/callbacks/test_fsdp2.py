@@ -41,7 +41,7 @@ def runs(tmp_path_factory) -> dict:
     done = subprocess.run([sys.executable, "-m", "tests.callbacks._fsdp2_run", str(folder), str(source)],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    names = ("gmp", "slt", "random_mask", "random_reinit", "uninterrupted", "stopped", "resumed", "resumed_full")
+    names = ("gmp", "gmp_global", "slt", "random_mask", "random_reinit", "uninterrupted", "stopped", "resumed", "resumed_full")
     out = {name: torch.load(folder / f"{name}.pt", weights_only=True) for name in names}
     out["stopped_checkpoint"] = folder / "stopped.ckpt"
     out["stopped_full_checkpoint"] = folder / "stopped_full.ckpt"
@@ -74,6 +74,19 @@ def test_gmp_prunes_exactly_80_percent_per_matrix_with_one_process_masks(runs):
     # SparsityMonitor's figures are over the whole tensors (gathered), not one rank's shard
     assert {n: gmp["monitor"][f"sparsity/{n}"] for n in MATRICES} == {n: round(0.8 * final[n].numel()) / final[n].numel()
                                                                       for n in MATRICES}
+
+
+def test_gmp_with_global_scope_ranks_all_shards_together_as_one_process(runs):
+    gmp = runs["gmp_global"]
+    previous = None
+    for step in (2, 4):
+        weights = {n: gmp["before"][step][n] for n in MATRICES}
+        expected = magnitude_masks(weights, cubic_sparsity(step, 0.8, 0.0, 0, 4), scope="global", current=previous)
+        assert all(torch.equal(gmp["after"][step][n], expected[n]) for n in MATRICES), step
+        previous = expected
+    total = sum(previous[n].numel() for n in MATRICES)
+    assert sum(int((~previous[n]).sum()) for n in MATRICES) == round(0.8 * total)  # exact over all tensors
+    assert len({int((~previous[n]).sum()) / previous[n].numel() for n in MATRICES}) > 1  # not per tensor
 
 
 def test_pruned_gradients_and_adam_moments_stay_zero_under_fsdp2(runs):

@@ -49,3 +49,52 @@ def test_like_cuts_each_ranks_shard_of_the_whole_mask_and_whole_gathers_it_back(
         assert torch.equal(got["local_weight"], full_weight[2 * rank:2 * rank + 2])  # Shard(0): rows split in two
         assert torch.equal(got["local_mask"], full_mask[2 * rank:2 * rank + 2])
         assert torch.equal(got["whole_weight"], full_weight) and torch.equal(got["whole_mask"], full_mask)
+
+
+def _plain_fully_shard_world(rank: int, port: int, out: str) -> None:
+    """No Lightning: fully_shard each Linear and the net, our ParameterMasks on the DTensor parameters,
+    a global-scope magnitude mask, two Adam steps with the gradients masked before each step."""
+    from torch import nn
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    from lightning_slt.pruning import ParameterMasks, magnitude_masks, prunable_parameters
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    mesh = init_device_mesh("cpu", (2,))
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8))
+    whole_before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    for layer in (net[0], net[2]):
+        fully_shard(layer, mesh=mesh)
+    fully_shard(net, mesh=mesh)
+    params = prunable_parameters(net)
+    masks = ParameterMasks(dict(net.named_parameters()))
+    masks.set_masks_(magnitude_masks(params, 0.75, scope="global"))
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.1)
+    masks.attach(optimizer)
+    g = torch.Generator().manual_seed(rank)
+    for _ in range(2):
+        net(torch.randn(4, 16, generator=g)).pow(2).mean().backward()
+        masks.mask_gradients_()
+        optimizer.step()
+        optimizer.zero_grad()
+    result = {"sharded": masks.sharded, "whole_before": whole_before, "masks": masks.state_dict(),
+              "weights": {n: whole(p.detach()).clone() for n, p in net.named_parameters()}}
+    torch.save(result, f"{out}/plain{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_a_plain_fully_shard_world_keeps_exact_global_masks_and_zeros(tmp_path):
+    from lightning_slt.pruning import magnitude_masks
+
+    mp.spawn(_plain_fully_shard_world, args=(29519, str(tmp_path)), nprocs=2)
+    ranks = [torch.load(tmp_path / f"plain{r}.pt", weights_only=True) for r in range(2)]
+    first = ranks[0]
+    matrices = ("0.weight", "2.weight")
+    expected = magnitude_masks({n: first["whole_before"][n] for n in matrices}, 0.75, scope="global")
+    assert first["sharded"] and sum(int((~m).sum()) for m in first["masks"].values()) == round(0.75 * (16 * 32 + 32 * 8))
+    for got in ranks:  # every rank holds the one-process global mask, and pruned weights stayed 0.0
+        assert all(torch.equal(got["masks"][n], expected[n]) for n in matrices)
+        assert all(int(got["weights"][n][~expected[n]].count_nonzero()) == 0 for n in matrices)
