@@ -18,7 +18,8 @@ from pytorch_lightning.strategies import ModelParallelStrategy
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_slt import ConvergedMask, GradualMagnitudePruning, RandomMask, RandomReinit, SparsityMonitor, WeightRewind
+from lightning_slt import (ConvergedMask, GradualMagnitudePruning, RandomMask, RandomReinit, SignOnlyReinit,
+                           SparsityMonitor, WeightRewind)
 from lightning_slt.callbacks import session_of
 from lightning_slt.pruning.sharding import is_sharded, whole
 
@@ -151,6 +152,7 @@ def main(out: Path, source: str) -> None:
     save(out, "gmp", fit([GradualMagnitudePruning(0.8, end_step=4, frequency=2), SparsityMonitor(every_n_steps=2)]))
     save(out, "gmp_global", fit([GradualMagnitudePruning(0.8, end_step=4, frequency=2, scope="global")]))
     save(out, "slt", fit([ConvergedMask(source, sparsity=0.8), WeightRewind(step=2, source=source)]))
+    save(out, "clt", fit([ConvergedMask(source, sparsity=0.8), WeightRewind(step=2, source=source), SignOnlyReinit()]))
     save(out, "random_mask", fit([RandomMask(0.8, seed=3)]))
     save(out, "random_reinit", fit([RandomMask(0.8, seed=3), RandomReinit(seed=1)]))
     # θ2 with the optimizer's state (OpenLTH's rewinding), recorded sharded, restored into a sharded run.

@@ -41,7 +41,7 @@ def runs(tmp_path_factory) -> dict:
     done = subprocess.run([sys.executable, "-m", "tests.callbacks._fsdp2_run", str(folder), str(source)],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    names = ("gmp", "gmp_global", "slt", "random_mask", "random_reinit", "uninterrupted", "stopped", "resumed", "resumed_full")
+    names = ("gmp", "gmp_global", "slt", "clt", "random_mask", "random_reinit", "uninterrupted", "stopped", "resumed", "resumed_full")
     out = {name: torch.load(folder / f"{name}.pt", weights_only=True) for name in names}
     out["stopped_checkpoint"] = folder / "stopped.ckpt"
     out["stopped_full_checkpoint"] = folder / "stopped_full.ckpt"
@@ -128,6 +128,19 @@ def test_weight_rewind_restores_the_optimizer_state_it_recorded_sharded(runs):
     assert set(recorded) == set(restored) and len(restored) == 6  # every parameter, by name
     assert all(torch.equal(recorded[n]["exp_avg"], restored[n]) for n in restored)
     assert all(float(restored[n].abs().sum()) > 0 for n in restored)  # real moments, not a fresh optimizer
+
+
+def test_clt_round_keeps_only_the_signs_as_one_process_does(runs):
+    """SignOnlyReinit on the shards: every kept weight sign(θ2)·sqrt(6/(fan_in+fan_out)), the one-process values."""
+    from lightning_slt.pruning import sign_only_values
+
+    source = runs["source"]
+    masks = magnitude_masks({n: source["state_dict"][n] for n in MATRICES}, 0.8)
+    theta_k = source["callbacks"]["WeightRewind{'step': 2}"]["snapshot"]
+    expected = sign_only_values({n: theta_k[n] * masks[n] + 0.0 for n in MATRICES}, masks)
+    ticket = runs["clt"]["ticket"]
+    assert all(torch.equal(ticket["weights"][n], expected[n]) for n in MATRICES)
+    assert all(torch.equal(ticket["weights"][n], theta_k[n]) for n in ticket["weights"] if n not in MATRICES)  # biases
 
 
 def test_random_mask_is_the_one_process_draw(runs):
