@@ -18,7 +18,11 @@ def experiment_main(argv: list[str]) -> int:
     if args.wandb:
         overrides.append("--wandb=true")
     try:
-        output_dir = run_experiment(load_config(args.config, overrides))
+        config = load_config(args.config, overrides)
+    except argparse.ArgumentError as error:  # a missing file, a typo, broken YAML: one line naming the file
+        raise SystemExit(f"lightning-slt experiment: {args.config}: {str(error).splitlines()[0]}") from None
+    try:
+        output_dir = run_experiment(config)
     except (ExperimentLockedError, FileNotFoundError, ValueError) as error:  # said before any training
         raise SystemExit(f"lightning-slt experiment: {error}") from None
     if is_rank_zero():  # under a launcher of one process per rank (DDP, FSDP2) rank 0 writes and shows the report

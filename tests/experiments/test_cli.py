@@ -2,7 +2,6 @@
 line naming the command, the report printed with the files it wrote."""
 
 import pytest
-from jsonargparse import ArgumentError
 
 from lightning_slt.experiments.cli import experiment_main, report_main
 
@@ -13,9 +12,16 @@ def test_experiment_needs_a_config_and_names_a_missing_one(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         experiment_main([])
     assert info.value.code == 2 and "the following arguments are required: --config" in capsys.readouterr().err
-    # jsonargparse's own error today (ArgumentError), naming the file; a one-line exit would do too
-    with pytest.raises((ArgumentError, SystemExit), match=f"File does not exist: '{tmp_path / 'absent.yaml'}'"):
-        experiment_main(["--config", str(tmp_path / "absent.yaml")])
+    absent = tmp_path / "absent.yaml"
+    with pytest.raises(SystemExit, match=f"^lightning-slt experiment: {absent}: .*File does not exist: '{absent}'$"):
+        experiment_main(["--config", str(absent)])
+
+
+def test_an_experiment_yaml_typo_is_one_line_naming_the_file_and_the_key(tmp_path):
+    config = tmp_path / "typo.yaml"
+    config.write_text(f"base: [b.yaml]\nmethods: [slt]\ntargts: [0.5]\noutput_dir: {tmp_path / 'out'}\n")
+    with pytest.raises(SystemExit, match=f"^lightning-slt experiment: {config}: Option 'targts' is not accepted$"):
+        experiment_main(["--config", str(config)])
 
 
 def test_experiment_refuses_an_unknown_method_before_training(tmp_path):
