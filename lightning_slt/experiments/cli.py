@@ -18,10 +18,10 @@ def experiment_main(argv: list[str]) -> int:
     if args.wandb:
         overrides.append("--wandb=true")
     try:
-        config = load_config(args.config, overrides)
-    except argparse.ArgumentError as error:  # a missing file, a typo, broken YAML: one line naming the file
-        raise SystemExit(f"lightning-slt experiment: {args.config}: {str(error).splitlines()[0]}") from None
-    try:
+        try:
+            config = load_config(args.config, overrides)
+        except argparse.ArgumentError as error:  # a missing file, a typo, broken YAML: one line naming the file
+            raise ValueError(f"{args.config}: {str(error).splitlines()[0]}") from None
         output_dir = run_experiment(config)
     except (ExperimentLockedError, FileNotFoundError, ValueError) as error:  # said before any training
         raise SystemExit(f"lightning-slt experiment: {error}") from None
