@@ -3,6 +3,7 @@ batch: FSDP2's averaged gradient must equal one process's. Usage: python -m test
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -41,7 +42,10 @@ def rank(index: int, port: int, out: str, data_root: str) -> None:
     sharded = gradients(module, batch)
     if index == 0:
         torch.save(sharded, f"{out}/sharded_grads.pt")
-    dist.destroy_process_group()
+    del module, sharded  # FSDP2's state and its pending work objects go before the group (pytorch#179291)
+    gc.collect()
+    dist.barrier()  # both ranks done with their collectives (and rank 0's file written)
+    os._exit(0)  # no gloo teardown at interpreter exit, which can abort a rank (pytorch#179291)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ def _rank(rank: int, port: int, out: str) -> None:
         "same_placements": sharded.placements == weight.placements,
     }
     torch.save(result, f"{out}/rank{rank}.pt")
-    dist.destroy_process_group()
+    dist.barrier()  # both ranks done with their collectives (and rank 0's file written)
+    os._exit(0)  # no gloo teardown at interpreter exit, which can abort a rank (pytorch#179291)
 
 
 def test_like_cuts_each_ranks_shard_of_the_whole_mask_and_whole_gathers_it_back(tmp_path):
@@ -83,7 +84,8 @@ def _plain_fully_shard_world(rank: int, port: int, out: str) -> None:
     result = {"sharded": masks.sharded, "whole_before": whole_before, "masks": masks.state_dict(),
               "weights": {n: whole(p.detach()).clone() for n, p in net.named_parameters()}}
     torch.save(result, f"{out}/plain{rank}.pt")
-    dist.destroy_process_group()
+    dist.barrier()  # both ranks done with their collectives (and rank 0's file written)
+    os._exit(0)  # no gloo teardown at interpreter exit, which can abort a rank (pytorch#179291)
 
 
 def test_a_plain_fully_shard_world_keeps_exact_global_masks_and_zeros(tmp_path):
