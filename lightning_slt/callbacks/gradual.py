@@ -137,8 +137,9 @@ class GradualMagnitudePruning(PruningCallback):
         mask = self.session.mask_source
         if mask is None:
             return
-        declared = mask.settings().get("sparsity")
-        same = [mask.settings().get(k) for k in ("scope", "include", "exclude")] == [self.scope, self.include, self.exclude]
+        settings = mask.settings()
+        declared = settings.get("sparsity")
+        same = [settings.get(k) for k in ("scope", "include", "exclude")] == [self.scope, self.include, self.exclude]
         if declared is not None and same and self.final_sparsity < declared:
             raise ValueError(
                 f"GradualMagnitudePruning: final_sparsity {self.final_sparsity} is below the sparsity {declared} of "

@@ -19,13 +19,24 @@ def test_plain_tensors_pass_through_unchanged():
     assert torch.equal(like(mask, t), mask) and like(mask, t).dtype == torch.bool
 
 
-def _rank(rank: int, port: int, out: str) -> None:
+def _join(rank: int, port: int):
+    """This process as rank ``rank`` of a 2-process gloo world; its 1-d CPU device mesh."""
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.tensor import Shard, distribute_tensor
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
-    mesh = init_device_mesh("cpu", (2,))
+    return init_device_mesh("cpu", (2,))
+
+
+def _leave() -> None:
+    dist.barrier()  # both ranks done with their collectives (and rank 0's file written)
+    os._exit(0)  # no gloo teardown at interpreter exit, which can abort a rank (pytorch#179291)
+
+
+def _rank(rank: int, port: int, out: str) -> None:
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    mesh = _join(rank, port)
     weight = distribute_tensor(torch.arange(12.0).reshape(4, 3), mesh, [Shard(0)])
     mask = torch.arange(12).reshape(4, 3) % 5 != 0
     sharded = like(mask, weight)
@@ -36,8 +47,7 @@ def _rank(rank: int, port: int, out: str) -> None:
         "same_placements": sharded.placements == weight.placements,
     }
     torch.save(result, f"{out}/rank{rank}.pt")
-    dist.barrier()  # both ranks done with their collectives (and rank 0's file written)
-    os._exit(0)  # no gloo teardown at interpreter exit, which can abort a rank (pytorch#179291)
+    _leave()
 
 
 def test_like_cuts_each_ranks_shard_of_the_whole_mask_and_whole_gathers_it_back(tmp_path):
@@ -56,14 +66,11 @@ def _plain_fully_shard_world(rank: int, port: int, out: str) -> None:
     """No Lightning: fully_shard each Linear and the net, our ParameterMasks on the DTensor parameters,
     a global-scope magnitude mask, two Adam steps with the gradients masked before each step."""
     from torch import nn
-    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
     from lightning_slt.pruning import ParameterMasks, magnitude_masks, prunable_parameters
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    mesh = init_device_mesh("cpu", (2,))
+    mesh = _join(rank, port)
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8))
     whole_before = {n: p.detach().clone() for n, p in net.named_parameters()}
@@ -84,8 +91,7 @@ def _plain_fully_shard_world(rank: int, port: int, out: str) -> None:
     result = {"sharded": masks.sharded, "whole_before": whole_before, "masks": masks.state_dict(),
               "weights": {n: whole(p.detach()).clone() for n, p in net.named_parameters()}}
     torch.save(result, f"{out}/plain{rank}.pt")
-    dist.barrier()  # both ranks done with their collectives (and rank 0's file written)
-    os._exit(0)  # no gloo teardown at interpreter exit, which can abort a rank (pytorch#179291)
+    _leave()
 
 
 def test_a_plain_fully_shard_world_keeps_exact_global_masks_and_zeros(tmp_path):
