@@ -7,6 +7,8 @@ files (``outputs``), raw-text translation (``translate``), tokenizer and checkpo
 (``compat``), numerical guards (``finite``) and the RNG states of an exact resume (``rng``).
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -259,8 +261,31 @@ class TranslationModule(pl.LightningModule):
 
     def _decode_batch(self, src: Tensor, beam_size: int) -> list[str]:
         hp = self.hparams
-        ids = best_hypotheses(self.model, src, beam_size, hp.length_penalty, hp.max_len_a, hp.max_len_b)
+        with self._whole_while_decoding():
+            ids = best_hypotheses(self.model, src, beam_size, hp.length_penalty, hp.max_len_a, hp.max_len_b)
         return self._require_tokenizer().decode(ids)
+
+    @contextmanager
+    def _whole_while_decoding(self) -> Iterator[None]:
+        """Under FSDP2 a decode runs as many forward passes as its own batch needs, so gathering
+        the shards per pass would pair one rank's all-gathers with another's other ones (a hang or
+        a size mismatch). Gather every shard unit once, in the same order on every rank, keep the
+        weights whole through the decode, and shard them again after."""
+        if not getattr(self, "_sharded", False):
+            yield
+            return
+        from torch.distributed.fsdp import FSDPModule
+
+        units = [module for module in self.modules() if isinstance(module, FSDPModule)]
+        for unit in units:
+            unit.unshard()
+            unit.set_reshard_after_forward(False, recurse=False)
+        try:
+            yield
+        finally:
+            for unit in units:  # the root keeps its weights after forward, as FSDP2 itself sets it
+                unit.set_reshard_after_forward(unit is not self.model, recurse=False)
+                unit.reshard()
 
     def translate(self, sentences: list[str], beam_size: int | None = None, length_penalty: float | None = None,
                   max_len_a: float | None = None, max_len_b: int | None = None,
@@ -342,10 +367,11 @@ class TranslationModule(pl.LightningModule):
             global_step=self._loaded_global_step if ckpt_path else self.global_step,
         )
         failure = None
+        folder = self.test_output_dir()  # on every rank: trainer.log_dir is a collective (a broadcast)
         if self.trainer.is_global_zero:
             try:
                 self._write_test_outputs(split, [record.hypothesis for record in summary.records],
-                                         [record.reference for record in summary.records])
+                                         [record.reference for record in summary.records], folder)
             except OSError as error:
                 failure = error
         # A collective: every rank leaves the test once the files exist, and learns if rank 0
@@ -362,8 +388,9 @@ class TranslationModule(pl.LightningModule):
             return Path(self.hparams.output_dir)
         return Path(self.trainer.log_dir or self.trainer.default_root_dir)
 
-    def _write_test_outputs(self, split: str, hypotheses: list[str], references: list[str]) -> None:
-        folder = self.test_output_dir()
+    def _write_test_outputs(self, split: str, hypotheses: list[str], references: list[str],
+                            folder: Path | None = None) -> None:
+        folder = folder if folder is not None else self.test_output_dir()
         write_outputs(folder, split, hypotheses, references, self.last_test_metrics)
         rank_zero_info(f"test BLEU {self.last_test_metrics['bleu']:.2f} on {split}; outputs in {folder}")
 
