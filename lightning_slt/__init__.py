@@ -20,6 +20,7 @@ _PUBLIC = {
     "RandomReinit": "lightning_slt.callbacks.reinit",
     "RandomMask": "lightning_slt.callbacks.random_mask",
     "SparsityMonitor": "lightning_slt.callbacks.sparsity_monitor",
+    "PretrainedStart": "lightning_slt.callbacks.pretrained",
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]

@@ -72,6 +72,18 @@ class BestAfterStep(ModelCheckpoint):
         self.after_step = after_step
 
     @override
+    def on_sanity_check_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Refuse a metric the module does not log before the first training step, not at the first
+        validation after it (Lightning's own check)."""
+        logged = trainer.callback_metrics
+        if self.monitor and logged and self.monitor not in logged:
+            raise ValueError(
+                f"BestAfterStep(monitor={self.monitor!r}): {type(pl_module).__name__} logs no {self.monitor!r} in "
+                f"validation; it logs {sorted(logged)}: set the monitored metric to one of them (an experiment's "
+                "`monitor:` and `mode:`)"
+            )
+
+    @override
     def _save_topk_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict) -> None:
         if trainer.global_step >= self.after_step:
             super()._save_topk_checkpoint(trainer, monitor_candidates)

@@ -34,6 +34,7 @@ from lightning_slt._runtime import configure_cpu
 # itself imports them from lightning_slt.launch.
 from lightning_slt.launch import (  # noqa: F401
     REPO_CONF,
+    SUBCOMMANDS,
     CallbackAppendingParser,
     TranslationCLI,
     conf_file,
@@ -85,6 +86,41 @@ def _set_threads() -> None:
     torch.set_num_threads(max(1, cores))
 
 
+def _import_from_working_folder() -> None:
+    """A ``class_path`` such as ``mymod.Clf`` is found in the working folder, as ``python -m``
+    finds it (a console script's ``sys.path`` starts at its own folder instead)."""
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
+def _run_in_namespace_of_own_classes(args: list[str]) -> None:
+    """Start the command again under the Lightning namespace of the user's module, if it is not
+    this process's (``lightning.pytorch`` modules are common; the package defaults to
+    ``pytorch_lightning``, and Lightning does not mix the two)."""
+    from lightning_slt._lightning import ENV_VAR, NAMESPACE
+    from lightning_slt.launch import namespace_of_own_classes
+
+    if ENV_VAR in os.environ or args[:1] not in [[name] for name in (*SUBCOMMANDS, "experiment")]:
+        return
+    source = args[1:] if args[0] != "experiment" else _experiment_base(args[1:])
+    wanted = namespace_of_own_classes(source)
+    if wanted is not None and wanted != NAMESPACE:
+        os.execve(sys.executable, [sys.executable, "-m", "lightning_slt.cli", *args], {**os.environ, ENV_VAR: wanted})
+
+
+def _experiment_base(args: list[str]) -> list[str]:
+    """The ``--config`` options of the base configs an experiment YAML names (``base:``)."""
+    from lightning_slt.launch import read_yaml_mapping
+
+    for i, arg in enumerate(args):
+        name, has_value, value = arg.partition("=")
+        if name == "--config" and (has_value or i + 1 < len(args)):
+            experiment = read_yaml_mapping(value if has_value else args[i + 1])
+            bases = experiment.get("base") or []
+            return [option for base in ([bases] if isinstance(bases, str) else bases) for option in ("--config", str(base))]
+    return []
+
+
 def _resolve(target: str) -> Callable[[list[str]], int | None]:
     module_name, function_name = target.split(":")
     return getattr(import_module(module_name), function_name)
@@ -96,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     # command line, also in each rank a DDP launcher starts), not a caller such as a test process.
     configure_cpu(reuse_freed_memory=argv is None)
     _set_threads()
+    _import_from_working_folder()
     args = sys.argv[1:] if argv is None else list(argv)
+    if argv is None:
+        _run_in_namespace_of_own_classes(args)
     try:
         if args and args[0] in COMMANDS:
             return _resolve(COMMANDS[args[0]])(args[1:]) or 0

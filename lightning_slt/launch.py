@@ -1,4 +1,10 @@
-"""Building one run from a config: Trainer, ``TranslationModule`` and ``TranslationDataModule``.
+"""Building one run from a config: Trainer, a LightningModule and its data module.
+
+``TranslationModule`` and ``TranslationDataModule`` are the default. A config that names a
+module or data module of the user's by ``class_path`` (``model: {class_path: mymod.Clf}``) is
+parsed in LightningCLI's subclass mode instead, where any LightningModule and
+LightningDataModule are accepted; the links below that only make sense for ours are then left
+out. Our own classes by ``class_path`` still parse as the default (the class_path is dropped).
 
 One launcher for both ways a run starts: the ``lightning-slt fit/validate/test/predict``
 commands (``lightning_slt.cli``, the console entry) and the experiment runner, which hands it a
@@ -6,14 +12,14 @@ typed ``RunConfig`` instead of a command line. LightningCLI (jsonargparse) stays
 a run's ``config.yaml`` is exactly what was parsed and re-runs with ``lightning-slt fit
 --config``. What the launcher adds to LightningCLI:
 
-- ``model.vocab_size`` is linked from ``data.vocab_size`` (the sentencepiece model's size,
+- (our classes only) ``model.vocab_size`` is linked from ``data.vocab_size`` (the sentencepiece model's size,
   known once the datamodule is built), ``data.max_positions`` from ``model.max_positions``;
 - config files concatenate their ``trainer.callbacks`` (``CallbackAppendingParser``);
 - the seed defaults to 0, and the saved ``config.yaml`` may be overwritten when a run reuses
   its folder;
 - checkpoints are written atomically (``AtomicCheckpointIO``, unless the config sets another
   checkpoint IO), and a read-only checkpoint folder is refused before training;
-- a ``--ckpt_path`` is checked against the model before anything runs, and only its
+- a ``--ckpt_path`` is read safely and checked before anything runs; for ours, only its
   architecture replaces the configured model arguments.
 """
 
@@ -26,13 +32,14 @@ import os
 import sys
 import warnings
 from dataclasses import dataclass, field
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 import yaml
 from jsonargparse import Namespace, get_loader
 
-from lightning_slt._lightning import LightningArgumentParser, LightningCLI, Trainer
+from lightning_slt._lightning import ENV_VAR, NAMESPACE, LightningArgumentParser, LightningCLI, Trainer
 from lightning_slt._runtime import cpu_precision
 from lightning_slt.artifacts import read_checkpoint
 from lightning_slt.atomic import check_writable
@@ -114,9 +121,112 @@ class RunConfig:
         trainer["default_root_dir"] = self.root_dir
         trainer["logger"] = self.logger.to_config()
         cfg["seed_everything"] = self.seed
-        cfg["model"].update(self.model)
+        model = cfg.setdefault("model", {})
+        (model.setdefault("init_args", {}) if "class_path" in model else model).update(self.model)
         trainer.update(self.trainer)
         return cfg
+
+
+OUR_CLASSES = {"model": TranslationModule, "data": TranslationDataModule}
+
+
+def model_arguments(config: dict) -> dict:
+    """The model's arguments in a parsed run config: ``init_args`` of a ``class_path`` form
+    (a user's module), else the ``model`` mapping itself (ours)."""
+    model = config.get("model") or {}
+    return (model.get("init_args") or {}) if "class_path" in model else model
+
+
+def names_own_classes(args: list[str] | dict | None) -> bool:
+    """Whether a command line or config names a model or data module that is not ours by
+    ``class_path``: in ``--config`` files, ``--model``/``--data`` options, or a config dict."""
+    return any(not _is_ours(group, class_path) for group, class_path in _class_paths(args))
+
+
+def namespace_of_own_classes(args: list[str] | dict | None) -> str | None:
+    """The Lightning namespace (``lightning.pytorch`` or ``pytorch_lightning``) the user's classes
+    named in ``args`` subclass, if they import and subclass one; None otherwise."""
+    for group, class_path in _class_paths(args):
+        if _is_ours(group, class_path):
+            continue
+        module_name, _, name = class_path.rpartition(".")
+        try:
+            type_ = getattr(import_module(module_name), name)
+        except (ImportError, AttributeError, ValueError):
+            continue  # the parser says the class cannot be imported
+        for base in getattr(type_, "__mro__", ()):
+            if base.__name__ in ("LightningModule", "LightningDataModule"):
+                return "lightning.pytorch" if base.__module__.startswith("lightning.pytorch") else "pytorch_lightning"
+    return None
+
+
+def check_namespace(args: list[str] | dict | None) -> None:
+    """Refuse user classes of the other Lightning namespace than this process's, saying how to
+    choose it (LightningCLI would say only "does not correspond to a subclass of LightningModule")."""
+    wanted = namespace_of_own_classes(args)
+    if wanted is not None and wanted != NAMESPACE:
+        raise ValueError(
+            f"the configured module subclasses {wanted}.LightningModule (or DataModule), but this process uses "
+            f"{NAMESPACE}: Lightning does not mix the two; set {ENV_VAR}={wanted} in the environment (the "
+            "`lightning-slt` command does this itself)"
+        )
+
+
+def _class_paths(args: list[str] | dict | None) -> list[tuple[str, str]]:
+    if args is None:
+        return []
+    if isinstance(args, dict):
+        return _class_paths_in(args)
+    found = []
+    for i, arg in enumerate(args):
+        name, has_value, value = arg.partition("=")
+        if not has_value and i + 1 < len(args):
+            value = args[i + 1]
+        if name == "--config":
+            found += _class_paths_in(read_yaml_mapping(value))
+        for group in OUR_CLASSES:
+            if name in (f"--{group}", f"--{group}.class_path"):
+                try:
+                    found += _class_paths_in({group: yaml.safe_load(value)})
+                except yaml.YAMLError:
+                    found.append((group, value))
+    return found
+
+
+def read_yaml_mapping(path: str) -> dict:
+    """A YAML file's mapping, or {} where it is missing or not YAML (the parser then says what is
+    wrong with it, in its own words)."""
+    try:
+        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _class_paths_in(config: Any) -> list[tuple[str, str]]:
+    """``class_path`` values of ``model``/``data`` at the top of a config or under a subcommand."""
+    if not isinstance(config, dict):
+        return []
+    scopes = [config] + [config[name] for name in SUBCOMMANDS if isinstance(config.get(name), dict)]
+    found = []
+    for scope in scopes:
+        for group in OUR_CLASSES:
+            value = scope.get(group)
+            if isinstance(value, str):
+                found.append((group, value))
+            elif isinstance(value, dict) and isinstance(value.get("class_path"), str):
+                found.append((group, value["class_path"]))
+    return found
+
+
+def _is_ours(group: str, class_path: str) -> bool:
+    module_name, _, name = class_path.rpartition(".")
+    if not module_name.startswith("lightning_slt"):
+        return False
+    try:
+        return getattr(import_module(module_name), name, None) is OUR_CLASSES[group]
+    except ImportError:
+        return False
 
 
 class CallbackAppendingParser(LightningArgumentParser):
@@ -128,12 +238,23 @@ class CallbackAppendingParser(LightningArgumentParser):
     in ``--config`` order (the first file appends to the empty default).
     """
 
+    own_classes = False  # SubclassModeParser: model and data are given by class_path
+
     def parse_string(self, content: str, path: str | os.PathLike = "", *args: Any, **kwargs: Any) -> Namespace:
-        return super().parse_string(_append_callbacks(content, self.parser_mode), path, *args, **kwargs)
+        content = _append_callbacks(content, self.parser_mode, self.own_classes)
+        return super().parse_string(content, path, *args, **kwargs)
 
 
-def _append_callbacks(content: str, parser_mode: str) -> str:
-    """``content`` with every ``trainer.callbacks`` key renamed to ``trainer.callbacks+``."""
+class SubclassModeParser(CallbackAppendingParser):
+    """The parser of a run with a module or data module of the user's (``names_own_classes``)."""
+
+    own_classes = True
+
+
+def _append_callbacks(content: str, parser_mode: str, own_classes: bool = False) -> str:
+    """``content`` with every ``trainer.callbacks`` key renamed to ``trainer.callbacks+``, and our
+    classes in the form the parser takes: without their ``class_path`` by default, with it in
+    subclass mode (a ``data:`` mapping without one is our data module's arguments)."""
     if parser_mode not in ("yaml", "omegaconf"):
         return content
     try:
@@ -145,6 +266,7 @@ def _append_callbacks(content: str, parser_mode: str) -> str:
     changed = False
     scopes = [config] + [config[name] for name in SUBCOMMANDS if isinstance(config.get(name), dict)]
     for scope in scopes:
+        changed |= _our_classes_for(scope, own_classes)
         if isinstance(scope.get("trainer"), dict) and "callbacks" in scope["trainer"]:
             scope["trainer"] = _rename_key(scope["trainer"], "callbacks", "callbacks+")
             changed = True
@@ -156,6 +278,23 @@ def _append_callbacks(content: str, parser_mode: str) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
+def _our_classes_for(scope: dict, own_classes: bool) -> bool:
+    """Rewrite ``scope``'s ``model``/``data`` of our classes for the parser's mode; True if changed."""
+    changed = False
+    for group, ours in OUR_CLASSES.items():
+        value = scope.get(group)
+        if not isinstance(value, dict):
+            continue
+        if own_classes and "class_path" not in value:
+            scope[group] = {"class_path": public_path(ours), "init_args": value}
+            changed = True
+        elif not own_classes and isinstance(value.get("class_path"), str) and _is_ours(group, value["class_path"]):
+            scope[group] = {**value.get("init_args", {}), **{k: v for k, v in value.items()
+                                                              if k not in ("class_path", "init_args")}}
+            changed = True
+    return changed
+
+
 def _rename_key(mapping: dict, old: str, new: str) -> dict:
     renamed = {(new if key == old else key): value for key, value in mapping.items()}
     mapping.clear()
@@ -164,8 +303,9 @@ def _rename_key(mapping: dict, old: str, new: str) -> dict:
 
 
 class TranslationCLI(LightningCLI):
-    """LightningCLI over ``TranslationModule`` and ``TranslationDataModule`` (what it adds: the
-    module docstring).
+    """LightningCLI over ``TranslationModule`` and ``TranslationDataModule``, or over any
+    LightningModule and LightningDataModule when the config names the user's own by
+    ``class_path`` (``own_classes``; what it adds: the module docstring).
 
     Args:
         args: command-line style arguments or a full config dict; None reads ``sys.argv``.
@@ -180,10 +320,14 @@ class TranslationCLI(LightningCLI):
         self._checkpoint: dict | None = None  # --ckpt_path, read once before the run to check it
         kwargs.setdefault("seed_everything_default", 0)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        super().__init__(
-            TranslationModule, TranslationDataModule, parser_class=CallbackAppendingParser,
-            auto_configure_optimizers=False, args=args, run=run, **kwargs,
-        )
+        self.own_classes = names_own_classes(sys.argv[1:] if args is None else args)
+        if self.own_classes:
+            check_namespace(sys.argv[1:] if args is None else args)  # None: any LightningModule / LightningDataModule by class_path
+            classes, parser_class = (None, None), SubclassModeParser
+        else:
+            classes, parser_class = (TranslationModule, TranslationDataModule), CallbackAppendingParser
+        super().__init__(*classes, parser_class=parser_class, auto_configure_optimizers=False, args=args, run=run,
+                         **kwargs)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         with warnings.catch_warnings():
@@ -196,7 +340,9 @@ class TranslationCLI(LightningCLI):
         self._checkpoint = None
         if ckpt_path is not None and not _resolved_by_lightning(str(ckpt_path)):
             self._checkpoint = read_checkpoint(ckpt_path, mmap=True)
-            _check_written_by_translation_module(self._checkpoint, str(ckpt_path))
+            _check_lightning_checkpoint(self._checkpoint, str(ckpt_path))
+            if not self.own_classes:
+                _check_written_by_translation_module(self._checkpoint, str(ckpt_path))
 
     def _parse_ckpt_path(self) -> None:
         """Take the model's architecture from ``--ckpt_path``, and nothing else.
@@ -205,13 +351,19 @@ class TranslationCLI(LightningCLI):
         so ``test --ckpt_path x.ckpt --model.beam_size=5`` silently decoded with the training
         run's beam size and wrote to its ``output_dir``. The sizes must follow the checkpoint;
         decoding, optimisation and output settings stay as this command configures them.
+        A user's module gets LightningCLI's own rule (every saved hyper-parameter).
         """
+        if self.own_classes:
+            super()._parse_ckpt_path()
+            return
         saved = (self._checkpoint or {}).get("hyper_parameters") or {}
         architecture = {name: saved[name] for name in ARCHITECTURE_ARGUMENTS if name in saved}
         if architecture:
             self.config = self.parser.parse_object({self.config.subcommand: {"model": architecture}}, self.config)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        if self.own_classes:
+            return
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         # One length limit: the position table the model builds is what the data may fill.
         parser.link_arguments("model.max_positions", "data.max_positions")
@@ -250,7 +402,8 @@ class TranslationCLI(LightningCLI):
         """Refuse a ``--ckpt_path`` that cannot be restored into this model before the Trainer
         starts, so that a missing, corrupt or mismatched checkpoint leaves no logs, config copy or
         checkpoint behind (Lightning would find out only after its setup hooks wrote them)."""
-        if self._checkpoint is None:
+        if self._checkpoint is None or not isinstance(self.model, TranslationModule):
+            self._checkpoint = None  # a user's module: Lightning's strict load says what does not fit
             return
         ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
         tokenizer = self.datamodule.tokenizer if self.datamodule is not None else None
@@ -274,20 +427,25 @@ def _check_checkpoint_folders(trainer: Trainer) -> None:
                        "(or trainer.default_root_dir) to a writable folder")
 
 
-def _check_written_by_translation_module(checkpoint: dict, ckpt_path: str) -> None:
-    """LightningCLI parses a checkpoint's hyper-parameters as ``model`` arguments; those of another
-    LightningModule would fail there with "does not accept option", so say what the file is."""
+def _check_lightning_checkpoint(checkpoint: Any, ckpt_path: str) -> None:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(
             f"checkpoint {ckpt_path} holds a {type(checkpoint).__name__} without 'state_dict': it is not a Lightning "
             "checkpoint (a plain state_dict or mask file goes to ConvergedMask/WeightRewind instead)"
         )
+
+
+def _check_written_by_translation_module(checkpoint: dict, ckpt_path: str) -> None:
+    """LightningCLI parses a checkpoint's hyper-parameters as ``model`` arguments; those of another
+    LightningModule would fail there with "does not accept option", so say what the file is."""
+    _check_lightning_checkpoint(checkpoint, ckpt_path)
     arguments = inspect.signature(TranslationModule.__init__).parameters
     foreign = sorted(k for k in checkpoint.get("hyper_parameters") or {} if not k.startswith("_") and k not in arguments)
     if foreign:
         raise ValueError(
             f"checkpoint {ckpt_path} was not written by a TranslationModule: its hyper-parameters {foreign[:5]} are "
-            "not TranslationModule arguments; pass a checkpoint of `lightning-slt fit`"
+            "not TranslationModule arguments; pass a checkpoint of `lightning-slt fit`, or name the module that "
+            "wrote it in the config (model: {class_path: your_module.YourModule})"
         )
 
 

@@ -11,7 +11,7 @@ TESTS = ROOT / "tests"
 # Suites that test the package as a whole rather than one module.
 CROSS_CUTTING = {"test_benchmarks.py", "test_configs.py", "test_imports.py", "test_layout.py", "test_notebooks.py",
                  "test_results_export.py", "namespaces", "reliability", "pruning/test_pruning_api.py",
-                 "callbacks/test_fsdp2.py"}
+                 "callbacks/test_fsdp2.py", "examples"}
 
 
 def _test_file_of(module: Path) -> Path:

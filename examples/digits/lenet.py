@@ -18,9 +18,9 @@ A dense run alone, with the base config of every run of that experiment::
     lightning-slt fit --config examples/digits/base.yaml
 
 The classes are referred to by ``class_path`` (``examples.digits.lenet.LeNet300100`` and
-``examples.digits.lenet.DigitsDataModule``). Both subclass the Lightning namespace the package
-chose (``lightning_slt._lightning.pl``: ``pytorch_lightning`` by default), since a Trainer or
-LightningCLI of one namespace refuses the other's modules.
+``examples.digits.lenet.DigitsDataModule``). They are plain ``pytorch_lightning`` classes, as a
+user writes them; ``import lightning.pytorch as pl`` works the same (``lightning-slt`` runs in the
+namespace the configured module subclasses).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_slt._lightning import pl
+import pytorch_lightning as pl
 
 PIXELS = 64  # 8x8 images, flattened
 CLASSES = 10

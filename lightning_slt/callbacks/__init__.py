@@ -3,6 +3,7 @@
 from .base import PruningCallback, PruningSession, Role, session_of
 from .converged_mask import ConvergedMask
 from .gradual import GradualMagnitudePruning
+from .pretrained import PretrainedStart
 from .random_mask import RandomMask
 from .reinit import RandomReinit, SignOnlyReinit
 from .sparsity_monitor import SparsityMonitor
@@ -12,6 +13,7 @@ from .weight_rewind import WeightRewind
 __all__ = [
     "ConvergedMask",
     "GradualMagnitudePruning",
+    "PretrainedStart",
     "PruningCallback",
     "PruningSession",
     "RandomMask",

@@ -50,17 +50,23 @@ class Schedule:
     rewind_step: int
     mp_end_step: int
     mp_frequency: int
-    warmup_steps: int
+    warmup_steps: int | None
     clt_magnitude: str = "fan_avg"
 
     @classmethod
-    def resolve(cls, config: Settings, max_steps: int) -> Schedule:
+    def resolve(cls, config: Settings, max_steps: int, module_warmup: bool = True) -> Schedule:
         """The config's steps, the paper's proportions (``paper_schedule``) where it sets none; the
-        one place the experiment's rewind step is checked against the run."""
+        one place the experiment's rewind step is checked against the run.
+
+        ``module_warmup``: the module takes a ``warmup_steps`` argument (the runner sets it). A
+        module without one has no known warm-up unless the config declares it (``warmup_steps``,
+        the warm-up the module applies itself): then ``warmup_steps`` is None, unchecked."""
         if max_steps <= 0:
             raise ValueError("the base config must bound runs with trainer.max_steps (the paper: 500k); got none")
         paper = paper_schedule(max_steps)
         steps = {key: value if (value := getattr(config, key)) is not None else paper[key] for key in paper}
+        if not module_warmup and config.warmup_steps is None:
+            steps["warmup_steps"] = None
         schedule = cls(max_steps=max_steps, **steps, clt_magnitude=config.clt_magnitude)
         if schedule.rewind_step > max_steps:
             raise ValueError(
@@ -74,7 +80,11 @@ class Schedule:
     def warnings(self) -> list[str]:
         """Where this schedule leaves the paper's proportions (w ≤ k ≤ 10 % of T)."""
         out = []
-        if 0 < self.rewind_step < self.warmup_steps:
+        if self.warmup_steps is None:
+            out.append("the warm-up rule (θk after the warm-up) was not checked: the module takes no warmup_steps "
+                       "argument and the experiment declares none; set the experiment's warmup_steps to the warm-up "
+                       "your module applies, or give the module a warmup_steps argument for the runner to set")
+        elif 0 < self.rewind_step < self.warmup_steps:
             out.append(f"rewind_step k={self.rewind_step} lies inside the warm-up ({self.warmup_steps} steps): θk is "
                        "taken before training has stabilised (the paper: warm-up 10k, k = 25k of 500k); raise "
                        "rewind_step or lower warmup_steps")

@@ -32,6 +32,15 @@ def experiment_main(argv: list[str]) -> int:
     return 0
 
 
+def _judges_bleu(output_dir: str) -> bool:
+    from lightning_slt.atomic import read_json
+
+    from .paths import ExperimentPaths
+    from .report import BLEU, headline_metric, part_folders
+
+    return headline_metric(read_json(ExperimentPaths(part_folders(output_dir)[0]).manifest)["config"]) == BLEU
+
+
 def report_main(argv: list[str]) -> int:
     """lightning-slt report <experiment dir> [--paper wmt14_ende|wmt14_enfr|none] [--wandb] [--claims]"""
     from .report import write_report
@@ -48,6 +57,10 @@ def report_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         paths = write_report(args.output_dir, paper=None if args.paper == "none" else args.paper, wandb=args.wandb)
+        if args.claims and not _judges_bleu(args.output_dir):
+            args.claims = False  # the paper's claims are about BLEU of translations
+            print("--claims skipped: this experiment's metric is not BLEU, and the paper's claims compare BLEU "
+                  "of test translations")
         if args.claims:
             from .claims import write_claims
 

@@ -27,6 +27,18 @@ __all__ = ["METHOD_NAMES", "PAPER_TARGETS", "ExperimentConfig", "Part", "Schedul
 PAPER_TARGETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98]
 
 
+STAGE_PREFIXES = {"valid": ("val/", "val_", "valid/", "valid_", "validation/", "validation_"),
+                  "test": ("test/", "test_")}
+
+
+def metric_name(logged: str, stage: str = "valid") -> str:
+    """A logged metric's name without its stage prefix: ``val/acc`` -> ``acc``."""
+    for prefix in STAGE_PREFIXES[stage]:
+        if logged.startswith(prefix):
+            return logged[len(prefix):]
+    return logged
+
+
 @dataclass
 class Part:
     """Some methods of an experiment, run as an experiment of their own in ``<output_dir>/<part>``.
@@ -73,6 +85,14 @@ class ExperimentConfig:
         parts: the experiment split into parts run one by one (``Part``), by name; with parts,
             ``methods`` may stay empty (each part runs its own; a method listed here must be in one).
         part: the part to run (``--part=NAME``); None with ``parts`` runs them all in order.
+        pretrained: weights every chain starts from instead of a random init (a Lightning
+            checkpoint, a plain ``state_dict`` file, or a Hugging Face ``save_pretrained`` folder):
+            the dense run and MP fine-tune them, LT rounds rewind to them (θ0), SLT rounds to θk
+            of the most recent run as always.
+        monitor: the validation metric that picks each run's best checkpoint and, with its stage
+            prefix (``val/``, ``val_``) dropped, the test metric that heads the report (``val/bleu``
+            -> ``bleu``, ``val/acc`` -> test ``acc``); logged by the module.
+        mode: ``max`` (BLEU, accuracy) or ``min`` (a loss, an error rate) for ``monitor``.
         wandb: log every run with WandbLogger (``WANDB_MODE=offline`` works without network).
         wandb_project: W&B project; runs are grouped per experiment, ``job_type`` = method.
         name: experiment name (W&B group); default: the output folder's name.
@@ -95,6 +115,9 @@ class ExperimentConfig:
     dense_seeds: list[int] = field(default_factory=list)
     parts: dict[str, Part] = field(default_factory=dict)
     part: str | None = None
+    pretrained: str | None = None
+    monitor: str = "val/bleu"
+    mode: str = "max"
     wandb: bool = False
     wandb_project: str = "lightning_slt"
     name: str | None = None
@@ -123,6 +146,13 @@ class ExperimentConfig:
         self._check_run_names()
         for method in self._methods():
             method.check(self)
+        if self.pretrained is not None and not Path(self.pretrained).exists():
+            raise FileNotFoundError(f"pretrained {self.pretrained!r} does not exist (relative paths are read from "
+                                    f"{Path.cwd()}); give a checkpoint, a state_dict file or a save_pretrained folder")
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min' (how {self.monitor!r} improves), got {self.mode!r}")
+        if not self.monitor:
+            raise ValueError("monitor is empty; name the validation metric your module logs, e.g. val/acc")
         if self.clt_magnitude not in ("fan_avg", "std"):
             raise ValueError(f"clt_magnitude must be 'fan_avg' (the paper's) or 'std', got {self.clt_magnitude!r}")
         for key in ("rewind_step", "mp_end_step", "mp_frequency", "warmup_steps"):
@@ -204,6 +234,12 @@ class ExperimentConfig:
     def _methods(self) -> list:
         """The registry entries of this experiment, in the registry's order (one order of checks)."""
         return [method for name, method in METHODS.items() if name in self.methods]
+
+    @property
+    def metric(self) -> str:
+        """The headline metric's name in metrics.json's ``valid`` and ``test``: ``monitor`` without
+        its stage prefix."""
+        return metric_name(self.monitor)
 
     @property
     def experiment_name(self) -> str:

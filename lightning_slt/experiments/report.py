@@ -1,8 +1,10 @@
-"""Results of an experiment directory: results.csv, a Table-1-shaped results.md, a BLEU-vs-
+"""Results of an experiment directory: results.csv, a Table-1-shaped results.md, a metric-vs-
 sparsity plot, and (optionally) a W&B Table and chart.
 
 Every figure is read back from the runs' ``metrics.json``; means and standard deviations are
-over seeds, as the paper averages two runs.
+over seeds, as the paper averages two runs. The headline metric is the experiment's (its
+``monitor`` without the stage prefix): BLEU and TER for our model, as the paper's tables; for a
+user's module its own metric, with every number its ``test_step`` logged in results.csv.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from lightning_slt.atomic import read_json, write_bytes, write_text
 
+from .config import metric_name
 from .methods import label, shows
 from .paths import ExperimentPaths
 
@@ -24,6 +27,22 @@ CSV_FIELDS = [
     "measured_sparsity", "sparse_mb", "remaining_parameters", "steps", "wall_time_s", "lineage_steps",
     "lineage_wall_time_s", "mask_from", "weights_from",
 ]
+BLEU = "bleu"  # our model's headline metric, and the paper's
+
+
+def headline_metric(manifest_config: dict) -> str:
+    """The experiment's headline metric (``bleu`` for folders written before it was configurable)."""
+    return metric_name(manifest_config.get("monitor", "val/bleu"))
+
+
+def csv_fields(rows: list[dict], metric: str) -> list[str]:
+    """results.csv's columns: ``CSV_FIELDS`` for BLEU experiments, else every test and valid metric
+    the runs logged in place of BLEU/chrF/TER."""
+    if metric == BLEU:
+        return list(CSV_FIELDS)
+    logged = list(dict.fromkeys(key for row in rows for key in row if key.startswith(("test_", "valid_"))))
+    start = CSV_FIELDS.index("test_bleu")
+    return CSV_FIELDS[:start] + logged + CSV_FIELDS[CSV_FIELDS.index("valid_bleu") + 1:]
 
 
 def paper_results() -> dict:
@@ -45,7 +64,9 @@ def collect(output_dir: str | Path) -> tuple[list[str], list[dict]]:
     methods = list(manifest["config"]["methods"])
     for run in runs:  # and the chain a control trained where its method is not run (a part's SLT rounds)
         methods += [m for m in run["reported_in"] if m not in methods]
-    rows = [_row(method, run) for method in methods for run in runs if shows(method, run, methods, manifest["config"])]
+    metric = headline_metric(manifest["config"])
+    rows = [_row(method, run, metric) for method in methods for run in runs
+            if shows(method, run, methods, manifest["config"])]
     rows.sort(key=lambda r: (methods.index(r["method"]), r["sparsity"], r["seed"]))
     return methods, rows
 
@@ -79,28 +100,35 @@ def _read_metrics(path: Path) -> dict:
                          "(its checkpoints are kept; nothing is trained again)") from None
 
 
-def _row(method: str, run: dict) -> dict:
+def _row(method: str, run: dict, metric: str = BLEU) -> dict:
     test, valid = run.get("test") or {}, run.get("valid") or {}
+    if metric == BLEU:
+        figures = {"test_bleu": test.get("bleu"), "test_chrf": test.get("chrf"), "test_ter": test.get("ter"),
+                   "valid_bleu": valid.get("bleu")}
+    else:  # a user's metrics: every number its test_step logged, and the monitored one in validation
+        figures = {f"test_{name}": value for name, value in test.items() if isinstance(value, (int, float))}
+        figures[f"test_{metric}"] = test.get(metric)
+        figures[f"valid_{metric}"] = valid.get(metric)
     return {
         "method": method, "sparsity": run["sparsity_target"], "seed": run["seed"], "run": run["run"], "kind": run["kind"],
-        "test_bleu": test.get("bleu"), "test_chrf": test.get("chrf"), "test_ter": test.get("ter"),
-        "valid_bleu": valid.get("bleu"), "measured_sparsity": run["sparsity"], "sparse_mb": run["sparse_mb"],
+        **figures, "measured_sparsity": run["sparsity"], "sparse_mb": run["sparse_mb"],
         "remaining_parameters": run["remaining_parameters"], "steps": run["steps"], "wall_time_s": run["wall_time_s"],
         "lineage_steps": run["lineage_steps"], "lineage_wall_time_s": run["lineage_wall_time_s"],
         "mask_from": run["mask_from"], "weights_from": run["weights_from"],
     }
 
 
-def summarize(rows: list[dict]) -> dict[tuple[str, float], dict]:
-    """Mean and sd over seeds of test BLEU/TER/chrF and memory per (method, sparsity)."""
+def summarize(rows: list[dict], metric: str = BLEU) -> dict[tuple[str, float], dict]:
+    """Mean and sd over seeds of the test metrics (BLEU/TER/chrF for ours) and memory per (method, sparsity)."""
     groups: dict[tuple[str, float], list[dict]] = {}
     for row in rows:
         groups.setdefault((row["method"], row["sparsity"]), []).append(row)
+    figures = ["test_bleu", "test_ter", "test_chrf"] if metric == BLEU else [f"test_{metric}"]
     out = {}
     for key, group in groups.items():
         out[key] = {"n": len(group)}
-        for field in ("test_bleu", "test_ter", "test_chrf", "sparse_mb", "lineage_steps"):
-            values = [r[field] for r in group if r[field] is not None]
+        for field in (*figures, "sparse_mb", "lineage_steps"):
+            values = [r[field] for r in group if r.get(field) is not None]
             out[key][field] = statistics.fmean(values) if values else None
             out[key][field + "_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
     return out
@@ -110,35 +138,40 @@ def _cell(stats: dict | None, field: str) -> str:
     if not stats or stats.get(field) is None:
         return "–"
     sd = stats[field + "_sd"]
-    return f"{stats[field]:.1f}" + (f" ± {sd:.1f}" if stats["n"] > 1 else "")
+    digits = ".1f" if field in ("test_bleu", "test_ter", "test_chrf") else ".4g"  # a user's metric: any scale
+    return f"{stats[field]:{digits}}" + (f" ± {sd:{digits}}" if stats["n"] > 1 else "")
 
 
-def markdown_table(methods: list[str], summary: dict) -> str:
-    """Sparsity rows, method columns (BLEU and TER), memory: shaped like the paper's Table 1."""
+def markdown_table(methods: list[str], summary: dict, metric: str = BLEU) -> str:
+    """Sparsity rows, method columns (BLEU and TER, or the user's metric), memory: shaped like the
+    paper's Table 1."""
     sparsities = sorted({s for _, s in summary})
-    header = ["Sparsity", "Memory"] + [f"{label(m)} {x}" for m in methods for x in ("BLEU", "TER")]
+    columns = {"BLEU": "test_bleu", "TER": "test_ter"} if metric == BLEU else {metric: f"test_{metric}"}
+    header = ["Sparsity", "Memory"] + [f"{label(m)} {x}" for m in methods for x in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for sparsity in sparsities:
         stats = [summary.get((m, sparsity)) for m in methods]
         memory = next((s["sparse_mb"] for s in stats if s and s.get("sparse_mb") is not None), None)
         cells = [f"{sparsity:.0%}", "–" if memory is None else f"{memory:.1f} MB"]
         for s in stats:
-            cells += [_cell(s, "test_bleu"), _cell(s, "test_ter")]
+            cells += [_cell(s, field) for field in columns.values()]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def plot(methods: list[str], summary: dict, path: Path, paper: str | None = "wmt14_ende") -> None:
-    """BLEU vs sparsity, one line per method; dashed: the paper's numbers for the same methods."""
+def plot(methods: list[str], summary: dict, path: Path, paper: str | None = "wmt14_ende", metric: str = BLEU) -> None:
+    """The metric vs sparsity, one line per method; dashed (BLEU only): the paper's numbers for the
+    same methods."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    reference = paper_results().get(paper, {}).get("methods", {}) if paper else {}
+    reference = paper_results().get(paper, {}).get("methods", {}) if paper and metric == BLEU else {}
+    field = f"test_{metric}"
     for i, method in enumerate(methods):
-        points = sorted((s, v["test_bleu"]) for (m, s), v in summary.items() if m == method and v["test_bleu"] is not None)
+        points = sorted((s, v[field]) for (m, s), v in summary.items() if m == method and v.get(field) is not None)
         if points:
             ax.plot([100 * s for s, _ in points], [b for _, b in points], marker="o", color=f"C{i}", label=label(method))
         if method in reference:
@@ -146,7 +179,7 @@ def plot(methods: list[str], summary: dict, path: Path, paper: str | None = "wmt
             ax.plot([100 * s for s, _ in ref], [b for _, b in ref], linestyle="--", color=f"C{i}", alpha=0.6,
                     label=f"{label(method)} (paper, {paper})")
     ax.set_xlabel("sparsity [%]")
-    ax.set_ylabel("test BLEU [%]")
+    ax.set_ylabel("test BLEU [%]" if metric == BLEU else f"test {metric}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -212,14 +245,16 @@ def write_report(output_dir: str | Path, paper: str | None = "wmt14_ende", wandb
     output_dir = Path(output_dir)
     folders = part_folders(output_dir)
     in_parts = folders != [output_dir]
+    config = read_json(ExperimentPaths(folders[0]).manifest)["config"]
+    metric = headline_metric(config)
     if in_parts:
         methods, rows = collect_parts(output_dir)
         shown = [r for r in rows if r["first_part"]]
-        fields = ["part", *CSV_FIELDS]
+        fields = ["part", *csv_fields(rows, metric)]
     else:
         methods, rows = collect(output_dir)
-        shown, fields = rows, CSV_FIELDS
-    summary = summarize(shown)
+        shown, fields = rows, csv_fields(rows, metric)
+    summary = summarize(shown, metric)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
@@ -228,26 +263,36 @@ def write_report(output_dir: str | Path, paper: str | None = "wmt14_ende", wandb
     paths = {"csv": where.results_csv, "md": where.results_md, "png": where.plot}
     write_text(paths["csv"], buffer.getvalue())
     seeds = sorted({r["seed"] for r in shown if r["sparsity"] > 0}) or sorted({r["seed"] for r in shown})
-    title = (f"# Results: {output_dir.name}\n\nTest BLEU and TER [%] (sacreBLEU, detokenized), mean ± sd over "
-             f"seeds {seeds}; memory = pruned matrices in CSC, as the paper's Table 1.\n\n")
+    what = "Test BLEU and TER [%] (sacreBLEU, detokenized)" if metric == BLEU else f"Test {metric} (as the module logs it)"
+    title = (f"# Results: {output_dir.name}\n\n{what}, mean ± sd over seeds {seeds}; memory = pruned matrices in "
+             "CSC, as the paper's Table 1.\n\n")
     if in_parts:
         owner = {m: next(r["part"] for r in shown if r["method"] == m) for m in methods if any(r["method"] == m for r in shown)}
         title += ("Run in parts; each column from the part that runs it (its 0 % row is that part's dense model): "
                   + ", ".join(f"{label(m)}: {part}" for m, part in owner.items()) + ".\n\n")
-    write_text(paths["md"], title + markdown_table(methods, summary))
-    plot(methods, summary, paths["png"], paper)
-    config = read_json(ExperimentPaths(folders[0]).manifest)["config"]
+    write_text(paths["md"], title + markdown_table(methods, summary, metric) + _warmup_note(folders))
+    plot(methods, summary, paths["png"], paper, metric)
     if wandb if wandb is not None else config.get("wandb"):
-        _log_wandb(config, rows, paths["png"])
+        _log_wandb(config, rows, paths["png"], fields, metric)
     return paths
 
 
-def _log_wandb(config: dict, rows: list[dict], png: Path) -> None:
+def _warmup_note(folders: list[Path]) -> str:
+    """One line where the protocol's warm-up rule (θk after the warm-up) could not be checked."""
+    unknown = [f for f in folders if read_json(ExperimentPaths(f).manifest)["schedule"].get("warmup_steps", 0) is None]
+    if not unknown:
+        return ""
+    return ("\nThe warm-up rule (θk after the warm-up) was not checked: the module takes no warmup_steps and the "
+            "experiment declares none.\n")
+
+
+def _log_wandb(config: dict, rows: list[dict], png: Path, fields: list[str] = CSV_FIELDS, metric: str = BLEU) -> None:
     import wandb
 
     run = wandb.init(project=config.get("wandb_project", "lightning_slt"), group=config.get("name") or Path(config["output_dir"]).name,
                      job_type="report", name="report", dir=config["output_dir"], reinit=True)
-    table = wandb.Table(columns=CSV_FIELDS, data=[[r[c] for c in CSV_FIELDS] for r in rows])
-    run.log({"results": table, "bleu_vs_sparsity": wandb.Image(str(png)),
-             "bleu_vs_sparsity_table": wandb.plot.line(table, "sparsity", "test_bleu", title="BLEU vs sparsity")})
+    table = wandb.Table(columns=fields, data=[[r.get(c) for c in fields] for r in rows])
+    run.log({"results": table, f"{metric}_vs_sparsity": wandb.Image(str(png)),
+             f"{metric}_vs_sparsity_table": wandb.plot.line(table, "sparsity", f"test_{metric}",
+                                                            title=f"{metric} vs sparsity")})
     run.finish()

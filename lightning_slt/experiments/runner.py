@@ -24,13 +24,14 @@ from lightning_slt._lightning import ModelCheckpoint, qualified
 from lightning_slt._runtime import cpu_description
 from lightning_slt.artifacts import read_checkpoint, run_checkpoint
 from lightning_slt.atomic import is_temporary, read_json, write_json, write_text, write_torch
-from lightning_slt.callbacks import SparsityMonitor
+from lightning_slt.callbacks import PretrainedStart, SparsityMonitor
 from lightning_slt.checkpointing import BestAfterStep
 from lightning_slt.export.checkpoint import export_checkpoint
-from lightning_slt.launch import Component, RunConfig, build, parse_base
+from lightning_slt.launch import Component, RunConfig, build, model_arguments, parse_base
+from lightning_slt.model.module import TranslationModule
 
 from .chains import RunSpec, Schedule
-from .config import ExperimentConfig
+from .config import ExperimentConfig, metric_name
 from .lock import describe_stale, experiment_lock
 from .methods import build_runs, run_callbacks
 from .paths import LOCK_FILE, ExperimentPaths, RunPaths, run_paths
@@ -61,13 +62,49 @@ def plan(config: ExperimentConfig) -> tuple[dict, Schedule, list[RunSpec]]:
         raise ValueError(f"{config.experiment_name} is run in parts ({', '.join(config.parts)}): plan each part "
                          "(config.for_part(name)), or run it with --part=NAME")
     base = _parse_base(config)
-    schedule = Schedule.resolve(config, int(base["trainer"].get("max_steps") or -1))
-    if "warmup_steps" not in base.get("model", {}):
-        raise ValueError(f"the base config's model ({base.get('model', {}).get('class_path', '?')}) has no warmup_steps; "
-                         "experiments scale the warm-up with the run and need TranslationModule's")
+    if is_own_module(base):
+        check_can_run(base, config.monitor)
+    schedule = Schedule.resolve(config, int(base["trainer"].get("max_steps") or -1),
+                                module_warmup="warmup_steps" in model_arguments(base))
     for message in schedule.warnings():
         log.warning(f"experiment {config.experiment_name}: {message}")
     return base, schedule, build_runs(config, schedule)
+
+
+def is_own_module(base: dict) -> bool:
+    """Whether the base config's module is the user's (given by ``class_path``), not ours."""
+    return "class_path" in (base.get("model") or {})
+
+
+def check_can_run(base: dict, monitor: str) -> None:
+    """Refuse, before any training, a user's module or data module without what every run does:
+    train, validate (the best checkpoint by ``monitor``) and test."""
+    from importlib import import_module
+
+    def load(group: str) -> type | None:
+        entry = base.get(group)
+        if not isinstance(entry, dict) or "class_path" not in entry:
+            return None
+        module_name, _, name = entry["class_path"].rpartition(".")
+        return getattr(import_module(module_name), name)
+
+    def defines(type_: type | None, hook: str) -> bool:
+        """Whether ``type_`` overrides ``hook`` of its Lightning base (of whichever namespace)."""
+        if type_ is None:
+            return False
+        lightning = next(b for b in type_.__mro__ if b.__name__ in ("LightningModule", "LightningDataModule"))
+        return getattr(type_, hook, None) is not getattr(lightning, hook, None)
+
+    module, data = load("model"), load("data")
+    missing = [hook for hook in ("training_step", "validation_step", "test_step") if not defines(module, hook)]
+    missing += [loader for loader in ("train_dataloader", "val_dataloader", "test_dataloader")
+                if not defines(data, loader) and not defines(module, loader)]
+    if missing:
+        where = f"{base['model']['class_path']}" + (f" / {base['data']['class_path']}" if data else "")
+        raise ValueError(
+            f"{where} defines no {', '.join(missing)}: every run of an experiment trains, validates (its best "
+            f"checkpoint by {monitor!r}) and tests; add them to the module or its data module"
+        )
 
 
 def _manifest(config: ExperimentConfig, base: dict, schedule: Schedule) -> dict:
@@ -76,7 +113,10 @@ def _manifest(config: ExperimentConfig, base: dict, schedule: Schedule) -> dict:
     # this tells the same settings apart, and keeps the digest of folders written when the
     # base was dumped with skip_none=True
     digest = hashlib.sha256(yaml.safe_dump(_without_none(base), sort_keys=True).encode()).hexdigest()
-    return {"base_config_sha256": digest, "schedule": schedule.__dict__, "base_args": list(config.base_args)}
+    manifest = {"base_config_sha256": digest, "schedule": schedule.__dict__, "base_args": list(config.base_args)}
+    if config.pretrained:  # only when set: folders written before it existed keep their manifest
+        manifest["pretrained"] = str(Path(config.pretrained).resolve())
+    return manifest
 
 
 def _without_none(value: Any) -> Any:
@@ -191,17 +231,22 @@ def run_config(config: ExperimentConfig, base: dict, schedule: Schedule, run: Ru
     kept = [cb for cb in base["trainer"].get("callbacks") or [] if not str(cb.get("class_path", "")).endswith(replaced)]
     every = max(1, (run.max_steps or schedule.max_steps) // 20)
     checkpoints = [
-        Component.of(BestAfterStep, dirpath=str(paths.checkpoints), filename="best", monitor="val/bleu", mode="max",
+        Component.of(BestAfterStep, dirpath=str(paths.checkpoints), filename="best", monitor=config.monitor, mode=config.mode,
                      save_top_k=1, after_step=run.best_after_step, enable_version_counter=False),
         Component.of(ModelCheckpoint, dirpath=str(paths.checkpoints), save_last=True, save_top_k=0,
                      every_n_train_steps=every),
     ]
     has_monitor = any(str(cb.get("class_path", "")).endswith("SparsityMonitor") for cb in kept)
     monitor = [] if has_monitor else [Component.of(SparsityMonitor, every_n_steps=every)]
+    # a chain's first runs (weights from no earlier run) start from the pretrained weights
+    start = [Component.of(PretrainedStart, source=str(Path(config.pretrained).resolve()))] \
+        if config.pretrained and run.parent is None and run.weights_from is None else []
+    accepted = model_arguments(base)  # a user's module gets the settings it takes
+    model = {"output_dir": str(paths.test), "warmup_steps": schedule.warmup_steps}  # the paper's proportion
     return RunConfig(
-        base=base, callbacks=[*run_callbacks(run, last_ckpt, schedule, seed), *kept, *monitor, *checkpoints],
+        base=base, callbacks=[*start, *run_callbacks(run, last_ckpt, schedule, seed), *kept, *monitor, *checkpoints],
         logger=_logger(config, run, seed, paths), seed=seed, root_dir=str(paths.root),
-        model={"output_dir": str(paths.root / "test"), "warmup_steps": schedule.warmup_steps},  # the paper's proportion
+        model={key: value for key, value in model.items() if key in accepted and value is not None},
         trainer={"max_steps": run.max_steps} if run.max_steps else {},
     )
 
@@ -242,18 +287,28 @@ def _train(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpe
     trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
     wall_time = time.perf_counter() - started
     best = paths.best if paths.best.exists() else paths.last
-    valid = trainer.validate(model, datamodule=datamodule, ckpt_path=str(best), verbose=False)[0]
-    trainer.test(model, datamodule=datamodule, ckpt_path=str(best), verbose=False)
+    valid = _stage_metrics(trainer.validate(model, datamodule=datamodule, ckpt_path=str(best), verbose=False), "valid")
+    test = _stage_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=str(best), verbose=False), "test")
+    if isinstance(model, TranslationModule):  # ours: sacreBLEU's figures and signature, as always
+        valid = {key: valid.get(key) for key in ("bleu", "chrf", "ter")}
+        test = {key: (model.last_test_metrics or {}).get(key)
+                for key in ("bleu", "chrf", "ter", "n_sentences", "split", "signature")}
     try:
         if trainer.is_global_zero:
-            metrics = _finish(config, run, seed, paths, best, valid, model.last_test_metrics or {}, wall_time,
-                              trainer.global_step)
+            metrics = _finish(config, run, seed, paths, best, valid, test, wall_time, trainer.global_step,
+                              ticket=isinstance(model, TranslationModule))
             metrics["machine"] = {"cpu": cpu_description(), "precision": str(trainer.precision),
                                   "threads": torch.get_num_threads()}  # the figures depend on them
             _log_ticket(config, run, seed, paths, trainer, metrics)
             write_json(paths.metrics, metrics)  # last: its presence marks the run finished
     finally:
         _finish_logger(trainer)
+
+
+def _stage_metrics(results: list[dict], stage: str) -> dict:
+    """What ``trainer.validate``/``test`` returned, by name without the stage prefix (``val/acc`` -> ``acc``)."""
+    logged = results[0] if results else {}
+    return {metric_name(key, stage): float(value) for key, value in logged.items()}
 
 
 def _log_ticket(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths, trainer: Any,
@@ -263,7 +318,7 @@ def _log_ticket(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPat
     Before metrics.json is written: if the upload fails, the run is not marked finished and the
     next invocation logs it again (from its last.ckpt, without training).
     """
-    if type(trainer.logger).__name__ != "WandbLogger":
+    if type(trainer.logger).__name__ != "WandbLogger" or metrics.get("ticket") is None:
         return
     from lightning_slt.export.wandb_artifact import artifact_name, log_ticket_artifact
 
@@ -271,7 +326,8 @@ def _log_ticket(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPat
                         aliases=["best"], metadata={
                             "run": run.name, "seed": seed, "methods": run.methods, "lineage": run.lineage,
                             "parent_run": run.parent, "weights_from": run.weights_from,
-                            "valid_bleu": metrics["valid"]["bleu"], "test_bleu": metrics["test"]["bleu"]})
+                            f"valid_{config.metric}": metrics["valid"].get(config.metric),
+                            f"test_{config.metric}": metrics["test"].get(config.metric)})
 
 
 def _finish_logger(trainer: Any) -> None:
@@ -282,9 +338,9 @@ def _finish_logger(trainer: Any) -> None:
 
 
 def _finish(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths, best: Path, valid: dict,
-            test: dict, wall_time: float, steps: int) -> dict:
-    """Write mask, θk and the ticket; return the metrics for metrics.json (the caller writes it
-    last, atomically: its presence marks the run finished)."""
+            test: dict, wall_time: float, steps: int, ticket: bool = True) -> dict:
+    """Write mask, θk and (for our model) the ticket; return the metrics for metrics.json (the
+    caller writes it last, atomically: its presence marks the run finished)."""
     last = run_checkpoint(read_checkpoint(paths.last), str(paths.last))
     masks = last.masks or {}
     write_torch(paths.mask, masks)
@@ -308,8 +364,7 @@ def _finish(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths, 
         "parameters": total, "prunable_parameters": prunable, "remaining_parameters": total - pruned,
         "dense_mb": total * 4 / 2**20,
         "sparse_mb": _csc_megabytes(weights, masks),
-        "valid": {"bleu": valid.get("val/bleu"), "chrf": valid.get("val/chrf"), "ter": valid.get("val/ter")},
-        "test": {key: test.get(key) for key in ("bleu", "chrf", "ter", "n_sentences", "split", "signature")},
+        "valid": valid, "test": test,
         "best_checkpoint": str(best), "last_checkpoint": str(paths.last),
         "steps": steps, "wall_time_s": wall_time,
         "mask_from": run.parent, "weights_from": run.weights_from, "rewind_step": run.rewind_step,
@@ -317,7 +372,11 @@ def _finish(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths, 
         "lineage_steps": steps + sum(a["steps"] for a in ancestors),
         "lineage_wall_time_s": wall_time + sum(a["wall_time_s"] for a in ancestors),
     }
-    metrics["ticket"] = {"path": str(paths.ticket), **export_checkpoint(best, paths.ticket)}
+    if ticket:
+        metrics["ticket"] = {"path": str(paths.ticket), **export_checkpoint(best, paths.ticket)}
+    else:  # a ticket file holds a TranslationModule (translate, CTranslate2): best.ckpt is the user's
+        metrics["ticket"] = None
+        log.info(f"{run.name}: no model.ticket (tickets hold our TranslationModule); the run's model is {best}")
     return metrics
 
 
