@@ -117,6 +117,51 @@ def test_a_checkpoint_not_written_by_a_translation_module_is_named_for_what_it_i
     other = {"state_dict": {}, "hyper_parameters": {"hidden": 3, "_instantiator": "x", "lr": 1.0, "n_classes": 2}}
     with pytest.raises(ValueError, match=r"^checkpoint o.ckpt was not written by a TranslationModule: its "
                                          r"hyper-parameters \['hidden', 'n_classes'\] are not TranslationModule "
-                                         r"arguments; pass a checkpoint of `lightning-slt fit`$"):
+                                         r"arguments; pass a checkpoint of `lightning-slt fit`, or name the module "
+                                         r"that wrote it in the config \(model: {class_path: your_module.YourModule}\)$"):
         _check_written_by_translation_module(other, "o.ckpt")
     _check_written_by_translation_module({"state_dict": {}, "hyper_parameters": {"lr": 1.0, "d_model": 8}}, "ok.ckpt")
+
+
+def test_our_classes_by_class_path_parse_as_the_default(tiny_config, tmp_path):
+    import yaml
+
+    config = yaml.safe_load(tiny_config.read_text())
+    config["model"] = {"class_path": "lightning_slt.TranslationModule", "init_args": config["model"]}
+    config["data"] = {"class_path": "lightning_slt.data.TranslationDataModule", "init_args": config["data"]}
+    path = write(tmp_path, "ours.yaml", config)
+    parsed = cli.parse_config(["fit", "--config", path])
+    assert parsed.fit.model.d_model == 32  # the flat form of ours: vocab_size and max_positions still linked
+
+
+def test_in_subclass_mode_a_data_mapping_without_class_path_is_ours():
+    import yaml
+
+    content = "model:\n  class_path: mymod.Clf\ndata:\n  corpus: multi30k\n"
+    rewritten = yaml.safe_load(_append_callbacks(content, "yaml", own_classes=True))
+    assert rewritten["data"] == {"class_path": "lightning_slt.data.TranslationDataModule",
+                                 "init_args": {"corpus": "multi30k"}}
+    assert rewritten["model"] == {"class_path": "mymod.Clf"}
+
+
+def test_model_arguments_of_either_form_and_a_run_config_updates_them():
+    from lightning_slt.launch import model_arguments
+
+    assert model_arguments({"model": {"d_model": 8}}) == {"d_model": 8}
+    assert model_arguments({"model": {"class_path": "mymod.Clf", "init_args": {"lr": 0.1}}}) == {"lr": 0.1}
+    base = {"trainer": {}, "model": {"class_path": "mymod.Clf", "init_args": {"lr": 0.1}}}
+    run = RunConfig(base=base, callbacks=[], logger=Component("x.Logger"), seed=1, root_dir="r",
+                    model={"warmup_steps": 4})
+    assert run.to_config()["model"] == {"class_path": "mymod.Clf", "init_args": {"lr": 0.1, "warmup_steps": 4}}
+    assert base["model"]["init_args"] == {"lr": 0.1}  # the parsed base is never changed
+
+
+def test_a_module_of_the_other_lightning_namespace_is_refused_naming_the_fix(tmp_path, monkeypatch):
+    from lightning_slt._lightning import NAMESPACE
+    from lightning_slt.launch import check_namespace
+
+    other = "lightning.pytorch" if NAMESPACE == "pytorch_lightning" else "pytorch_lightning"
+    (tmp_path / "othermod.py").write_text(f"import {other} as pl\n\nclass M(pl.LightningModule):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match=f"subclasses {other}.LightningModule .* set LIGHTNING_SLT_NAMESPACE={other}"):
+        check_namespace(["--model=othermod.M"])

@@ -279,7 +279,7 @@ def write_report(output_dir: str | Path, paper: str | None = "wmt14_ende", wandb
 
 def _warmup_note(folders: list[Path]) -> str:
     """One line where the protocol's warm-up rule (θk after the warm-up) could not be checked."""
-    unknown = [f for f in folders if read_json(ExperimentPaths(f).manifest)["schedule"].get("warmup_steps", 0) is None]
+    unknown = [f for f in folders if (read_json(ExperimentPaths(f).manifest).get("schedule") or {}).get("warmup_steps", 0) is None]
     if not unknown:
         return ""
     return ("\nThe warm-up rule (θk after the warm-up) was not checked: the module takes no warmup_steps and the "

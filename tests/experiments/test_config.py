@@ -150,3 +150,14 @@ def test_bad_parts_are_refused_before_any_part_runs():
         _config(methods=["slt"], part="a")
     with pytest.raises(ValueError, match="dense_seeds must be distinct integers not in seeds"):
         _config(methods=["slt"], dense_seeds=[0, 1])
+
+
+def test_monitor_and_mode_are_checked_and_give_the_headline_metric(tmp_path):
+    config = ExperimentConfig(base=["conf/multi30k_cpu.yaml"], methods=["slt"], output_dir=str(tmp_path / "x"),
+                              monitor="val_acc")
+    assert config.metric == "acc" and config.mode == "max"
+    assert ExperimentConfig(base=["b.yaml"], methods=["slt"], output_dir="x").metric == "bleu"
+    with pytest.raises(ValueError, match="mode must be 'max' or 'min' .*'val/loss'"):
+        ExperimentConfig(base=["b.yaml"], methods=["slt"], output_dir="x", monitor="val/loss", mode="minimum")
+    with pytest.raises(FileNotFoundError, match="pretrained 'nowhere.pt' does not exist"):
+        ExperimentConfig(base=["b.yaml"], methods=["slt"], output_dir="x", pretrained="nowhere.pt")

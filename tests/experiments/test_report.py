@@ -101,3 +101,26 @@ def test_the_parts_of_an_experiment_come_in_the_order_parts_json_plans(tmp_path)
     assert part_folders(tmp_path / "a") == [tmp_path / "a"]  # a single experiment is its own only part
     with pytest.raises(FileNotFoundError, match="holds no experiment.json and no parts with one"):
         part_folders(tmp_path / "b" / "nothing")
+
+
+def test_a_users_metric_heads_the_table_and_every_logged_test_metric_is_a_column(tmp_path):
+    from lightning_slt.experiments.report import csv_fields, headline_metric
+
+    _synthetic_experiment(tmp_path, BLEU)
+    manifest = json.loads((tmp_path / "experiment.json").read_text())
+    manifest["config"]["monitor"] = "val/acc"
+    (tmp_path / "experiment.json").write_text(json.dumps(manifest))
+    for path in tmp_path.rglob("metrics.json"):
+        run = json.loads(path.read_text())
+        run["test"], run["valid"] = {"acc": 90.0 + run["seed"], "loss": 0.25}, {"acc": 91.0}
+        path.write_text(json.dumps(run))
+    assert headline_metric(manifest["config"]) == "acc"
+    methods, rows = collect(tmp_path)
+    assert rows[0]["test_acc"] == 90.0 and rows[0]["valid_acc"] == 91.0 and "test_bleu" not in rows[0]
+    assert csv_fields(rows, "acc")[5:8] == ["test_acc", "test_loss", "valid_acc"]
+    assert markdown_table(methods, summarize(rows, "acc"), "acc").splitlines()[:3] == [
+        "| Sparsity | Memory | MP acc | SLT acc |", "|---|---|---|---|",
+        "| 0% | 1.0 MB | 91 ± 1 | 91 ± 1 |"]
+    paths = write_report(tmp_path, wandb=False)
+    assert "Test acc (as the module logs it)" in paths["md"].read_text()
+    assert paths["csv"].read_text().splitlines()[0].split(",")[5:8] == ["test_acc", "test_loss", "valid_acc"]
