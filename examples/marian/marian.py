@@ -28,11 +28,10 @@ or from Python::
     model = MarianTranslation(warmup_steps=1000)  # vocab_size from the data module, in configure_model
     pl.Trainer(max_steps=20000, use_distributed_sampler=False).fit(model, datamodule=data)
 
-Lightning namespace: the class subclasses the namespace the package chose
-(``lightning_slt._lightning.pl``: ``pytorch_lightning`` by default, ``lightning.pytorch`` in a
-process that imported that first or with ``LIGHTNING_SLT_NAMESPACE=lightning.pytorch``), because
-``TranslationDataModule`` does, and a Trainer of one namespace does not recognise the other's
-modules.
+Lightning namespace: a plain ``pytorch_lightning`` class, the package's default namespace, which
+``TranslationDataModule`` subclasses too (a Trainer of one namespace does not recognise the
+other's data modules; a ``lightning.pytorch`` module pairs with ``TranslationDataModule`` under
+``LIGHTNING_SLT_NAMESPACE=lightning.pytorch``, which ``lightning-slt`` sets itself).
 
 Two things about the Hugging Face model that matter to pruning and to loading its weights
 (transformers 5.x):
@@ -66,7 +65,7 @@ import sacrebleu
 import torch
 from torch.nn import functional as F
 
-from lightning_slt._lightning import pl
+import pytorch_lightning as pl
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2  # lightning_slt.data.tokenizer's special ids
 
