@@ -138,8 +138,9 @@ def _cell(stats: dict | None, field: str) -> str:
     if not stats or stats.get(field) is None:
         return "–"
     sd = stats[field + "_sd"]
-    digits = ".1f" if field in ("test_bleu", "test_ter", "test_chrf") else ".4g"  # a user's metric: any scale
-    return f"{stats[field]:{digits}}" + (f" ± {sd:{digits}}" if stats["n"] > 1 else "")
+    if field in ("test_bleu", "test_ter", "test_chrf"):
+        return f"{stats[field]:.1f}" + (f" ± {sd:.1f}" if stats["n"] > 1 else "")
+    return f"{stats[field]:.4g}" + (f" ± {sd:.2g}" if stats["n"] > 1 else "")  # a user's metric: any scale
 
 
 def markdown_table(methods: list[str], summary: dict, metric: str = BLEU) -> str:
@@ -152,11 +153,17 @@ def markdown_table(methods: list[str], summary: dict, metric: str = BLEU) -> str
     for sparsity in sparsities:
         stats = [summary.get((m, sparsity)) for m in methods]
         memory = next((s["sparse_mb"] for s in stats if s and s.get("sparse_mb") is not None), None)
-        cells = [f"{sparsity:.0%}", "–" if memory is None else f"{memory:.1f} MB"]
+        cells = [f"{sparsity:.0%}", _megabytes(memory)]
         for s in stats:
             cells += [_cell(s, field) for field in columns.values()]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _megabytes(memory: float | None) -> str:
+    if memory is None:
+        return "–"
+    return f"{memory:.1f} MB" if memory >= 0.1 else f"{memory * 1024:.1f} KB"  # a small model's table
 
 
 def plot(methods: list[str], summary: dict, path: Path, paper: str | None = "wmt14_ende", metric: str = BLEU) -> None:
