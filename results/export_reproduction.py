@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from lightning_slt.atomic import read_json, write_json
-from lightning_slt.experiments.report import part_folders, planned_metrics
+from lightning_slt.experiments.report import headline_metric, part_folders, planned_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,11 +55,11 @@ def code_state(commit: str) -> dict:
             "code_changed_since": changed}
 
 
-def _run_record(part: Path, run: Path) -> dict:
+def _run_record(part: Path, run: Path, metric: str = "bleu") -> dict:
     metrics = read_json(run / "metrics.json")
     starts = sorted(path.stat().st_mtime for path in run.glob("logs/version_*/config.yaml"))
     began = starts[0] if starts else None
-    return {"run": str(run.relative_to(part)), "steps": metrics["steps"], "test_bleu": metrics["test"]["bleu"],
+    return {"run": str(run.relative_to(part)), "steps": metrics["steps"], f"test_{metric}": metrics["test"].get(metric),
             "sparsity_target": metrics["sparsity_target"], "sparsity": metrics["sparsity"],
             "fit_s": round(metrics["wall_time_s"], 1),  # the runner's own: training and validation, last sitting
             "wall_s": round((run / "metrics.json").stat().st_mtime - began, 1) if began else None,
@@ -81,7 +81,7 @@ def export_part(part: Path, out: Path) -> dict:
                 _copy(run / name, out / relative / name)
         for log in sorted(run.glob("logs/version_*/metrics.csv")):
             _copy(log, out / relative / log.relative_to(run))
-        runs.append(_run_record(part, run))
+        runs.append(_run_record(part, run, headline_metric(manifest["config"])))
     machines = sorted({json.dumps(r.pop("machine"), sort_keys=True) for r in runs})
     if len(machines) > 1:
         print(f"warning: {part.name} ran on {len(machines)} machines; its comparisons mix them")
