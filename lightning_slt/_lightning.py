@@ -74,6 +74,7 @@ rank_zero_info = _from(".utilities", "rank_zero_info")
 rank_zero_warn = _from(".utilities", "rank_zero_warn")
 rank_zero_only = _from(".utilities", "rank_zero_only")
 SIGTERMException = _from(".utilities.exceptions", "SIGTERMException")
+call_configure_model = _from(".trainer.call", "_call_configure_model")  # with the strategy's contexts, as fit does
 TORCH_CHECKPOINT_IOS = _from_each("fabric.plugins.io.torch_io", "TorchCheckpointIO")
 
 

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 from typing_extensions import override
 
-from lightning_slt._lightning import Callback, pl, rank_zero_info
+from lightning_slt._lightning import Callback, call_configure_model, pl, rank_zero_info
 from lightning_slt._runtime import destroy_gloo_group_at_exit
 from lightning_slt.artifacts import RunCheckpoint, keys, load_source
 from lightning_slt.artifacts.checkpoint import describe_call, pruning_state, run_checkpoint
@@ -93,6 +93,11 @@ class PruningCallback(Callback):
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         destroy_gloo_group_at_exit()  # CPU DDP ranks: a clean exit (see lightning_slt._runtime)
+        if stage == "fit" and next(pl_module.parameters(), None) is None:
+            # A module that builds its layers in configure_model (a Hugging Face model sized by the
+            # data module, a large model): build them now, as fit would next (Lightning asks the hook
+            # to be idempotent), so that sources are read and checked before any training.
+            call_configure_model(trainer)
         if stage == "fit" and not (self._session is not None and self._session.is_open_for(trainer)):
             PruningSession.open(trainer)
 
