@@ -136,7 +136,8 @@ def _from_ticket(path: str) -> RunCheckpoint:
     """A ticket holds θT and its masks; a winning ticket holds θk ⊙ m, offered as ``snapshots[k]``."""
     ticket = read_ticket(path)  # checks magic, version, sizes and checksums; names the file and the fault
     if ticket.extra.get(keys.EXTRA_KIND) != Kind.WINNING_TICKET:
-        return RunCheckpoint(path, Kind.TICKET, weights=ticket.state_dict, masks=ticket.masks)
+        return RunCheckpoint(path, Kind.TICKET, weights=ticket.state_dict, masks=ticket.masks,
+                             tokenizer=ticket.tokenizer_proto)
     step = ticket.extra.get(keys.EXTRA_REWIND_STEP)
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise TicketError(
@@ -144,7 +145,7 @@ def _from_ticket(path: str) -> RunCheckpoint:
             "re-export it with `lightning-slt export <checkpoint> --winning-ticket`"
         )
     return RunCheckpoint(path, Kind.WINNING_TICKET, masks=ticket.masks, snapshots={step: ticket.state_dict},
-                         rewind_steps=[step])
+                         rewind_steps=[step], tokenizer=ticket.tokenizer_proto)
 
 
 def _from_state_dict(path: str, state: dict, kind: Kind) -> RunCheckpoint:

@@ -38,6 +38,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from lightning_slt._lightning import Callback, call_configure_model, pl, rank_zero_info
+from lightning_slt.data.tokenizer import Tokenizer
 from lightning_slt._runtime import destroy_gloo_group_at_exit
 from lightning_slt.artifacts import RunCheckpoint, keys, load_source
 from lightning_slt.artifacts.checkpoint import describe_call, pruning_state, run_checkpoint
@@ -207,7 +208,9 @@ class PruningSession:
         """An earlier run's file, read once per fit however many callbacks use it (kept until training starts)."""
         key = os.path.realpath(path)
         if key not in self._sources:
-            self._sources[key] = load_source(path)
+            source = load_source(path)
+            check_vocabulary(self._trainer, source, f"pruning source {path}")
+            self._sources[key] = source
         return self._sources[key]
 
     def restore(self, trainer: pl.Trainer, checkpoint: dict[str, Any]) -> None:
@@ -215,6 +218,8 @@ class PruningSession:
             return
         self.restored = True
         saved = run_checkpoint(checkpoint, trainer.ckpt_path or "the checkpoint")
+        if saved.callbacks is None and not saved.masks:
+            _check_nothing_to_assemble(self.callbacks, trainer.ckpt_path)
         _check_same_callbacks(saved.callbacks, [describe_callback(cb) for cb in self.callbacks], trainer.ckpt_path)
         self._restored_masks = saved.masks or {}
         self.ticket = saved.ticket
@@ -268,6 +273,15 @@ class PruningSession:
             self._attached = False
 
 
+def check_vocabulary(trainer: pl.Trainer, source: RunCheckpoint, what: str) -> None:
+    """The one check of an earlier run's vocabulary: weights or a mask of word pieces other than
+    the data's (another sentencepiece model) train a ticket that translates word salad with no
+    error anywhere. Sources and data modules without a sentencepiece model pass."""
+    data = getattr(trainer, "datamodule", None)
+    if source.tokenizer is not None and isinstance(getattr(data, "tokenizer", None), Tokenizer):
+        data.tokenizer.check_trained_with(source.tokenizer, what)
+
+
 def session_of(trainer: pl.Trainer) -> PruningSession | None:
     """The pruning session of this trainer's current or last fit, found through its callbacks."""
     for callback in trainer.callbacks:
@@ -292,6 +306,20 @@ def _check_one_source_each(callbacks: list[PruningCallback]) -> None:
 
 
 _PATH_ARGS = ("checkpoint", "source", "like")  # may move with the run folder; not compared
+
+
+def _check_nothing_to_assemble(callbacks: list[PruningCallback], ckpt_path: str | None) -> None:
+    """A checkpoint with no pruning record (a dense run's) resumed with callbacks that would build a
+    ticket: a resumed fit assembles none, so they would not act and the run would go on dense.
+    (``WeightRewind`` without a source only records θk: resuming with it is fine.)"""
+    acting = [describe_call(describe_callback(cb)) for cb in callbacks if cb.role is not Role.WEIGHTS or cb.sets_weights]
+    if acting:
+        raise ValueError(
+            f"checkpoint {ckpt_path or ''} was trained without pruning callbacks (it holds no lightning_slt record), "
+            f"so resuming it with {', '.join(acting)} would go on dense: a resumed fit does not assemble a ticket. "
+            f"To prune it, start a new run from it: drop ckpt_path and pass it as the callbacks' source "
+            f"(ConvergedMask(source={ckpt_path!r}, ...), WeightRewind(source=..., step=k))"
+        )
 
 
 def _check_same_callbacks(saved: list[dict] | None, current: list[dict], ckpt_path: str | None) -> None:

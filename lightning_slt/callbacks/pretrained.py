@@ -24,6 +24,8 @@ from lightning_slt.artifacts.matching import check_shapes, match_partial
 from lightning_slt.pruning.selection import covering_patterns
 from lightning_slt.pruning.sharding import like
 
+from .base import check_vocabulary
+
 
 class PretrainedStart(Callback):
     """Copy pretrained weights into the module before a fresh fit's first step.
@@ -52,7 +54,9 @@ class PretrainedStart(Callback):
         if trainer.ckpt_path is not None:  # resuming: the checkpoint's weights are the run's
             return
         what = f"pretrained source {self.source!r}"
-        weights = load_source(self.source).weights
+        source = load_source(self.source)
+        check_vocabulary(trainer, source, what)
+        weights = source.weights
         if weights is None:
             raise ValueError(f"{what} holds masks only, no weights to start from; pass a checkpoint or state_dict")
         targets = pl_module.state_dict(keep_vars=True)  # parameters and persistent buffers (a tied one by each name)

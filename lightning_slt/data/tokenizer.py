@@ -79,6 +79,22 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return self._processor.get_piece_size()
 
+    def check_trained_with(self, model_proto: bytes, where: str) -> None:
+        """Refuse weights trained with another sentencepiece model than this one (``model_proto``,
+        as a checkpoint or ticket stores it): the same ids would mean other pieces, and a ticket
+        built on them translates word salad with no error anywhere.
+
+        Raises:
+            ValueError: names ``where``, both models' sha256 and this one's file, and the fix.
+        """
+        saved = hashlib.sha256(model_proto).hexdigest()
+        if saved != self.sha256:
+            raise ValueError(
+                f"{where} was trained with another sentencepiece model (sha256 {saved[:12]}) than the one the "
+                f"data uses ({self.sha256[:12]}{f' {self.path}' if self.path else ''}): the same ids would mean "
+                "other pieces. Use the checkpoint's model (data.spm_model) or the same data settings"
+            )
+
     pad_id, bos_id, eos_id, unk_id = PAD_ID, BOS_ID, EOS_ID, UNK_ID
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:

@@ -4,7 +4,6 @@ Checked before anything is copied or trained, so a wrong ``ckpt_path`` or ``spm_
 with a sentence instead of a ``size mismatch`` list or, worse, ids that mean other pieces.
 """
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -75,13 +74,7 @@ def check_checkpoint_fits(checkpoint: Mapping[str, Any], hparams: Mapping[str, A
         )
     saved_proto = checkpoint.get(TOKENIZER_KEY)
     if tokenizer is not None and isinstance(saved_proto, Tensor):
-        saved_sha = hashlib.sha256(saved_proto.numpy().tobytes()).hexdigest()
-        if saved_sha != tokenizer.sha256:
-            raise ValueError(
-                f"{where} was trained with another sentencepiece model (sha256 {saved_sha[:12]}) than the one "
-                f"the data uses ({tokenizer.sha256[:12]}{_spm_file(tokenizer)}): the same ids "
-                "would mean other pieces. Use the checkpoint's model (data.spm_model) or the same data settings"
-            )
+        tokenizer.check_trained_with(saved_proto.numpy().tobytes(), where)
     if "state_dict" not in checkpoint:  # a distributed checkpoint's metadata: DCP loads (and checks) the shards itself
         return
     wrong = [f"{name} {tuple(value.shape)} there, {tuple(mine[name].shape)} here" for name, value in state.items()

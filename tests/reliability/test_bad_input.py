@@ -16,7 +16,7 @@ import torch
 import yaml
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
-from lightning_slt import ConvergedMask, GradualMagnitudePruning, RandomMask, WeightRewind
+from lightning_slt import ConvergedMask, GradualMagnitudePruning, PretrainedStart, RandomMask, WeightRewind
 from lightning_slt import cli
 from lightning_slt.data import (
     CorpusEncodingError,
@@ -322,6 +322,23 @@ def test_bad_source_checkpoint_of_a_pruning_callback_is_refused(user, problem, i
     with pytest.raises(error) as info:
         _fit(make_data(), tmp_path / "run", [SOURCE_USERS[user](path)], counter)
     _says(info.value, str(path), message)
+    assert counter.steps == 0 and file_states(tmp_path, inputs.root) == before
+    tally("bad_inputs")
+
+
+@pytest.mark.parametrize("source", ["good", "ticket"])
+@pytest.mark.parametrize("user", [*SOURCE_USERS, "PretrainedStart"])
+def test_a_source_trained_with_another_sentencepiece_model_is_refused(user, source, inputs, make_data, tmp_path,
+                                                                       tally):
+    """The same vocabulary size, other pieces (the same corpus with another train_subset, say): before,
+    an SLT round on it trained with exit 0 and its ticket translated word salad."""
+    path = getattr(inputs, source)
+    callback = PretrainedStart(str(path)) if user == "PretrainedStart" else SOURCE_USERS[user](path)
+    before, counter = file_states(tmp_path, inputs.root), StepCounter()
+    with pytest.raises(ValueError) as info:
+        _fit(make_data(spm_model=str(inputs.other_spm)), tmp_path / "run", [callback], counter)
+    _says(info.value, str(path), "was trained with another sentencepiece model", str(inputs.other_spm),
+          "Use the checkpoint's model (data.spm_model) or the same data settings")
     assert counter.steps == 0 and file_states(tmp_path, inputs.root) == before
     tally("bad_inputs")
 

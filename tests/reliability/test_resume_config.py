@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from lightning_slt import ConvergedMask, GradualMagnitudePruning, RandomMask, SignOnlyReinit, WeightRewind
+from lightning_slt._lightning import Callback
 
 from .tiny import StepCounter, file_states, make_module, make_trainer
 
@@ -85,3 +86,63 @@ def test_same_callbacks_in_another_order_resume_and_keep_the_masks(pruned_run, t
     assert trainer.global_step == 8
     for name, mask in saved.items():
         assert int((module.get_parameter(name)[~mask] != 0).sum()) == 0, name
+
+
+@pytest.fixture(scope="module")
+def plain_dense(tmp_path_factory, data_root, spm_cache):
+    """A dense run with no pruning callback at all (a user's baseline), stopped at step 4."""
+    from .tiny import make_data
+
+    root = tmp_path_factory.mktemp("plain_dense")
+    data = make_data(data_root, spm_cache)
+    trainer = make_trainer(root / "d", max_steps=4)
+    trainer.fit(make_module(data), datamodule=data)
+    trainer.save_checkpoint(root / "dense.ckpt")
+    return data, root / "dense.ckpt"
+
+
+@pytest.mark.parametrize("added", ["ConvergedMask", "GradualMagnitudePruning", "RandomMask"])
+def test_a_dense_checkpoint_resumed_with_a_pruning_callback_added_is_refused(plain_dense, added, tmp_path, tally):
+    """Before: trained on dense with exit 0 (a resumed fit assembles no ticket), though the README
+    said an added callback is refused; it was only refused when the checkpoint had a pruning record."""
+    data, dense = plain_dense
+    callback = {"ConvergedMask": lambda: ConvergedMask(str(dense), 0.5),
+                "GradualMagnitudePruning": lambda: GradualMagnitudePruning(0.5, end_step=6, frequency=1),
+                "RandomMask": lambda: RandomMask(0.5)}[added]()
+    message = _resume(data, dense, [callback], tmp_path)
+    assert f"checkpoint {dense} was trained without pruning callbacks (it holds no lightning_slt record)" in message
+    assert f"so resuming it with {added}(" in message and "would go on dense" in message
+    assert "start a new run from it: drop ckpt_path and pass it as the callbacks' source" in message
+    tally("bad_inputs")
+
+
+def test_a_dense_checkpoint_resumed_with_theta_k_recorders_only_resumes(plain_dense, tmp_path):
+    data, dense = plain_dense
+    counter = StepCounter()
+    trainer = make_trainer(tmp_path, max_steps=6, callbacks=[WeightRewind(step=5), counter])
+    trainer.fit(make_module(data), datamodule=data, ckpt_path=str(dense))
+    assert counter.steps == 2 and trainer.callbacks[0].snapshot is not None  # θ5 recorded after resuming at 4
+
+
+def test_a_schedule_checkpointed_before_its_first_prune_resumes(tmp_path, data_root, spm_cache):
+    from .tiny import make_data
+
+    data = make_data(data_root, spm_cache)
+    schedule = lambda: GradualMagnitudePruning(0.5, begin_step=3, end_step=6, frequency=1)  # noqa: E731
+    trainer = make_trainer(tmp_path / "a", max_steps=6, callbacks=[schedule(), _StopAt(2)])
+    trainer.fit(make_module(data), datamodule=data)
+    assert trainer.global_step == 2
+    trainer.save_checkpoint(tmp_path / "early.ckpt")
+    module = make_module(data)
+    make_trainer(tmp_path / "b", max_steps=6, callbacks=[schedule()]).fit(module, datamodule=data,
+                                                                           ckpt_path=str(tmp_path / "early.ckpt"))
+    masks = [m for m in module.state_dict().values() if m.dim() >= 2]
+    assert any(float((m == 0).float().mean()) >= 0.49 for m in masks)  # pruned after resuming
+
+
+class _StopAt(Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        trainer.should_stop = trainer.global_step >= self.step
