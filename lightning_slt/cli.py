@@ -86,6 +86,16 @@ def _set_threads() -> None:
     torch.set_num_threads(max(1, cores))
 
 
+def _how_to_resume(args: list[str], checkpoint: str | None) -> str:
+    """An experiment resumes by running it again; a single run only from its checkpoint (the same
+    command alone would start a new run at step 0)."""
+    if args[:1] != ["fit"]:
+        return "run the same command again to resume"
+    if checkpoint is None:
+        return "no checkpoint was written yet, so the same command starts over"
+    return f"resume with the same command and --ckpt_path {checkpoint}"
+
+
 def _import_from_working_folder() -> None:
     """A ``class_path`` such as ``mymod.Clf`` is found in the working folder, as ``python -m``
     finds it (a console script's ``sys.path`` starts at its own folder instead)."""
@@ -142,11 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         if args in ([], ["-h"], ["--help"]):
             print("extra subcommands: " + ", ".join(sorted(COMMANDS)) + " (lightning-slt <name> --help)\n")
         run_lightning_cli(None if argv is None else args)
-    except SIGTERMException:
+    except SIGTERMException as stop:
         # Lightning stops at a step boundary (every checkpoint written so far is whole) and exits 0,
         # which a scheduler reads as "finished": say it was stopped, with the shell's 128 + SIGTERM.
         print(f"lightning-slt {' '.join(args[:1])}: stopped by SIGTERM before the end; the checkpoints written so "
-              "far are whole: run the same command again to resume", file=sys.stderr)
+              f"far are whole: {_how_to_resume(args, getattr(stop, 'resume_from', None))}", file=sys.stderr)
         return SIGTERM_EXIT
     return 0
 

@@ -39,7 +39,14 @@ from typing import Any
 import yaml
 from jsonargparse import Namespace, get_loader
 
-from lightning_slt._lightning import ENV_VAR, NAMESPACE, LightningArgumentParser, LightningCLI, Trainer
+from lightning_slt._lightning import (
+    ENV_VAR,
+    NAMESPACE,
+    LightningArgumentParser,
+    LightningCLI,
+    SIGTERMException,
+    Trainer,
+)
 from lightning_slt._runtime import cpu_precision
 from lightning_slt.artifacts import read_checkpoint
 from lightning_slt.atomic import check_writable
@@ -386,6 +393,13 @@ class TranslationCLI(LightningCLI):
             _check_checkpoint_folders(trainer)
         return trainer
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except SIGTERMException as stop:
+            stop.resume_from = last_checkpoint(self.trainer)  # what `--ckpt_path` resumes from (cli.py says it)
+            raise
+
     def before_fit(self) -> None:
         self._check_ckpt_path()
 
@@ -409,6 +423,14 @@ class TranslationCLI(LightningCLI):
         tokenizer = self.datamodule.tokenizer if self.datamodule is not None else None
         self.model.check_checkpoint(self._checkpoint, f"checkpoint {ckpt_path}", tokenizer=tokenizer)
         self._checkpoint = None  # Lightning loads it again for the run; free the mapped copy
+
+
+def last_checkpoint(trainer: Trainer) -> str | None:
+    """The newest checkpoint a fit has written (its ``last.ckpt`` where it keeps one), or None."""
+    written = [path for callback in trainer.checkpoint_callbacks
+               for path in (callback.last_model_path, getattr(callback, "_last_checkpoint_saved", ""))
+               if path and Path(path).exists()]
+    return max(written, key=lambda path: Path(path).stat().st_mtime) if written else None
 
 
 def _train_precision_of_this_cpu(trainer: Namespace) -> None:

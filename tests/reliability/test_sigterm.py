@@ -48,7 +48,8 @@ def test_fit_stopped_by_sigterm_exits_143_and_resumes(step, phase, tmp_path, dat
     last = tmp_path / "run" / "ckpt" / "last.ckpt"
     stopped = _fit(config, "--config", str(tmp_path / "term.yaml"))
     assert stopped.returncode == SIGTERM_EXIT, stopped.stderr[-3000:]
-    assert "stopped by SIGTERM before the end" in stopped.stderr and "run the same command again to resume" in stopped.stderr
+    assert "stopped by SIGTERM before the end" in stopped.stderr
+    assert f"resume with the same command and --ckpt_path {last}" in stopped.stderr  # the same command alone starts anew
     saved = torch.load(last, weights_only=True)["global_step"]  # whole: it loads
     assert step <= saved < MAX_STEPS
     assert not list(last.parent.glob(".*.tmp"))  # no half-written checkpoint beside it
