@@ -22,7 +22,7 @@ import torch
 
 from lightning_slt import cli
 from lightning_slt.atomic import write_json
-from lightning_slt.experiments import ExperimentConfig, plan
+from lightning_slt.experiments import ExperimentConfig, plan, run_experiment
 from lightning_slt.experiments.report import write_report
 from lightning_slt.experiments.runner import _manifest
 
@@ -229,3 +229,31 @@ def test_a_second_process_on_the_folder_is_refused_and_a_dead_ones_lock_taken_ov
         assert [row["run"] for row in csv.DictReader(handle)] == ["dense", "dense/slt_0.50"]
     assert (out / "experiment.lock").read_text() == ""  # released
     tally("races", 3)
+
+
+# ----------------------------------------------------------------------------- training text
+
+
+@pytest.mark.slow
+def test_an_experiment_whose_training_text_changed_is_refused_at_its_next_run(tmp_path, data_root, spm_cache, tally):
+    """Before: the later rounds trained with the new tokenizer on masks and θk of runs with the old
+    one, and the table mixed them, exit 0. Now the one vocabulary check of every source refuses."""
+    from lightning_slt.data import read_parallel, resolve_corpus
+
+    src, tgt = read_parallel(*resolve_corpus("multi30k", "en-de", "train", root=data_root))
+    files = [tmp_path / "train.en", tmp_path / "train.de"]
+    for path, lines in zip(files, (src[:300], tgt[:300])):
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    settings = dict(base_args=[f"--data.train_files=[{files[0]},{files[1]}]", f"--data.cache_dir={spm_cache}",
+                               "--data.train_subset=null"])
+    run_experiment(_config(tmp_path / "exp", **settings))
+    files[1].write_text("".join(line.upper() + "\n" for line in tgt[:300]), encoding="utf-8")  # other pieces
+    finished = file_states(tmp_path / "exp" / "seed0")
+    with pytest.raises(ValueError) as info:
+        run_experiment(_config(tmp_path / "exp", targets=[0.5, 0.6], **settings))
+    message = str(info.value)
+    assert f"pruning source {tmp_path / 'exp/seed0/dense/slt_0.50/checkpoints/last.ckpt'}" in message
+    assert "was trained with another sentencepiece model" in message
+    assert not (tmp_path / "exp/seed0/dense/slt_0.50/slt_0.60/checkpoints").exists()  # no step trained
+    assert {k: v for k, v in file_states(tmp_path / "exp" / "seed0").items() if "slt_0.60" not in k} == finished
+    tally("bad_inputs")
