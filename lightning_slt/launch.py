@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonargparse import Namespace, get_loader
+from jsonargparse import ArgumentError, Namespace, get_loader
 
 from lightning_slt._lightning import (
     ENV_VAR,
@@ -486,9 +486,23 @@ def parse_base(args: list[str]) -> dict:
     """A single run's config from ``--config`` files and overrides, validated and fully resolved
     (every key present; an explicit null kept: ``check_val_every_n_epoch: null`` validates by steps
     across epochs, and dropping it would bring back the Trainer default), nothing built."""
-    cli = TranslationCLI(args=args, run=False, parse_only=True)
+    try:
+        cli = TranslationCLI(args=args, run=False, parse_only=True, parser_kwargs={"exit_on_error": False})
+    except ArgumentError as error:  # one sentence naming the files, not a usage screen
+        files = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--config"]
+        raise ValueError(f"base config {', '.join(files) or args}: {_essence(str(error))}") from None
     _train_precision_of_this_cpu(cli.config.trainer)  # what the run will train in here, as `build` would
     return yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
+
+
+def _essence(message: str) -> str:
+    """jsonargparse's error in one line: which key, and the innermost reason it gives."""
+    lines = [line.strip(" -") for line in message.splitlines() if line.strip()]
+    reasons = [line for line in lines if line.startswith("Problem with given class_path")]
+    if reasons:
+        index = lines.index(reasons[-1])
+        return f"{lines[0]} {' '.join(lines[index:index + 2])}"
+    return " ".join(lines[:3])
 
 
 def run_lightning_cli(args: list[str] | None = None) -> TranslationCLI:

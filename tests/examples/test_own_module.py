@@ -188,3 +188,21 @@ def test_a_metric_the_module_does_not_log_is_refused_at_the_sanity_check(tmp_pat
     assert result.returncode != 0
     assert "Clf logs no 'val/bleu' in validation; it logs ['val_acc']" in result.stderr
     assert not list((folder / "exp").rglob("*.ckpt"))  # before the first training step
+
+
+def test_a_base_config_the_parser_refuses_is_one_line_naming_the_file(tmp_path):
+    from lightning_slt.launch import parse_base
+
+    folder = _folder(tmp_path)
+    bad = {"trainer": BASE["trainer"], "model": {"class_path": "mymod.Nope"}}  # a class mymod does not have
+    (folder / "bad.yaml").write_text(yaml.safe_dump(bad))
+    sys.path.insert(0, str(folder))
+    try:
+        with pytest.raises(ValueError) as info:
+            parse_base(["--config", str(folder / "bad.yaml")])
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop("mymod", None)
+    message = str(info.value)
+    assert message.startswith(f"base config {folder / 'bad.yaml'}: ") and "\n" not in message
+    assert "Problem with given class_path 'mymod.Nope': module 'mymod' has no attribute 'Nope'" in message
