@@ -18,16 +18,21 @@ from lightning_slt.data.errors import (
 )
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # little- and big-endian (a UTF-32 LE mark starts like UTF-16 LE)
 
 
 def read_lines(path: str | Path) -> list[str]:
     """All lines of a UTF-8 text file (gzip-compressed or not), without line endings.
 
     Raises:
-        CorpusNotFoundError: the file does not exist.
-        CorpusEncodingError: the file is not valid UTF-8 (message gives the line) or a broken gzip.
+        CorpusNotFoundError: the file does not exist, or is a folder.
+        CorpusEncodingError: the file is not valid UTF-8 (message gives the line), UTF-16, binary
+            (a NUL byte) or a broken gzip.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CorpusNotFoundError(f"{path} is a folder, not a text file: give the path of a file in it, one sentence "
+                                  "per line.")
     if not path.is_file():
         raise CorpusNotFoundError(
             f"corpus file not found: {path}. Check the path (train_files/valid_files/test_files/"
@@ -49,9 +54,24 @@ def decode_lines(data: bytes, where: str) -> list[str]:
     """The lines of UTF-8 text ``data`` (read from ``where``, named in errors), as ``read_lines``.
 
     Raises:
-        CorpusEncodingError: invalid UTF-8 (the line is named) or old-Mac CR-only line endings,
-            which would make the whole file one line.
+        CorpusEncodingError: invalid UTF-8 (the line is named); UTF-16 (a UTF-16 byte-order mark, or
+            a NUL byte, which UTF-8 text never holds but UTF-16 of ASCII is full of: decoded as UTF-8
+            it would be one garbled sentence per character pair, and lines would shift); a binary
+            file (NUL); or old-Mac CR-only line endings, which would make the whole file one line.
     """
+    if data[:2] in _UTF16_BOMS:
+        raise CorpusEncodingError(
+            f"{where}: UTF-16 text (it starts with a UTF-16 byte-order mark), not UTF-8. Text must be UTF-8: "
+            "convert it, e.g. `iconv -f utf-16 -t utf-8 in > out`."
+        )
+    nul = data.find(b"\0")
+    if nul >= 0:  # valid UTF-8, but never text: UTF-16 without a byte-order mark, or a binary file
+        line = data.count(b"\n", 0, nul) + 1
+        raise CorpusEncodingError(
+            f"{where}, line {line}: a NUL byte (\\x00), which text never holds: this is UTF-16 text without a "
+            "byte-order mark or a binary file, not UTF-8 text. Convert UTF-16 with `iconv -f utf-16le -t utf-8 in > "
+            "out`, or give the text file meant."
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:

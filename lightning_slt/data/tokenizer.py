@@ -240,6 +240,11 @@ def _training_error(said: str, count: int, options: dict, source: str) -> Except
             f"(at most {_MAX_SENTENCE_BYTES} bytes a line), so there is nothing to train the tokenizer on. "
             "The files must hold one sentence per line with LF line endings: split the text into sentences."
         )
+    if "all_chars_count" in said:
+        return ValueError(
+            f"no text in {source}: all {count} lines are empty or only spaces, so there is nothing to train the "
+            "tokenizer on. Point the data module at the files that hold the sentences (one per line)."
+        )
     return RuntimeError(f"sentencepiece could not train a tokenizer on {source}: {said}")
 
 

@@ -1,6 +1,9 @@
-"""A split's tokenized pairs: training drops pairs longer than max_len on either side (keeping line
-numbers), evaluation keeps every pair and cuts it to the position table with a warning naming the
-files, prediction reads source files in order; an evaluation-only corpus is refused for training."""
+"""A split's tokenized pairs: training drops pairs longer than max_len on either side and pairs with
+an empty side (keeping line numbers, counted in one log line), evaluation keeps every pair (empty
+sides with a warning) and cuts it to the position table with a warning naming the files,
+prediction reads source files in order; an evaluation-only corpus is refused for training."""
+
+import logging
 
 import pytest
 
@@ -22,6 +25,37 @@ def test_training_drops_pairs_longer_than_max_len_on_either_side():
     assert pairs.line_numbers.tolist() == [0, 3]
     assert pairs.src_text == ["a b", "a b"] and pairs.ref_text == ["x", "x y"]
     assert pairs[1].src_ids.tolist() == [4, 4] and pairs[1].tgt_ids.tolist() == [4, 4]
+
+
+def test_training_drops_pairs_with_an_empty_side_and_counts_them_with_the_long_ones(caplog):
+    src = ["a b", "", "a", "   ", "a b c d", "a", ""]
+    tgt = ["x", "x y", "\t", "x", "x", "x y", ""]
+    with caplog.at_level(logging.INFO):
+        pairs = train_pairs(src, tgt, WordTokenizer(), max_len=2)
+    assert pairs.line_numbers.tolist() == [0, 5]
+    assert pairs.src_text == ["a b", "a"] and pairs.ref_text == ["x", "x y"]
+    said = [record.getMessage() for record in caplog.records if record.getMessage().startswith("train:")]
+    assert said == ["train: kept 2 of 7 pairs; dropped 1 longer than max_len=2 pieces and 4 with an empty source or "
+                    "target line (line(s) 2, 3, 4, 7)"], said
+
+
+def test_training_of_only_empty_pairs_is_an_empty_corpus():
+    with pytest.raises(EmptyCorpusError, match="no training pair has text on both sides: each of the 3 pairs has an "
+                                               "empty"):
+        train_pairs(["", "a", " "], ["x", "", " "], WordTokenizer(), max_len=8)
+
+
+def test_evaluation_keeps_pairs_with_an_empty_side_and_names_their_lines(tmp_path):
+    files = (tmp_path / "test.en", tmp_path / "test.de")
+    with pytest.warns(UserWarning) as caught:
+        pairs = eval_pairs(["a", "", "b", "c"], ["x", "y", " ", "z"], WordTokenizer(), max_positions=8, role="test",
+                           files=files)
+    assert len(pairs) == 4 and pairs.src_text == ["a", "", "b", "c"] and pairs[1].src_ids.tolist() == []
+    messages = [str(w.message) for w in caught]
+    assert messages == [f"test ({files[0]}, {files[1]}): 2 of 4 pairs have an empty source or target line (line(s) 2, "
+                        "3); they are kept, so that the scores are over the whole split and hypotheses stay "
+                        "line-aligned: an empty source is still translated, an empty reference scores its hypothesis "
+                        "as all wrong. Remove those lines from both files if they are gaps in the corpus"], messages
 
 
 def test_no_pair_short_enough_is_an_empty_corpus():

@@ -73,3 +73,27 @@ def test_data_module_raises_before_training(tmp_path, spm_cache):
     data = TranslationDataModule(train_files=[str(tmp_path / "t.en"), str(tmp_path / "t.de")], cache_dir=str(spm_cache))
     with pytest.raises(MisalignedCorpusError, match="has 2 lines but .*t.de has 1 lines"):
         data.vocab_size  # the tokenizer needs the training text: checked at first use
+
+
+def test_utf16_with_a_byte_order_mark_is_named_with_its_conversion(tmp_path):
+    path = tmp_path / "notepad.en"
+    path.write_bytes("A dog runs.\nTwo men.\n".encode("utf-16"))  # Windows "Unicode": BOM + UTF-16 LE
+    with pytest.raises(CorpusEncodingError, match=f"{path}: UTF-16 text .*iconv -f utf-16 -t utf-8"):
+        read_lines(path)
+
+
+def test_nul_bytes_are_utf16_or_binary_and_refused_with_the_line(tmp_path):
+    path = tmp_path / "utf16le.en"  # UTF-16 of ASCII without a BOM is valid UTF-8: one garbled line per \n byte
+    path.write_bytes("A dog runs.\nTwo men.\n".encode("utf-16-le"))
+    with pytest.raises(CorpusEncodingError, match=f"{path}, line 1: a NUL byte .*UTF-16 text without a byte-order "
+                                                  "mark or a binary file.*iconv -f utf-16le -t utf-8"):
+        read_lines(path)
+    binary = tmp_path / "model.bin"
+    binary.write_bytes(b"first line\nsecond\n\x00\x01\x02")
+    with pytest.raises(CorpusEncodingError, match=f"{binary}, line 3: a NUL byte"):
+        read_lines(binary)
+
+
+def test_a_folder_given_as_a_file_is_named_as_a_folder(tmp_path):
+    with pytest.raises(CorpusNotFoundError, match=f"{tmp_path} is a folder, not a text file"):
+        read_lines(tmp_path)

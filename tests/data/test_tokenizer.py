@@ -73,6 +73,13 @@ def test_too_large_vocabulary_is_a_clear_error(sentences, tmp_path):
     assert not list(tmp_path.glob("*.model"))
 
 
+def test_text_of_only_blank_lines_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match=r"no text in the training text: all 60 lines are empty or only spaces, so "
+                                         r"there is nothing to train the tokenizer on"):
+        train_tokenizer(["", "  ", "\t"] * 20, tmp_path, vocab_size=50)
+    assert not list(tmp_path.glob("*.model"))
+
+
 def test_foreign_special_ids_are_refused(sentences, tmp_path):
     writer = io.BytesIO()
     spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences), model_writer=writer, vocab_size=500, minloglevel=2)
