@@ -21,10 +21,12 @@ from pathlib import Path
 from lightning_slt.pruning import check_sparsity
 
 from .chains import Schedule
-from .methods import METHOD_NAMES, METHODS, chains_needed
+from .methods import METHOD_NAMES, METHODS, chains_needed, check_targets_trained
+from .paths import ExperimentPaths, experiment_above
 
 __all__ = ["METHOD_NAMES", "PAPER_TARGETS", "ExperimentConfig", "Part", "Schedule"]
 PAPER_TARGETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98]
+MAX_SEED = 2**32 - 1  # numpy's (and so Lightning's seed_everything's) largest seed
 
 
 STAGE_PREFIXES = {"valid": ("val/", "val_", "valid/", "valid_", "validation/", "validation_"),
@@ -126,14 +128,22 @@ class ExperimentConfig:
         if isinstance(self.base, str):
             self.base = [self.base]
         self.parts = {name: part if isinstance(part, Part) else Part(**part) for name, part in self.parts.items()}
+        self._check_output_dir()
         if self.parts:
             self._check_parts()
             return
         if self.part is not None:
             raise ValueError(f"part={self.part!r} but this experiment has no parts; remove --part or add parts:")
+        if not self.methods:
+            raise ValueError(f"methods is empty; name the methods to run, e.g. methods: [slt] "
+                             f"(known: {', '.join(METHODS)})")
         unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods:
-            raise ValueError(f"unknown method(s) {unknown or self.methods}; known methods: {', '.join(METHODS)}")
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; known methods: {', '.join(METHODS)}")
+        twice = list(dict.fromkeys(m for m in self.methods if self.methods.count(m) > 1))
+        if twice:
+            raise ValueError(f"methods lists {', '.join(map(repr, twice))} more than once; name each method once "
+                             "(its column would be shown twice, its rows counted twice as if they were two seeds)")
         if not self.targets:
             raise ValueError("targets is empty; give the final sparsities of the pruned runs, e.g. [0.5, 0.6, 0.8]")
         for i, target in enumerate(self.targets):
@@ -146,6 +156,7 @@ class ExperimentConfig:
         self._check_run_names()
         for method in self._methods():
             method.check(self)
+        check_targets_trained(self)
         if self.pretrained is not None and not Path(self.pretrained).exists():
             raise FileNotFoundError(f"pretrained {self.pretrained!r} does not exist (relative paths are read from "
                                     f"{Path.cwd()}); give a checkpoint, a state_dict file or a save_pretrained folder")
@@ -161,6 +172,12 @@ class ExperimentConfig:
                 raise ValueError(f"{key} must be a positive number of steps, got {value}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be a non-empty list of distinct integers, got {self.seeds}")
+        for key in ("seeds", "dense_seeds"):
+            for i, seed in enumerate(getattr(self, key)):
+                if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+                    raise ValueError(f"{key}[{i}] = {seed!r} is not a seed: seeds are integers from 0 to {MAX_SEED} "
+                                     "(what Lightning's seed_everything accepts; it would refuse this one at that "
+                                     "seed's first run, after the seeds before it trained)")
         if len(set(self.dense_seeds)) != len(self.dense_seeds) or set(self.dense_seeds) & set(self.seeds):
             raise ValueError(f"dense_seeds must be distinct integers not in seeds {self.seeds}, got {self.dense_seeds}")
 
@@ -180,6 +197,26 @@ class ExperimentConfig:
                 check_sparsity(target, f"method_targets[{method}][{i}]")
             if any(b <= a for a, b in zip(targets, targets[1:])):
                 raise ValueError(f"method_targets[{method}] must be strictly increasing, got {targets}")
+
+    def _check_output_dir(self) -> None:
+        """A folder the experiment can own: not a file, not inside another experiment, and no
+        folder where it writes one of its own files (the lock first, the report last, after
+        every run trained)."""
+        if not self.output_dir:
+            raise ValueError("output_dir is empty; give the experiment's folder, e.g. output_dir: runs/experiments/slt")
+        folder = ExperimentPaths.of(self.output_dir)
+        if folder.root.is_file():
+            raise ValueError(f"output_dir {folder.root} is a file; give a folder (a new one, or an experiment folder "
+                             "of an earlier invocation)")
+        above = experiment_above(folder.root)
+        if above is not None:
+            raise ValueError(f"output_dir {folder.root} is inside the experiment folder {above} (it holds "
+                             f"{folder.manifest.name}): two experiments in one tree would be reported, re-run and "
+                             "deleted together; choose a folder outside it")
+        for path in folder.own_files():
+            if path.is_dir():
+                raise ValueError(f"{path} is a folder, but the experiment writes its file {path.name} there; move it "
+                                 "away (or choose another output_dir)")
 
     def _check_parts(self) -> None:
         """Every part as the experiment it will be: all of them checked before any trains."""
@@ -204,6 +241,10 @@ class ExperimentConfig:
         part = self.parts[name]
         if not name or "/" in name or name.startswith("."):
             raise ValueError(f"part name {name!r} is not a folder name; use letters, digits, '_' or '-'")
+        if ExperimentPaths.is_own_name(name):
+            raise ValueError(f"part name {name!r} is that of a file or seed folder the experiment folder "
+                             f"{self.output_dir} holds itself (experiment.json, parts.json, results.md, seed0, ...); "
+                             "rename the part")
         try:
             return replace(self, methods=list(part.methods), dense_seeds=list(part.dense_seeds), parts={}, part=None,
                            method_targets={m: t for m, t in self.method_targets.items()

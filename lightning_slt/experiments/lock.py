@@ -22,7 +22,8 @@ from .paths import ExperimentPaths
 
 
 class ExperimentLockedError(RuntimeError):
-    """Another process is running an experiment in this folder."""
+    """The folder's lock cannot be taken: another process is running an experiment there, or the
+    lock file cannot be opened (a folder of that name, no write permission)."""
 
 
 @contextmanager
@@ -35,8 +36,15 @@ def experiment_lock(output_dir: str | os.PathLike) -> Iterator[dict | None]:
     import fcntl
 
     path = ExperimentPaths.of(output_dir).lock
+    if path.is_dir():
+        raise ExperimentLockedError(f"{path} is a folder, but the experiment's lock is a file of that name: remove it "
+                                    "(or move it away if it holds files of yours) and run again")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+", encoding="utf-8")
+    try:
+        handle = open(path, "a+", encoding="utf-8")
+    except OSError as error:
+        raise ExperimentLockedError(f"cannot open the lock file {path} ({error.strerror}): the experiment needs to "
+                                    "write it; make the folder writable, or choose another output_dir") from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -79,7 +79,8 @@ class Method:
         in_paper: one of the paper's six methods or its three controls (what ``METHOD_NAMES``
             and conf/experiments/all_methods.yaml hold); False for a variant it contrasts with.
         named_sparsities: sparsities of the config that name run folders besides the targets,
-            ``{"the key": value}``, checked for clashes at two decimals.
+            ``{"the key": value}``, checked for clashes at two decimals; the runs there are where
+            the method starts, not targets it trains (``check_targets_trained``).
         check: refuses a config this method cannot run (ValueError saying what and how to fix).
         also_shows: ``also_shows(run, methods, config)`` with a run's metrics.json, the
             experiment's methods and its config (dicts of experiment.json): rows of another method
@@ -321,6 +322,41 @@ def chains_needed(methods: list[str]) -> set[str]:
 # The paper's six methods and its three controls, in the order of its tables.
 METHOD_NAMES = tuple(name for name, method in METHODS.items() if method.in_paper)
 _KIND_CALLBACKS = {"dense": _dense_callbacks, **{name: m.callbacks for name, m in METHODS.items() if m.callbacks}}
+
+
+# Where a plan's runs lie does not depend on its steps: the rule below plans with any schedule.
+_ANY_SCHEDULE = Schedule(max_steps=100, rewind_step=5, mp_end_step=80, mp_frequency=2, warmup_steps=2)
+
+
+def check_targets_trained(config: Settings) -> None:
+    """The one rule of plans: every configured method trains at least one of its targets.
+
+    Runs at the sparsities the method's own settings fix (``named_sparsities``: MP-SLT's MP
+    source, SLT-MP's SLT rounds to its switch) are where it starts, not results of its own: a
+    method whose targets all lie there, or nowhere in its plan, would train only those runs and
+    report them as its column, with none of the results it was asked for.
+
+    Raises:
+        ValueError: naming the method, its targets, the settings that fix its start and the fix.
+    """
+    for name in config.methods:
+        targets = config.targets_of(name)
+        fixed = METHODS[name].named_sparsities(config)
+        runs = METHODS[name].plan(config, _ANY_SCHEDULE, name)
+        reported = {run.sparsity for run in runs if name in run.reported_in and run.kind != "dense"}
+        trained = reported - set(fixed.values())
+        if trained & set(targets):
+            continue
+        settings = {key: value for key, value in fixed.items() if hasattr(config, key)}
+        if not settings:
+            raise ValueError(f"{name} trains none of its targets {targets} (its plan trains {sorted(trained)}); give "
+                             f"it targets its plan trains (targets, or method_targets: {{{name}: [...]}})")
+        start = max(fixed.values())
+        raise ValueError(
+            f"{name} trains none of its targets {targets}: it starts from the runs at "
+            f"{', '.join(f'{key}={value}' for key, value in settings.items())}, so it would train only those and "
+            f"report them as its column. Give it a target above {start} (targets, or method_targets: {{{name}: "
+            f"[...]}}), lower {' or '.join(settings)}, or remove {name} from methods")
 
 
 def build_runs(config: Settings, schedule: Schedule) -> list[RunSpec]:

@@ -19,10 +19,12 @@ Layout::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 LOCK_FILE = "experiment.lock"
+MANIFEST = "experiment.json"
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class ExperimentPaths:
 
     @property
     def manifest(self) -> Path:
-        return self.root / "experiment.json"
+        return self.root / MANIFEST
 
     @property
     def parts(self) -> Path:
@@ -120,6 +122,17 @@ class ExperimentPaths:
     def run(self, seed: int, name: str) -> RunPaths:
         return RunPaths(self.root / f"seed{seed}" / name)
 
+    def own_files(self) -> list[Path]:
+        """The files this folder's experiment writes into it (manifest, parts order, lock, reports)."""
+        return [self.manifest, self.parts, self.lock, self.results_csv, self.results_md, self.plot, self.claims]
+
+    @staticmethod
+    def is_own_name(name: str) -> bool:
+        """Whether ``name`` in an experiment folder is one of its own files or a seed folder
+        (``seed0``): a part, a folder of its own, may not be named so."""
+        files = {path.name for path in ExperimentPaths(Path()).own_files()}
+        return name in files or re.fullmatch(r"seed\d+", name) is not None
+
     def all_metrics(self) -> list[Path]:
         """Every finished run's metrics.json under this folder, of any plan."""
         return sorted(self.root.glob("seed*/**/metrics.json"))
@@ -128,3 +141,10 @@ class ExperimentPaths:
 def run_paths(output_dir: str | Path, seed: int, run: str) -> RunPaths:
     """The locations of run ``run`` of seed ``seed`` in the experiment folder ``output_dir``."""
     return ExperimentPaths.of(output_dir).run(seed, run)
+
+
+def experiment_above(path: str | Path) -> Path | None:
+    """The experiment folder ``path`` lies inside (the nearest folder above it holding an
+    experiment.json), or None."""
+    path = Path(path).resolve()
+    return next((folder for folder in path.parents if (folder / MANIFEST).is_file()), None)
