@@ -330,6 +330,10 @@ def systems_of(rows: list[dict], output_dir: str | Path, seed: int = 0) -> dict[
     return out
 
 
+RETEST = ("delete {metrics} and run the experiment again to test that run anew (its checkpoints are kept; nothing is "
+          "trained again)")
+
+
 def _load_part(folder: Path, seed: int) -> tuple[Part, dict[int, float]]:
     """The part's systems of ``seed`` with their test outputs, and its dense test BLEU per seed."""
     from .report import collect, configured_methods
@@ -339,27 +343,68 @@ def _load_part(folder: Path, seed: int) -> tuple[Part, dict[int, float]]:
     systems = systems_of(rows, folder, seed)
     references = None
     if seed in dense_rows:
-        path = ExperimentPaths(folder).run(seed, dense_rows[seed]["run"]).references
+        dense_run = ExperimentPaths(folder).run(seed, dense_rows[seed]["run"])
+        path = dense_run.references
         references = path.read_text(encoding="utf-8").splitlines() if path.is_file() else None
+    dense_metrics = ExperimentPaths(folder).run(seed, "dense").metrics
+    if seed not in dense_rows and not dense_metrics.is_file():
+        raise ValueError(f"{folder}: the dense run of seed {seed} has not finished (no {dense_metrics}); the claims "
+                         f"compare seed {seed}'s runs on the test references beside it and relative to it: run the "
+                         "experiment again to finish it, or give another --seed")
     without = [run.run for run in systems.values() if run.hypotheses is None]
     if references is None or without:
         raise ValueError(f"{folder}: the paired bootstrap needs every run's test/hypotheses_test.txt and the "
                          f"references_test.txt beside the dense run's (missing: {without[:5] or 'references'}); "
                          "re-run the experiment's test stage with this version")
+    for system in systems.values():  # one hypothesis per reference, or the bootstrap pairs the wrong lines
+        if len(system.hypotheses) != len(references):
+            run = ExperimentPaths(folder).run(seed, system.run)
+            raise ValueError(
+                f"{run.hypotheses} has {len(system.hypotheses)} lines, but the references {path} has "
+                f"{len(references)}: one of them is cut short or from another test set; "
+                + RETEST.format(metrics=run.metrics if len(system.hypotheses) < len(references) else dense_run.metrics))
     dense = next((system for (_, s), system in systems.items() if s == 0), None)
     part = Part(folder.name, systems, references, dense, configured_methods(folder))
     return part, {k: r["test_bleu"] for k, r in dense_rows.items()}
 
 
+def _check_seed(folder: Path, seed: int) -> None:
+    """``seed`` must be one the experiment (part) trained every run under."""
+    from .report import read_manifest
+
+    config = read_manifest(folder)["config"]
+    if seed not in config["seeds"]:
+        dense_only = seed in config.get("dense_seeds", [])
+        raise ValueError(f"--seed {seed}: {folder} has no seed {seed}"
+                         + (" but as a dense-only seed (dense_seeds), whose pruned runs are not trained" if dense_only
+                            else "") + f"; its seeds are {config['seeds']}: give one of them")
+
+
+def _spread(dense: dict[int, float], folder: Path, source: str) -> float:
+    """``seed_spread`` of the dense runs of ``folder``, naming the folder and the dense runs it
+    planned that have not finished (they, not the plan, are why there are fewer than three)."""
+    from .report import read_manifest, unfinished_runs
+
+    try:
+        return seed_spread(list(dense.values()))
+    except ValueError as error:
+        waiting = [seed for seed, run in unfinished_runs(folder, read_manifest(folder)) if run == "dense"]
+        if not waiting:
+            raise ValueError(f"{source}: {error}") from None
+        paths = ", ".join(str(ExperimentPaths(folder).run(seed, "dense").metrics) for seed in waiting)
+        raise ValueError(f"{source}: the dense run of seed{'s' if len(waiting) > 1 else ''} "
+                         f"{', '.join(map(str, waiting))} has not finished (no {paths}), and the verdict rule needs "
+                         f"the dense model under at least 3 seeds ({len(dense)} finished); run the experiment again "
+                         "to finish it, or give --dense-from a folder with three finished dense seeds") from None
+
+
 def _unfinished(folder: Path, seed: int) -> str | None:
     """Why a part cannot be judged yet ("7 of 11 runs"), or None once every run of its plan has
     finished: a part still training would give a verdict on the sparsities it reached so far."""
-    from lightning_slt.atomic import read_json
-
-    from .report import planned_metrics
+    from .report import planned_metrics, read_manifest
 
     paths = ExperimentPaths(folder)
-    planned = planned_metrics(folder, read_json(paths.manifest))
+    planned = planned_metrics(folder, read_manifest(folder))
     if planned is None:  # a manifest from before plans were recorded: its dense run decides
         planned = [paths.run(seed, "dense").metrics]
     done = sum(path.is_file() for path in planned)
@@ -367,7 +412,7 @@ def _unfinished(folder: Path, seed: int) -> str | None:
 
 
 def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, seed: int = 0,
-                 paper: str = "wmt14_ende") -> tuple[Path, list[ClaimVerdict]]:
+                 paper: str | None = "wmt14_ende") -> tuple[Path, list[ClaimVerdict]]:
     """Judge the claims on one seed of an experiment folder (or of its parts) and write
     ``claims.md`` there.
 
@@ -375,34 +420,43 @@ def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, s
         dense_from: the experiment folder whose dense runs give the seed spread (≥ 3 seeds);
             default: the dense runs of ``output_dir`` (in parts: of the part with the most seeds).
         seed: the seed whose runs are compared (comparisons stay within one set of runs).
+        paper: the paper's table set beside ours ("wmt14_ende", "wmt14_enfr" or None).
 
     Raises:
-        ValueError: fewer than three dense seeds, or test outputs missing where a run finished.
+        ValueError: a seed the experiment does not have, fewer than three dense seeds (naming
+            the dense runs that have not finished), test outputs missing or cut short.
     """
     from lightning_slt.atomic import write_text
 
-    from .report import collect, paper_results, part_folders, planned_parts
+    from .report import collect, paper_results, part_folders, planned_parts, read_manifest, unfinished_runs
 
+    if paper is not None and paper not in paper_results():
+        raise ValueError(f"paper {paper!r} is not one of the paper's tables shipped ({', '.join(paper_results())})")
     output_dir = Path(output_dir)
     folders = part_folders(output_dir)
+    for folder in folders:
+        _check_seed(folder, seed)
     not_run = [name for name in planned_parts(output_dir) if name not in {f.name for f in folders}]
-    if len(folders) > 1:  # a part still training is left out, and said so
+    in_parts = len(folders) > 1
+    if in_parts:  # a part still training is left out, and said so
         progress = {f.name: _unfinished(f, seed) for f in folders}
         unfinished = [why for why in progress.values() if why is not None]
         folders = [f for f in folders if progress[f.name] is None]
         if not folders:
             raise ValueError(f"{output_dir}: no part has finished every run of its plan yet ({', '.join(unfinished)})")
-    else:
-        unfinished = []
+    else:  # one folder still training is judged on the runs it finished, and says which it lacks
+        unfinished = [f"seed {s}: {run}" for s, run in unfinished_runs(folders[0], read_manifest(folders[0]))]
     loaded = [_load_part(folder, seed) for folder in folders]
     parts = [part for part, _ in loaded]
     if dense_from is not None:
         _, dense_rows = collect(dense_from)
         dense = {r["seed"]: r["test_bleu"] for r in dense_rows if r["kind"] == "dense" and r["test_bleu"] is not None}
+        sigma_seed = _spread(dense, Path(dense_from), f"--dense-from {dense_from}")
     else:  # the seeds of one part (the one with most): parts on other machines or sittings would inflate it
-        dense = max((per_seed for _, per_seed in loaded), key=len)
-    sigma_seed = seed_spread(list(dense.values()))
-    reference_table = paper_results().get(paper, {}).get("methods")
+        index = max(range(len(loaded)), key=lambda i: len(loaded[i][1]))
+        dense = loaded[index][1]
+        sigma_seed = _spread(dense, folders[index], str(folders[index]))
+    reference_table = paper_results().get(paper, {}).get("methods") if paper else None
     verdicts = judge_parts(parts, sigma_seed, reference_table)
     agreement = None
     if len(parts) > 1:
@@ -410,10 +464,16 @@ def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, s
                      if part.dense is not None]
     path = ExperimentPaths(output_dir).claims
     first = parts[0].dense.bleu if parts[0].dense is not None else None
-    pending = f"Parts not finished yet, left out: {', '.join(unfinished)}.\n\n" if unfinished else ""
+    if not unfinished:
+        pending = ""
+    elif in_parts:
+        pending = f"Parts not finished yet, left out: {', '.join(unfinished)}.\n\n"
+    else:
+        pending = f"Runs not finished yet, left out: {'; '.join(unfinished)}.\n\n"
     if not_run:  # a claim they speak to says what it misses; the reader sees why here
         pending += f"Parts not run yet: {', '.join(not_run)}.\n\n"
-    write_text(path, f"# Claims of Brix et al. (2020) on {output_dir.name}, seed {seed}\n\n" + pending
+    against = f"The paper's numbers: its {paper} table.\n\n" if reference_table else ""
+    write_text(path, f"# Claims of Brix et al. (2020) on {output_dir.name}, seed {seed}\n\n" + pending + against
                + claims_markdown(verdicts, sigma_seed, first if len(parts) == 1 else None, agreement))
     return path, verdicts
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import statistics
 from importlib import resources
 from pathlib import Path
@@ -20,7 +21,7 @@ from lightning_slt.atomic import read_json, write_bytes, write_text
 
 from .config import metric_name
 from .methods import label, shows
-from .paths import ExperimentPaths
+from .paths import ExperimentPaths, experiment_above
 
 CSV_FIELDS = [
     "method", "sparsity", "seed", "run", "kind", "test_bleu", "test_chrf", "test_ter", "valid_bleu",
@@ -50,36 +51,136 @@ def paper_results() -> dict:
     return json.loads(resources.files("lightning_slt.experiments").joinpath("paper_results.json").read_text())
 
 
+# -- what reports read, checked where they read it ---------------------------------------------------
+
+MANIFEST_FIX = "restore it from a backup; the report needs its list of methods and runs"
+METRICS_FIX = ("delete it and run the experiment again to evaluate that run anew (its checkpoints are kept; nothing "
+               "is trained again), or restore it if it was edited")
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _names(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _integers(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, int) and not isinstance(item, bool) for item in value)
+
+
+KINDS = {  # what a field must be: (said as, check)
+    "name": ("a name", lambda value: isinstance(value, str)),
+    "name or null": ("a name or null", lambda value: value is None or isinstance(value, str)),
+    "names": ("a list of names", _names),
+    "integer": ("an integer", lambda value: isinstance(value, int) and not isinstance(value, bool)),
+    "integers": ("a list of integers", _integers),
+    "number": ("a finite number", _finite),
+    "number or null": ("a finite number", lambda value: value is None or _finite(value)),
+    "mapping": ("a mapping", lambda value: isinstance(value, dict)),
+}
+METRICS_FIELDS = {  # what the report reads of a run's metrics.json
+    "run": "name", "kind": "name", "seed": "integer", "reported_in": "names", "sparsity_target": "number",
+    "sparsity": "number", "sparse_mb": "number", "remaining_parameters": "number", "steps": "number",
+    "wall_time_s": "number", "lineage_steps": "number", "lineage_wall_time_s": "number", "mask_from": "name or null",
+    "weights_from": "name or null", "valid": "mapping", "test": "mapping",
+}
+
+
+def _check_fields(path: Path, data: dict, fields: dict[str, str], fix: str, prefix: str = "") -> None:
+    for key, kind in fields.items():
+        said, check = KINDS[kind]
+        if key not in data:
+            held = ", ".join(prefix + k for k in fields)
+            raise ValueError(f"{path} has no {prefix + key!r} (it holds {held}); {fix}")
+        if not check(data[key]):
+            raise ValueError(f"{path}: {prefix + key} is {data[key]!r}, not {said}; {fix}")
+
+
+def _read_mapping(path: Path, what: str, fix: str) -> dict:
+    try:
+        data = read_json(path)
+    except ValueError as err:
+        raise ValueError(f"{err}: {fix}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds {'a list' if isinstance(data, list) else repr(data)}, not {what}; {fix}")
+    return data
+
+
+def read_manifest(folder: str | Path) -> dict:
+    """An experiment folder's experiment.json, with what reports read of it checked: its methods,
+    seeds and planned runs."""
+    path = ExperimentPaths.of(folder).manifest
+    manifest = _read_mapping(path, "the mapping of an experiment's settings", MANIFEST_FIX)
+    _check_fields(path, manifest, {"config": "mapping"}, MANIFEST_FIX)
+    _check_fields(path, manifest["config"], {"methods": "names", "seeds": "integers"}, MANIFEST_FIX, "config.")
+    extra = {"dense_seeds": "integers"} if "dense_seeds" in manifest["config"] else {}
+    _check_fields(path, manifest["config"], extra, MANIFEST_FIX, "config.")
+    _check_fields(path, manifest, {"runs": "names"} if "runs" in manifest else {}, MANIFEST_FIX)
+    return manifest
+
+
+def read_metrics(path: Path, root: Path, metric: str = "bleu") -> dict:
+    """A finished run's metrics.json under the experiment folder ``root``, checked: every field
+    the report reads present and of its type, every figure a finite number (the headline
+    ``metric``, and for BLEU chrF and TER, may be null: shown as "–"), and the run and seed it
+    names those of its folder (a copy of another run's file would count that run twice)."""
+    run = _read_mapping(path, "the mapping of a run's figures", METRICS_FIX)
+    _check_fields(path, run, METRICS_FIELDS, METRICS_FIX)
+    headline = {"bleu", "chrf", "ter"} if metric == BLEU else {metric}
+    for stage in ("valid", "test"):
+        for key, value in run[stage].items():
+            if key in headline or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+                _check_fields(path, run[stage], {key: "number or null"}, METRICS_FIX, f"{stage}.")
+    seed, *lineage = path.parent.relative_to(root).parts
+    if (f"seed{run['seed']}", run["run"]) != (seed, "/".join(lineage)):
+        raise ValueError(f"{path} says it is run {run['run']!r} of seed {run['seed']}, but it lies in "
+                         f"{seed}/{'/'.join(lineage)}: a copy of another run's file would count that run twice; "
+                         f"{METRICS_FIX}")
+    return run
+
+
 def collect(output_dir: str | Path) -> tuple[list[str], list[dict]]:
     """The experiment's methods and one row per (method, sparsity, seed) from finished runs."""
     folder = ExperimentPaths.of(output_dir)
     if not folder.manifest.is_file():
         raise FileNotFoundError(f"{output_dir} holds no experiment.json: it is not an experiment folder "
                                 "(give the output_dir of `lightning-slt experiment`)")
-    try:
-        manifest = read_json(folder.manifest)
-    except ValueError as err:
-        raise ValueError(f"{err}: restore it from a backup; the report needs its list of methods and runs") from None
-    runs = [_read_metrics(path) for path in _metrics_files(folder.root, manifest)]
+    manifest = read_manifest(folder.root)
+    metric = headline_metric(manifest["config"])
+    runs = [read_metrics(path, folder.root, metric) for path in _metrics_files(folder.root, manifest)]
     methods = list(manifest["config"]["methods"])
     for run in runs:  # and the chain a control trained where its method is not run (a part's SLT rounds)
         methods += [m for m in run["reported_in"] if m not in methods]
-    metric = headline_metric(manifest["config"])
     rows = [_row(method, run, metric) for method in methods for run in runs
             if shows(method, run, methods, manifest["config"])]
     rows.sort(key=lambda r: (methods.index(r["method"]), r["sparsity"], r["seed"]))
     return methods, rows
 
 
-def planned_metrics(output_dir: Path, manifest: dict) -> list[Path] | None:
-    """The metrics.json of every run of the experiment's current plan (each seed's runs, the
-    dense run of each dense-only seed), finished or not; None for a manifest written before
-    plans were recorded."""
+def planned_runs(manifest: dict) -> list[tuple[int, str]] | None:
+    """(seed, run) of every run of the experiment's current plan (each seed's runs, the dense run
+    of each dense-only seed), finished or not; None for a manifest written before plans were
+    recorded."""
     if "runs" not in manifest:
         return None
+    config = manifest["config"]
+    return ([(seed, run) for seed in config["seeds"] for run in manifest["runs"]]
+            + [(seed, "dense") for seed in config.get("dense_seeds", [])])
+
+
+def planned_metrics(output_dir: Path, manifest: dict) -> list[Path] | None:
+    """The metrics.json of every run of the experiment's current plan (``planned_runs``)."""
+    runs = planned_runs(manifest)
     folder = ExperimentPaths.of(output_dir)
-    paths = [folder.run(seed, run).metrics for seed in manifest["config"]["seeds"] for run in manifest["runs"]]
-    return paths + [folder.run(seed, "dense").metrics for seed in manifest["config"].get("dense_seeds", [])]
+    return None if runs is None else [folder.run(seed, run).metrics for seed, run in runs]
+
+
+def unfinished_runs(output_dir: str | Path, manifest: dict) -> list[tuple[int, str]]:
+    """(seed, run) of the planned runs that have no metrics.json yet ([] for an old manifest)."""
+    folder = ExperimentPaths.of(output_dir)
+    return [(seed, run) for seed, run in planned_runs(manifest) or [] if not folder.run(seed, run).metrics.is_file()]
 
 
 def _metrics_files(output_dir: Path, manifest: dict) -> list[Path]:
@@ -90,14 +191,6 @@ def _metrics_files(output_dir: Path, manifest: dict) -> list[Path]:
     if paths is None:
         return ExperimentPaths.of(output_dir).all_metrics()
     return [path for path in paths if path.is_file()]
-
-
-def _read_metrics(path: Path) -> dict:
-    try:
-        return read_json(path)
-    except ValueError as err:
-        raise ValueError(f"{err}: delete it and run the experiment again to evaluate that run anew "
-                         "(its checkpoints are kept; nothing is trained again)") from None
 
 
 def _row(method: str, run: dict, metric: str = BLEU) -> dict:
@@ -202,6 +295,15 @@ def part_folders(folder: str | Path) -> list[Path]:
     paths = ExperimentPaths.of(folder)
     if paths.manifest.is_file():
         return [paths.root]
+    if not paths.root.exists():
+        raise FileNotFoundError(f"{folder} does not exist; give the output_dir of `lightning-slt experiment`")
+    if paths.root.is_file():
+        raise FileNotFoundError(f"{folder} is a file, not an experiment folder; give the folder that holds "
+                                "experiment.json (the output_dir of `lightning-slt experiment`)")
+    above = experiment_above(paths.root)
+    if above is not None:
+        raise FileNotFoundError(f"{folder} is inside the experiment folder {above}, not one itself; report that "
+                                f"folder: lightning-slt report {above}")
     if paths.parts.is_file():
         found = [paths.part(name).root for name in planned_parts(folder) if paths.part(name).manifest.is_file()]
     else:
@@ -215,7 +317,13 @@ def part_folders(folder: str | Path) -> list[Path]:
 def planned_parts(folder: str | Path) -> list[str]:
     """The parts an experiment folder's parts.json plans, run or not ([] for one not in parts)."""
     path = ExperimentPaths.of(folder).parts
-    return list(read_json(path)["parts"]) if path.is_file() else []
+    if not path.is_file():
+        return []
+    fix = ("run `lightning-slt experiment` again with the experiment's config (it rewrites the file before any part "
+           "trains), or delete it to report the parts in name order")
+    parts = _read_mapping(path, "the mapping of an experiment's parts", fix)
+    _check_fields(path, parts, {"parts": "names"}, fix)
+    return list(parts["parts"])
 
 
 def collect_parts(output_dir: str | Path) -> tuple[list[str], list[dict]]:
@@ -237,7 +345,7 @@ def collect_parts(output_dir: str | Path) -> tuple[list[str], list[dict]]:
 
 def configured_methods(folder: str | Path) -> list[str]:
     """The methods an experiment folder (or part) was configured to run, from its experiment.json."""
-    return list(read_json(ExperimentPaths.of(folder).manifest)["config"]["methods"])
+    return list(read_manifest(folder)["config"]["methods"])
 
 
 def write_report(output_dir: str | Path, paper: str | None = "wmt14_ende", wandb: bool | None = None) -> dict[str, Path]:
@@ -249,10 +357,13 @@ def write_report(output_dir: str | Path, paper: str | None = "wmt14_ende", wandb
         paper: draw the paper's numbers for comparison ("wmt14_ende", "wmt14_enfr" or None).
         wandb: also log a W&B Table and the chart; None = as the experiment config says.
     """
+    if paper is not None and paper not in paper_results():
+        raise ValueError(f"paper {paper!r} is not one of the paper's tables shipped ({', '.join(paper_results())}); "
+                         "give one of them, or none to draw no paper numbers")
     output_dir = Path(output_dir)
     folders = part_folders(output_dir)
     in_parts = folders != [output_dir]
-    config = read_json(ExperimentPaths(folders[0]).manifest)["config"]
+    config = read_manifest(folders[0])["config"]
     metric = headline_metric(config)
     if in_parts:
         methods, rows = collect_parts(output_dir)
@@ -277,16 +388,41 @@ def write_report(output_dir: str | Path, paper: str | None = "wmt14_ende", wandb
         owner = {m: next(r["part"] for r in shown if r["method"] == m) for m in methods if any(r["method"] == m for r in shown)}
         title += ("Run in parts; each column from the part that runs it (its 0 % row is that part's dense model): "
                   + ", ".join(f"{label(m)}: {part}" for m, part in owner.items()) + ".\n\n")
-    write_text(paths["md"], title + markdown_table(methods, summary, metric) + _warmup_note(folders))
+    write_text(paths["md"], title + markdown_table(methods, summary, metric) + _warmup_note(folders)
+               + _unfinished_note(output_dir, folders))
     plot(methods, summary, paths["png"], paper, metric)
     if wandb if wandb is not None else config.get("wandb"):
         _log_wandb(config, rows, paths["png"], fields, metric)
     return paths
 
 
+def _unfinished_note(output_dir: Path, folders: list[Path], shown: int = 8) -> str:
+    """One line naming the planned runs (and parts) that have not finished: the table shows only
+    those that have, so its cells may average fewer seeds than its title says."""
+    missing = [(folder, seed, run) for folder in folders
+               for seed, run in unfinished_runs(folder, read_manifest(folder))]
+    total = sum(len(planned_runs(read_manifest(folder)) or []) for folder in folders)
+    not_run = [name for name in planned_parts(output_dir) if name not in {folder.name for folder in folders}]
+    if not missing and not not_run:
+        return ""
+    line = "\n"
+    if missing:
+        groups: dict[str, list[str]] = {}
+        for folder, seed, run in missing[:shown]:
+            where = f"part {folder.name}, seed {seed}" if folder != output_dir else f"seed {seed}"
+            groups.setdefault(where, []).append(run)
+        more = f"; and {len(missing) - shown} more" if len(missing) > shown else ""
+        line += (f"Not finished yet: {len(missing)} of {total} planned runs ("
+                 + "; ".join(f"{where}: {', '.join(runs)}" for where, runs in groups.items()) + more
+                 + "); the table shows the runs that have finished. ")
+    if not_run:
+        line += f"Parts not run yet: {', '.join(not_run)}. "
+    return line + "Run `lightning-slt experiment` with this experiment's config again to finish them.\n"
+
+
 def _warmup_note(folders: list[Path]) -> str:
     """One line where the protocol's warm-up rule (θk after the warm-up) could not be checked."""
-    unknown = [f for f in folders if (read_json(ExperimentPaths(f).manifest).get("schedule") or {}).get("warmup_steps", 0) is None]
+    unknown = [f for f in folders if (read_manifest(f).get("schedule") or {}).get("warmup_steps", 0) is None]
     if not unknown:
         return ""
     return ("\nThe warm-up rule (θk after the warm-up) was not checked: the module takes no warmup_steps and the "

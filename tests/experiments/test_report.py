@@ -99,8 +99,12 @@ def test_the_parts_of_an_experiment_come_in_the_order_parts_json_plans(tmp_path)
     (tmp_path / "parts.json").write_text(json.dumps({"parts": ["b", "c", "a"]}))  # c planned, not run yet
     assert part_folders(tmp_path) == [tmp_path / "b", tmp_path / "a"] and planned_parts(tmp_path) == ["b", "c", "a"]
     assert part_folders(tmp_path / "a") == [tmp_path / "a"]  # a single experiment is its own only part
-    with pytest.raises(FileNotFoundError, match="holds no experiment.json and no parts with one"):
+    with pytest.raises(FileNotFoundError, match="b/nothing does not exist; give the output_dir of `lightning-slt "
+                                                "experiment`"):
         part_folders(tmp_path / "b" / "nothing")
+    (tmp_path / "c").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no experiment.json and no parts with one"):
+        part_folders(tmp_path / "c")
 
 
 def test_a_users_metric_heads_the_table_and_every_logged_test_metric_is_a_column(tmp_path):
