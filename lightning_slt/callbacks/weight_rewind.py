@@ -12,11 +12,18 @@ from typing_extensions import override
 from lightning_slt._lightning import pl, rank_zero_warn
 from lightning_slt.artifacts import keys, match_partial
 from lightning_slt.artifacts.matching import check_shapes
-from lightning_slt.artifacts.checkpoint import LIGHTNING_KINDS, TICKET_KINDS, Kind, RunCheckpoint, rewind_state
+from lightning_slt.artifacts.checkpoint import (
+    LIGHTNING_KINDS,
+    TICKET_KINDS,
+    Kind,
+    RunCheckpoint,
+    describe_call,
+    rewind_state,
+)
 from lightning_slt.pruning.selection import covering_patterns, select_parameters
 from lightning_slt.pruning.sharding import is_sharded, like, whole
 
-from .base import PruningCallback, PruningSession, Role
+from .base import PruningCallback, PruningSession, Role, describe_callback
 
 
 class WeightRewind(PruningCallback):
@@ -47,12 +54,14 @@ class WeightRewind(PruningCallback):
     Raises:
         ValueError: negative step, a step beyond ``trainer.max_steps``, a source without θk, a
             source whose tensors do not match the model or lack a selected one, or a pattern
-            that matches no parameter (all at setup, before training).
+            that matches no parameter, two WeightRewind of one step in the trainer (all at setup,
+            before training).
         FileNotFoundError: the source does not exist.
 
     Acts at: ``setup`` (reads the source), ticket phase "weights", ``on_train_batch_start`` (θ0) /
     ``on_train_batch_end`` (records θk).
-    State: ``step``, ``snapshot`` (CPU tensors), ``optimizer``, ``lr_schedulers``.
+    State: ``step``, ``snapshot`` (CPU tensors), ``optimizer``, ``lr_schedulers``, under
+    ``checkpoint["callbacks"][state_key]`` (written by the checkpoint hooks; one key per step).
 
     Example::
 
@@ -94,6 +103,7 @@ class WeightRewind(PruningCallback):
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        check_one_rewind_per_step(trainer.callbacks)
         super().setup(trainer, pl_module, stage)
         if stage != "fit":
             return
@@ -173,21 +183,55 @@ class WeightRewind(PruningCallback):
             self._optimizer_state = [_optimizer_state(pl_module, o) for o in trainer.optimizers]
             self._scheduler_state = [copy.deepcopy(c.scheduler.state_dict()) for c in trainer.lr_scheduler_configs]
 
+    # The state lives under checkpoint["callbacks"][state_key], the key and layout Lightning's
+    # state_dict()/load_state_dict() would use (artifacts.keys.rewind_state_key). Saved through the
+    # checkpoint hooks instead, because Lightning refuses two stateful callbacks with one key in
+    # Trainer() with only "state_key must be unique", while check_one_rewind_per_step names both.
     @override
-    def state_dict(self) -> dict[str, Any]:
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        if "callbacks" not in checkpoint:  # a weights-only save keeps no callback state
+            return
         # Held as shards under FSDP2 (memory per rank: its shard); saved whole (every rank gathers,
         # rank 0 writes), so the checkpoint is a source for any next round, sharded or not.
         snapshot = None if self._snapshot is None else {n: whole(t) for n, t in self._snapshot.items()}
-        return rewind_state(self.step, snapshot, self._optimizer_state, self._scheduler_state)
+        checkpoint["callbacks"][self.state_key] = rewind_state(self.step, snapshot, self._optimizer_state,
+                                                               self._scheduler_state)
 
     @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if state_dict.get(keys.REWIND_STEP, self.step) != self.step:
-            raise ValueError(f"checkpointed WeightRewind recorded step {state_dict[keys.REWIND_STEP]}, this one "
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(trainer, pl_module, checkpoint)
+        state = (checkpoint.get("callbacks") or {}).get(self.state_key)
+        if not state:
+            return
+        if state.get(keys.REWIND_STEP, self.step) != self.step:
+            raise ValueError(f"checkpointed WeightRewind recorded step {state[keys.REWIND_STEP]}, this one "
                              f"step {self.step}")
-        self._snapshot = state_dict.get(keys.REWIND_SNAPSHOT)
-        self._optimizer_state = state_dict.get(keys.REWIND_OPTIMIZER)
-        self._scheduler_state = state_dict.get(keys.REWIND_SCHEDULERS)
+        self._snapshot = state.get(keys.REWIND_SNAPSHOT)
+        self._optimizer_state = state.get(keys.REWIND_OPTIMIZER)
+        self._scheduler_state = state.get(keys.REWIND_SCHEDULERS)
+
+
+def check_one_rewind_per_step(callbacks: list[Any]) -> None:
+    """Refuse two ``WeightRewind`` of one step in a trainer: their θk would share one checkpoint
+    key, the later state overwriting the other, and only one of them could rewind.
+
+    Raises:
+        ValueError: naming both callbacks and the fix.
+    """
+    by_step: dict[int, list[WeightRewind]] = {}
+    for callback in callbacks:
+        if isinstance(callback, WeightRewind):
+            by_step.setdefault(callback.step, []).append(callback)
+    for step, found in sorted(by_step.items()):
+        if len(found) > 1:
+            described = ", ".join(describe_call(describe_callback(cb)) for cb in found)
+            raise ValueError(
+                f"{len(found)} WeightRewind callbacks record step {step}: {described}; one run records θ_{step} once "
+                f"(the checkpoint keeps it under one key, {keys.rewind_state_key(step)!r}): keep one WeightRewind per "
+                f"step (WeightRewind(step={step}, source=...) both starts from the source's θ_{step} and records this "
+                f"run's), e.g. remove the one a second config file added to trainer.callbacks"
+            )
 
 
 def _optimizer_state(pl_module: pl.LightningModule, optimizer: Any) -> dict:

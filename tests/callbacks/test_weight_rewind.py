@@ -52,3 +52,45 @@ def test_restore_optimizer_restores_adam_moments_and_lr_schedule(tmp_path):
     saved = recorded["optimizer"][0]["state"]
     assert all(torch.equal(a, saved[i]["exp_avg"]) for i, a in enumerate(check.exp_avg))
     assert check.lr == pytest.approx(0.01 / (1 + 4))
+
+
+class _Steps(Probe):
+    def __init__(self):
+        super().__init__()
+        self.steps = 0
+
+    def on_train_batch_end(self, *args):
+        self.steps += 1
+
+
+@pytest.mark.parametrize("added", ["in_the_trainer", "appended_later"])
+def test_two_rewinds_of_one_step_are_refused_naming_both_before_training(added):
+    first, second = WeightRewind(step=2, source=None), WeightRewind(step=2, restore_optimizer=True)
+    steps = _Steps()
+    if added == "in_the_trainer":  # Lightning said only "the callback.state_key must be unique" here
+        trainer = make_trainer(4, [first, second, steps])
+    else:  # Lightning checks no list changed after Trainer(): one state overwrote the other in every checkpoint
+        trainer = make_trainer(4, [first, steps])
+        trainer.callbacks.append(second)
+    with pytest.raises(ValueError) as info:
+        trainer.fit(fresh_module(0))
+    message = str(info.value)
+    assert message.startswith("2 WeightRewind callbacks record step 2: WeightRewind(step=2, restore_optimizer=False), "
+                              "WeightRewind(step=2, restore_optimizer=True);"), message
+    assert "keep one WeightRewind per step" in message
+    assert steps.steps == 0
+
+
+def test_rewinds_of_different_steps_save_and_resume_under_their_own_keys(tmp_path):
+    path = tmp_path / "run.ckpt"
+    trainer = make_trainer(5, [WeightRewind(step=2), WeightRewind(step=4)])
+    trainer.fit(fresh_module(0))
+    trainer.save_checkpoint(path)
+    saved = torch.load(path, weights_only=True)["callbacks"]
+    assert {"WeightRewind{'step': 2}", "WeightRewind{'step': 4}"} <= set(saved)
+    assert torch.equal(saved["WeightRewind{'step': 2}"]["snapshot"]["net.0.weight"],
+                       load_source(path).snapshots[2]["net.0.weight"])
+    resumed = [WeightRewind(step=2), WeightRewind(step=4)]
+    make_trainer(6, resumed).fit(fresh_module(1), ckpt_path=str(path))
+    for rewind in resumed:  # restored, not recorded again (the resumed run starts after both steps)
+        assert torch.equal(rewind.snapshot["net.0.weight"], saved[rewind.state_key]["snapshot"]["net.0.weight"])
