@@ -67,6 +67,7 @@ Trainer = pl.Trainer
 LightningModule = pl.LightningModule
 LightningDataModule = pl.LightningDataModule
 ModelCheckpoint = _from(".callbacks", "ModelCheckpoint")
+RichProgressBar = _from(".callbacks", "RichProgressBar")  # importable without rich; built only where rich is
 LightningCLI = _from(".cli", "LightningCLI")
 LightningArgumentParser = _from(".cli", "LightningArgumentParser")
 TrainerFn = _from(".trainer.states", "TrainerFn")
