@@ -64,9 +64,9 @@ def export_main(argv: list[str] | None = None) -> int:
     Raises:
         SystemExit: a bad argument, or a checkpoint that cannot be exported (the message says why).
     """
-    from lightning_slt.atomic import check_not_inputs
     from lightning_slt.artifacts.keys import TICKET_KIND, WINNING_TICKET_KIND
     from lightning_slt.export.checkpoint import export_checkpoint
+    from lightning_slt.export.outputs import check_output_file
     from lightning_slt.export.winning_ticket import export_winning_ticket
 
     parser = build_parser()
@@ -81,12 +81,13 @@ def export_main(argv: list[str] | None = None) -> int:
         parser.error("--quantization needs --format ctranslate2 (a ticket's weight type is --values)")
     options = {"values_dtype": VALUES[args.values], "embed_tokenizer": not args.no_tokenizer}
     try:
-        check_not_inputs({"--out": args.out}, {"checkpoint": args.checkpoint})
+        check_output_file("--out", args.out, {"checkpoint": args.checkpoint})  # before the checkpoint is read
+        _check_not_a_ticket(args.checkpoint)
         if args.winning_ticket:
             sizes: dict[str, Any] = export_winning_ticket(args.checkpoint, args.out, step=args.step, **options)
         else:
             sizes = export_checkpoint(args.checkpoint, args.out, **options)
-    except (FileNotFoundError, ValueError) as error:
+    except (OSError, ValueError) as error:  # OSError: a folder that is not writable, a full disk (file named)
         raise SystemExit(f"lightning-slt export: {error}") from None
     sizes["checkpoint"] = _size(args.checkpoint)
     output: dict[str, Any] = {"ticket": args.out, "kind": TICKET_KIND, "values": args.values, "bytes": sizes}
@@ -107,13 +108,12 @@ def _export_ctranslate2(parser: argparse.ArgumentParser, args: argparse.Namespac
         if given:
             parser.error(f"{flag} applies to ticket files, not to --format ctranslate2 (a CTranslate2 folder always "
                          "holds the final weights and the tokenizer; its weight type is --quantization)")
-    from lightning_slt.atomic import check_not_inputs
-    from lightning_slt.export.ctranslate2 import export_ctranslate2
+    from lightning_slt.export.ctranslate2 import check_target, export_ctranslate2
 
     try:
-        check_not_inputs({"--out": args.out}, {"checkpoint": args.checkpoint})
+        check_target(args.out, {"checkpoint": args.checkpoint})  # before ctranslate2 is imported or anything read
         report = export_ctranslate2(args.checkpoint, args.out, quantization=args.quantization)
-    except (FileNotFoundError, ValueError) as error:  # CTranslate2ExportError and TicketError are ValueErrors
+    except (OSError, ValueError) as error:  # CTranslate2ExportError and TicketError are ValueErrors; OSError: disk
         raise SystemExit(f"lightning-slt export: {error}") from None
     output = {"model": args.out, "format": "ctranslate2", "quantization": report["quantization"],
               "vocab_size": report["vocab_size"], "special_tokens": report["special_tokens"],
@@ -137,6 +137,19 @@ def _log_artifact(args: argparse.Namespace) -> dict[str, Any]:
         run.finish()
     return {"name": artifact.name, "type": artifact.type, "digest": artifact.digest, "project": args.wandb_project,
             "run_id": run.id, "mode": run.settings.mode}
+
+
+def _check_not_a_ticket(path: str) -> None:
+    """A ticket given as the checkpoint to export: say so (the checkpoint reader would report an
+    unpickling error), and what a ticket can be exported to."""
+    from lightning_slt.artifacts.ticket import MAGIC
+
+    if os.path.isfile(path):
+        with open(path, "rb") as handle:
+            if handle.read(len(MAGIC)) == MAGIC:
+                raise ValueError(f"{path} is already a ticket file, the format this command writes; copy it to "
+                                 "change its name, or pass --format ctranslate2 to convert it. A ticket with other "
+                                 "--values or without the tokenizer is exported from the run's checkpoint")
 
 
 def _size(path: str) -> int:

@@ -28,9 +28,11 @@ benchmark compare CT2's output with ours.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,7 +79,9 @@ def load_module(path: str | os.PathLike) -> "TranslationModule":
         is_ticket = handle.read(len(MAGIC)) == MAGIC
     if is_ticket:
         from lightning_slt.export.checkpoint import load_ticket
+        from lightning_slt.export.winning_ticket import warn_if_winning_ticket
 
+        warn_if_winning_ticket(path, "the CTranslate2 model will hold the weights of that step")
         return load_ticket(path)
     from lightning_slt.export.checkpoint import read_module_checkpoint
     from lightning_slt.model.module import TranslationModule
@@ -86,15 +90,22 @@ def load_module(path: str | os.PathLike) -> "TranslationModule":
     return TranslationModule.load_from_checkpoint(path, map_location="cpu").eval()
 
 
-def check_target(out_dir: str | os.PathLike) -> Path:
-    """Refuse an existing non-empty folder or a file as the target, before any work."""
+def check_target(out_dir: str | os.PathLike, inputs: Mapping[str, Any] | None = None) -> Path:
+    """Refuse, before any work, a target that is an existing non-empty folder or a file, one of
+    ``inputs`` or inside one, under a file, or in a folder that is not writable."""
+    from lightning_slt.atomic import check_not_inputs
+    from lightning_slt.export.outputs import check_output_parent
+
     out = Path(out_dir)
+    inputs = dict(inputs or {})
+    check_not_inputs({"--out": out}, inputs)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         kind = "folder is not empty" if out.is_dir() else "path is a file"
         raise CTranslate2ExportError(
             f"refusing to write the CTranslate2 model to {out}: that {kind}, and the export never replaces "
             "existing files; pass a new or empty folder as --out, or delete it first"
         )
+    check_output_parent("--out", out, inputs)
     return out
 
 
@@ -113,7 +124,7 @@ def export_ctranslate2(source: "str | os.PathLike | TranslationModule", out_dir:
         FileNotFoundError / ValueError: an unreadable checkpoint or ticket.
     """
     ctranslate2 = require_ctranslate2()
-    out = check_target(out_dir)
+    out = check_target(out_dir, {"checkpoint": source} if isinstance(source, (str, os.PathLike)) else None)
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise CTranslate2ExportError(f"quantization {quantization!r} is not one CTranslate2 converts to; "
                                      f"choose one of {', '.join(QUANTIZATIONS)}")
@@ -124,9 +135,10 @@ def export_ctranslate2(source: "str | os.PathLike | TranslationModule", out_dir:
         spec.optimize(quantization=quantization)
     except ValueError as error:
         raise CTranslate2ExportError(f"CTranslate2 rejects the converted model: {error}") from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    tmp = None
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
         spec.save(str(tmp))
         (tmp / SPM_FILE).write_bytes(module.tokenizer.model_proto)
         for path in tmp.iterdir():
@@ -136,8 +148,11 @@ def export_ctranslate2(source: "str | os.PathLike | TranslationModule", out_dir:
         if out.is_dir():
             out.rmdir()  # empty (checked above); os.replace cannot put a folder over a folder
         os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as error:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, OSError):  # CTranslate2 and the OS say "No space left on device" and no path
+            raise _write_error(error, out) from error
         raise
     config = module.model.config
     return {
@@ -146,6 +161,18 @@ def export_ctranslate2(source: "str | os.PathLike | TranslationModule", out_dir:
                            for name in ("pad", "bos", "eos")},
         "files": {path.name: path.stat().st_size for path in sorted(out.iterdir())},
     }
+
+
+def _write_error(error: OSError, out: Path) -> OSError:
+    """The OS error of a failed write of the model folder, naming it and the fix."""
+    fixes = {errno.ENOSPC: "free space on that file system, or pass --out on another one",
+             errno.EDQUOT: "free space within your disk quota, or pass --out on another file system",
+             errno.EROFS: "that file system is read-only: pass --out in a writable folder",
+             errno.EACCES: "that folder is not writable for this user: pass --out in a writable folder"}
+    where = f" (at its {Path(error.filename).name})" if error.filename else ""
+    fix = fixes.get(error.errno, "check the folder and the disk")
+    return OSError(error.errno, f"cannot write the CTranslate2 model to {out}{where}: {error.strerror or error}; "
+                                f"{fix} (nothing was left behind in {out.parent})")
 
 
 def build_spec(module: "TranslationModule", ctranslate2: Any, vocabulary: list[str] | None = None) -> Any:

@@ -10,9 +10,14 @@ translation per output line, in input order (sentences
 are sorted by length into batches of at most ``--batch-tokens`` padded source tokens, as
 ``TranslationModule.translate`` does). ``--sparse auto`` times dense against CSR for every
 pruned projection at this run's batch size and keeps the faster (``sparse_linear.sparsify_``).
+
+Every path is checked before the model is loaded (``export.outputs``): outputs that could not be
+written or would replace an input, a missing model file or one given to the other option, a
+missing input; a winning ticket (the start of a pruning round) is translated with a warning.
 """
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -38,16 +43,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_module(ticket: str | None, checkpoint: str | None) -> Any:
-    """The TranslationModule of a ticket or a checkpoint, on CPU in eval mode."""
+    """The TranslationModule of a ticket or a checkpoint, on CPU in eval mode (a winning ticket,
+    the start of a pruning round, with a warning)."""
     if ticket is not None:
         from lightning_slt.export.checkpoint import load_ticket
+        from lightning_slt.export.winning_ticket import warn_if_winning_ticket
 
+        warn_if_winning_ticket(ticket, "these translations are those of the weights at that step")
         return load_ticket(ticket)
     from lightning_slt.export.checkpoint import read_module_checkpoint
     from lightning_slt.model.module import TranslationModule
 
     read_module_checkpoint(checkpoint)  # says what is wrong with a file that is not our checkpoint
     return TranslationModule.load_from_checkpoint(checkpoint, map_location="cpu").eval()
+
+
+def check_model_file(option: str, path: str) -> None:
+    """Refuse a missing model file, or a ticket and a checkpoint given to each other's option,
+    before the input is read (the readers would say "cannot read checkpoint ... UnpicklingError")."""
+    from lightning_slt.artifacts.ticket import MAGIC
+
+    if not os.path.exists(path):
+        writer = "`lightning-slt export`" if option == "--ticket" else "`lightning-slt fit` (a .ckpt file)"
+        raise ValueError(f"{option} {path}: no such file; give the file written by {writer}")
+    if not os.path.isfile(path):
+        return  # a distributed checkpoint folder: its reader says whether it is one
+    with open(path, "rb") as handle:
+        head = handle.read(len(MAGIC))
+    if option == "--checkpoint" and head == MAGIC:
+        raise ValueError(f"--checkpoint {path} is a ticket file (written by `lightning-slt export`), not a Lightning "
+                         f"checkpoint: pass it as --ticket {path}")
+    if option == "--ticket" and head[:2] == b"PK":
+        raise ValueError(f"--ticket {path} is a Lightning checkpoint (a zip archive), not a ticket file: pass it as "
+                         f"--checkpoint {path}")
 
 
 def decoding_rows(module: Any, sentences: list[str], batch_tokens: int, beam: int) -> tuple[int, int]:
@@ -68,18 +96,29 @@ def translate_main(argv: list[str] | None = None) -> int:
     if args.beam is not None and args.beam < 1:
         raise SystemExit(f"--beam must be >= 1 (1 = greedy), got {args.beam}")
     from lightning_slt._runtime import configure_cpu
-    from lightning_slt.atomic import check_not_inputs
     from lightning_slt.data.errors import DataError
+    from lightning_slt.export.outputs import check_output_file
 
-    try:
-        check_not_inputs({"--output": args.output, "--report": args.report},
-                         {"--input": args.input, "--ticket": args.ticket, "--checkpoint": args.checkpoint})
-        check_not_inputs({"--report": args.report}, {"--output": args.output})
+    model_option, model_path = ("--ticket", args.ticket) if args.ticket is not None else ("--checkpoint", args.checkpoint)
+    inputs = {"--input": args.input, "--ticket": args.ticket, "--checkpoint": args.checkpoint}
+    try:  # every path first: a bad one fails at once, before the model is loaded or anything translated
+        check_output_file("--output", args.output, inputs)
+        check_output_file("--report", args.report, {**inputs, "--output": args.output})
+        check_model_file(model_option, model_path)
+        for stream, option, name in ((sys.stdout, args.output, "output"), (sys.stdin, args.input, "input")):
+            if option is None and stream is None:  # started with >&- or <&-: found only after the work
+                raise ValueError(f"standard {name} is closed, and the command has no --{name}: pass --{name} FILE")
+        if args.input is not None and not os.path.exists(args.input):
+            raise ValueError(f"--input {args.input}: no such file; give a text file with one sentence per line, or "
+                             "leave --input out to read standard input")
         sentences = _read_lines(args.input)  # before loading the model: a bad input fails at once
-    except (ValueError, DataError) as error:
+    except (ValueError, OSError, DataError) as error:
         raise SystemExit(f"lightning-slt translate: {error}") from None
     configure_cpu()  # `lightning-slt translate` got the heap setting from cli.main already
-    module = load_module(args.ticket, args.checkpoint)
+    try:
+        module = load_module(args.ticket, args.checkpoint)
+    except (ValueError, OSError) as error:  # TicketError and an unreadable checkpoint are ValueErrors
+        raise SystemExit(f"lightning-slt translate: {error}") from None
     if module.tokenizer is None:
         raise SystemExit(
             "the model has no tokenizer (ticket written without it); re-export with the tokenizer embedded"
@@ -90,13 +129,16 @@ def translate_main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     translations = module.translate(sentences, beam_size=beam, max_tokens=args.batch_tokens)
     seconds = time.perf_counter() - start
-    _write_lines(args.output, translations)
-    if args.report:
-        report = {
-            "sentences": len(sentences), "seconds": round(seconds, 3), "beam": beam, "sparse": args.sparse,
-            "rows": rows, "encoder_rows": encoder_rows, "layers": [choice.as_dict() for choice in choices],
-        }
-        write_json(args.report, report)
+    report = {
+        "sentences": len(sentences), "seconds": round(seconds, 3), "beam": beam, "sparse": args.sparse,
+        "rows": rows, "encoder_rows": encoder_rows, "layers": [choice.as_dict() for choice in choices],
+    }
+    try:
+        _write_lines(args.output, translations)
+        if args.report:
+            write_json(args.report, report)
+    except OSError as error:  # a full disk: atomic.py's message names the file and the fix
+        raise SystemExit(f"lightning-slt translate: {error}") from None
     return 0
 
 

@@ -8,10 +8,14 @@ ordinary, checksummed ticket format: a few percent of the checkpoint at high spa
 file that ``WeightRewind(step=k, source=...)`` plus ``ConvergedMask(..., sparsity=None)`` turn
 back into the same start, bit for bit. The mask is stored explicitly, since θk may be exactly
 zero where m keeps it. The header's ``extra`` says ``kind: "winning_ticket"`` and
-``rewind_step: k``; readers tell it from a ticket of θT by that.
+``rewind_step: k``; readers tell it from a ticket of θT by that (``winning_ticket_step``), and
+``translate`` and the CTranslate2 export warn that it is the start of a round, not a trained model.
 """
 
+import json
 import os
+import struct
+import warnings
 from typing import Any
 
 from torch import Tensor
@@ -25,7 +29,11 @@ from lightning_slt.export.checkpoint import (
 )
 from lightning_slt.artifacts import keys, run_checkpoint
 from lightning_slt.artifacts.keys import WINNING_TICKET_KIND
-from lightning_slt.artifacts.ticket import storage_key
+from lightning_slt.artifacts.ticket import FORMAT_VERSION, MAGIC, storage_key
+
+# The fixed prefix of a ticket file (artifacts/ticket.py, "Layout"): magic, version, header length,
+# header sha256. Read here to see a ticket's kind without reading (and decoding) its tensors.
+_TICKET_PREFIX = struct.Struct("<8sIQ32s")
 
 
 def export_winning_ticket(
@@ -154,3 +162,43 @@ def _with_snapshot(
         source = name if name in snapshot else twins.get(storage_key(tensor))
         out[name] = snapshot[source] if source is not None else tensor
     return out
+
+
+def winning_ticket_step(path: str | os.PathLike) -> int | None:
+    """k when the ticket file at `path` holds θk ⊙ m (its header's kind), else None.
+
+    Reads only the header; a file that is not a readable ticket gives None (the reader that
+    loads it next says what is wrong with it).
+    """
+    try:
+        with open(path, "rb") as handle:
+            prefix = handle.read(_TICKET_PREFIX.size)
+            if len(prefix) < _TICKET_PREFIX.size:
+                return None
+            magic, version, header_len, _ = _TICKET_PREFIX.unpack(prefix)
+            if magic != MAGIC or version != FORMAT_VERSION or header_len > os.fstat(handle.fileno()).st_size:
+                return None
+            header = json.loads(handle.read(header_len))
+    except (OSError, ValueError):
+        return None
+    extra = header.get("extra") if isinstance(header, dict) else None
+    if not isinstance(extra, dict) or extra.get(keys.EXTRA_KIND) != WINNING_TICKET_KIND:
+        return None
+    step = extra.get(keys.EXTRA_REWIND_STEP)
+    return step if isinstance(step, int) and not isinstance(step, bool) else -1
+
+
+def warn_if_winning_ticket(path: str | os.PathLike, use: str) -> None:
+    """Warn that the ticket at `path` is a winning ticket, the start of a round rather than a
+    trained model, when it is one; `use` says what the command makes of it."""
+    step = winning_ticket_step(path)
+    if step is None:
+        return
+    theta = f"θ{step}" if step >= 0 else "θk"
+    warnings.warn(
+        f"{path} is a winning ticket ({theta} ⊙ m: its run's weights at step {step if step >= 0 else 'k'} under the "
+        f"run's mask), the start of the next pruning round, not a trained model: {use}. To use the trained model, "
+        "export the run's checkpoint without --winning-ticket (`lightning-slt export <checkpoint> --out "
+        "model.ticket`) and give that ticket",
+        UserWarning, stacklevel=2,
+    )

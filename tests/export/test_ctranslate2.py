@@ -178,3 +178,23 @@ def test_refuses_what_ct2_cannot_express(trained, tmp_path, capsys) -> None:
         export_main([str(trained), "--quantization", "int8", "--out", str(tmp_path / "m.ticket")])
     assert "--quantization needs --format ctranslate2" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_a_full_disk_names_the_folder_and_the_fix_and_leaves_nothing(pruned_checkpoint, tmp_path, monkeypatch) -> None:
+    import errno
+
+    from ctranslate2.specs import model_spec
+
+    def full(self, output_dir):  # what a full disk does to CTranslate2's writer: the OS error, no path
+        (Path(output_dir) / "model.bin").write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(model_spec.ModelSpec, "save", full)
+    monkeypatch.setattr(model_spec.LanguageModelSpec, "save", full, raising=False)
+    monkeypatch.setattr(model_spec.SequenceToSequenceModelSpec, "save", full, raising=False)
+    with pytest.raises(SystemExit) as info:
+        export_main([str(pruned_checkpoint), "--format", "ctranslate2", "--out", str(tmp_path / "ct2")])
+    assert str(info.value.code) == (f"lightning-slt export: [Errno 28] cannot write the CTranslate2 model to "
+                                    f"{tmp_path / 'ct2'}: No space left on device; free space on that file system, or "
+                                    f"pass --out on another one (nothing was left behind in {tmp_path})")
+    assert list(tmp_path.iterdir()) == []

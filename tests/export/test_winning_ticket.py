@@ -238,3 +238,55 @@ def test_rewinding_to_an_ordinary_ticket_warns_that_it_takes_its_trained_weights
     export_checkpoint(ckpt, ticket)
     with pytest.warns(UserWarning, match=rf"holds weights but no recorded θ_{K} \(ticket\): taking its weights"):
         fit(data_root, tmp_path / "run", [WeightRewind(step=K, source=str(ticket))], max_steps=1, seed=1)
+
+
+def test_the_kind_is_read_from_the_header_alone(rewound, tmp_path):
+    from lightning_slt.export.winning_ticket import winning_ticket_step
+
+    ckpt, winning = rewound
+    export_checkpoint(ckpt, tmp_path / "final.ticket")
+    (tmp_path / "text.txt").write_text("not a ticket\n")
+    assert winning_ticket_step(winning) == K
+    assert winning_ticket_step(tmp_path / "final.ticket") is None
+    assert winning_ticket_step(ckpt) is None and winning_ticket_step(tmp_path / "text.txt") is None
+    assert winning_ticket_step(tmp_path / "absent.ticket") is None
+
+
+def _winning_warnings(caught) -> list[str]:
+    return [str(w.message) for w in caught if "is a winning ticket" in str(w.message)]
+
+
+def test_translating_a_winning_ticket_warns_that_it_is_the_start_of_a_round(rewound, tmp_path):
+    import warnings
+
+    from lightning_slt.export.translate import translate_main
+
+    ckpt, winning = rewound
+    export_checkpoint(ckpt, tmp_path / "final.ticket")
+    (tmp_path / "in.txt").write_text("A dog runs.\n")
+    for ticket, expected in ((winning, 1), (tmp_path / "final.ticket", 0)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert translate_main(["--ticket", str(ticket), "--input", str(tmp_path / "in.txt"), "--output",
+                                   str(tmp_path / "out.txt"), "--sparse", "off", "--beam", "1"]) == 0
+        said = _winning_warnings(caught)
+        assert len(said) == expected, said
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        translate_main(["--ticket", str(winning), "--input", str(tmp_path / "in.txt"), "--sparse", "off"])
+    assert _winning_warnings(caught) == [
+        f"{winning} is a winning ticket (θ{K} ⊙ m: its run's weights at step {K} under the run's mask), the start of "
+        "the next pruning round, not a trained model: these translations are those of the weights at that step. To "
+        "use the trained model, export the run's checkpoint without --winning-ticket (`lightning-slt export "
+        "<checkpoint> --out model.ticket`) and give that ticket"]
+
+
+def test_exporting_a_winning_ticket_to_ctranslate2_warns_too(rewound, tmp_path):
+    pytest.importorskip("ctranslate2")
+    from lightning_slt.export.ctranslate2 import export_ctranslate2
+
+    _, winning = rewound
+    with pytest.warns(UserWarning, match=rf"is a winning ticket \(θ{K} ⊙ m.*not a trained model: the CTranslate2 model "
+                                         "will hold the weights of that step"):
+        export_ctranslate2(winning, tmp_path / "ct2")
+    assert (tmp_path / "ct2" / "model.bin").is_file()
