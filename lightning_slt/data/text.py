@@ -103,9 +103,13 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path) -> tuple[list[str]
     src_lines = read_lines(src_path)
     tgt_lines = read_lines(tgt_path)
     if len(src_lines) != len(tgt_lines):
+        longer, extra = (src_path, src_lines) if len(src_lines) > len(tgt_lines) else (tgt_path, tgt_lines)
+        tail = extra[min(len(src_lines), len(tgt_lines)):]
+        blank = (f" The last {len(tail)} line(s) of {longer} are empty: delete them if they are only blank lines at "
+                 "its end." if not any(line.strip() for line in tail) else "")
         raise MisalignedCorpusError(
             f"misaligned parallel files: {src_path} has {len(src_lines)} lines but {tgt_path} has "
-            f"{len(tgt_lines)} lines. Line i of one file must translate line i of the other: check "
+            f"{len(tgt_lines)} lines.{blank} Line i of one file must translate line i of the other: check "
             "that both files belong to the same corpus and split and neither was cut or re-wrapped."
         )
     if not src_lines:

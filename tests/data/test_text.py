@@ -97,3 +97,17 @@ def test_nul_bytes_are_utf16_or_binary_and_refused_with_the_line(tmp_path):
 def test_a_folder_given_as_a_file_is_named_as_a_folder(tmp_path):
     with pytest.raises(CorpusNotFoundError, match=f"{tmp_path} is a folder, not a text file"):
         read_lines(tmp_path)
+
+
+def test_misaligned_by_blank_lines_at_the_end_says_so(tmp_path):
+    src, tgt = tmp_path / "train.en", tmp_path / "train.de"
+    src.write_text("a\nb\n")
+    tgt.write_text("x\ny\n\n \n")  # an editor's blank lines after the last sentence
+    with pytest.raises(MisalignedCorpusError) as raised:
+        read_parallel(src, tgt)
+    assert (f"{src} has 2 lines but {tgt} has 4 lines. The last 2 line(s) of {tgt} are empty: delete them if they are "
+            "only blank lines at its end.") in str(raised.value)
+    tgt.write_text("x\ny\nz\n")
+    with pytest.raises(MisalignedCorpusError) as raised:
+        read_parallel(src, tgt)
+    assert "are empty" not in str(raised.value)
