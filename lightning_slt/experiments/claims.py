@@ -324,10 +324,21 @@ def systems_of(rows: list[dict], output_dir: str | Path, seed: int = 0) -> dict[
     for row in rows:
         if row["seed"] != seed or row["test_bleu"] is None:
             continue
-        path = ExperimentPaths.of(output_dir).run(seed, row["run"]).hypotheses
-        hypotheses = path.read_text(encoding="utf-8").splitlines() if path.is_file() else None
+        run = ExperimentPaths.of(output_dir).run(seed, row["run"])
+        hypotheses = _lines(run.hypotheses, run.metrics)
         out[(row["method"], row["sparsity"])] = System(row["test_bleu"], hypotheses, row["run"])
     return out
+
+
+def _lines(path: Path, metrics: Path) -> list[str] | None:
+    """A test output's lines (None where there is none); one that is not UTF-8 is named."""
+    if not path.is_file():
+        return None
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}: {error.reason}), as the test stage writes "
+                         f"it; {RETEST.format(metrics=metrics)}") from None
 
 
 RETEST = ("delete {metrics} and run the experiment again to test that run anew (its checkpoints are kept; nothing is "
@@ -345,7 +356,7 @@ def _load_part(folder: Path, seed: int) -> tuple[Part, dict[int, float]]:
     if seed in dense_rows:
         dense_run = ExperimentPaths(folder).run(seed, dense_rows[seed]["run"])
         path = dense_run.references
-        references = path.read_text(encoding="utf-8").splitlines() if path.is_file() else None
+        references = _lines(path, dense_run.metrics)
     dense_metrics = ExperimentPaths(folder).run(seed, "dense").metrics
     if seed not in dense_rows and not dense_metrics.is_file():
         raise ValueError(f"{folder}: the dense run of seed {seed} has not finished (no {dense_metrics}); the claims "
@@ -428,12 +439,14 @@ def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, s
     """
     from lightning_slt.atomic import write_text
 
-    from .report import collect, paper_results, part_folders, planned_parts, read_manifest, unfinished_runs
+    from .report import (collect, paper_results, part_folders, planned_parts, read_manifest, refuse_folder_at,
+                         unfinished_runs)
 
     if paper is not None and paper not in paper_results():
         raise ValueError(f"paper {paper!r} is not one of the paper's tables shipped ({', '.join(paper_results())})")
     output_dir = Path(output_dir)
     folders = part_folders(output_dir)
+    refuse_folder_at(ExperimentPaths(output_dir).claims)
     for folder in folders:
         _check_seed(folder, seed)
     not_run = [name for name in planned_parts(output_dir) if name not in {f.name for f in folders}]
@@ -449,7 +462,10 @@ def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, s
     loaded = [_load_part(folder, seed) for folder in folders]
     parts = [part for part, _ in loaded]
     if dense_from is not None:
-        _, dense_rows = collect(dense_from)
+        try:
+            _, dense_rows = collect(dense_from)
+        except (FileNotFoundError, ValueError) as error:
+            raise type(error)(f"--dense-from: {error}") from None
         dense = {r["seed"]: r["test_bleu"] for r in dense_rows if r["kind"] == "dense" and r["test_bleu"] is not None}
         sigma_seed = _spread(dense, Path(dense_from), f"--dense-from {dense_from}")
     else:  # the seeds of one part (the one with most): parts on other machines or sittings would inflate it

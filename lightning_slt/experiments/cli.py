@@ -133,7 +133,8 @@ def _judges_bleu(output_dir: str) -> bool:
 
 def report_main(argv: list[str]) -> int:
     """lightning-slt report <experiment dir> [--paper wmt14_ende|wmt14_enfr|none] [--wandb] [--claims]"""
-    from .report import write_report
+    from .paths import ExperimentPaths
+    from .report import refuse_folder_at, write_report
 
     parser = argparse.ArgumentParser(prog="lightning-slt report", description=report_main.__doc__)
     parser.add_argument("output_dir")
@@ -148,6 +149,8 @@ def report_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     paper = None if args.paper == "none" else args.paper
     try:
+        if args.claims:  # before the report is written: the claims' file may not be written over a folder
+            refuse_folder_at(ExperimentPaths.of(args.output_dir).claims)
         paths = write_report(args.output_dir, paper=paper, wandb=args.wandb)
         if args.claims and not _judges_bleu(args.output_dir):
             args.claims = False  # the paper's claims are about BLEU of translations

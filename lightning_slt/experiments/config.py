@@ -128,6 +128,9 @@ class ExperimentConfig:
         if isinstance(self.base, str):
             self.base = [self.base]
         self.parts = {name: part if isinstance(part, Part) else Part(**part) for name, part in self.parts.items()}
+        if not self.base:
+            raise ValueError("base is empty; give the LightningCLI config(s) of the dense run, e.g. "
+                             "base: [conf/multi30k_cpu.yaml]")
         self._check_output_dir()
         if self.parts:
             self._check_parts()

@@ -78,10 +78,11 @@ KINDS = {  # what a field must be: (said as, check)
     "integers": ("a list of integers", _integers),
     "number": ("a finite number", _finite),
     "number or null": ("a finite number", lambda value: value is None or _finite(value)),
+    "fraction": ("a sparsity in [0, 1)", lambda value: _finite(value) and 0 <= value < 1),
     "mapping": ("a mapping", lambda value: isinstance(value, dict)),
 }
 METRICS_FIELDS = {  # what the report reads of a run's metrics.json
-    "run": "name", "kind": "name", "seed": "integer", "reported_in": "names", "sparsity_target": "number",
+    "run": "name", "kind": "name", "seed": "integer", "reported_in": "names", "sparsity_target": "fraction",
     "sparsity": "number", "sparse_mb": "number", "remaining_parameters": "number", "steps": "number",
     "wall_time_s": "number", "lineage_steps": "number", "lineage_wall_time_s": "number", "mask_from": "name or null",
     "weights_from": "name or null", "valid": "mapping", "test": "mapping",
@@ -106,6 +107,12 @@ def _read_mapping(path: Path, what: str, fix: str) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{path} holds {'a list' if isinstance(data, list) else repr(data)}, not {what}; {fix}")
     return data
+
+
+def refuse_folder_at(path: Path) -> None:
+    """A report file's place taken by a folder (its write would fail only after the others)."""
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, but the report writes its file {path.name} there; move it away")
 
 
 def read_manifest(folder: str | Path) -> dict:
@@ -308,6 +315,10 @@ def part_folders(folder: str | Path) -> list[Path]:
         found = [paths.part(name).root for name in planned_parts(folder) if paths.part(name).manifest.is_file()]
     else:
         found = sorted(p.parent for p in paths.root.glob(f"*/{paths.manifest.name}"))
+    if not found and planned_parts(folder):
+        raise FileNotFoundError(f"{folder} is an experiment in parts ({', '.join(planned_parts(folder))}), none of "
+                                "which has started yet; run one: lightning-slt experiment --config <its YAML> "
+                                "--part=NAME")
     if not found:
         raise FileNotFoundError(f"{folder} holds no experiment.json and no parts with one: it is not an experiment "
                                 "folder (give the output_dir of `lightning-slt experiment`)")
@@ -379,6 +390,8 @@ def write_report(output_dir: str | Path, paper: str | None = "wmt14_ende", wandb
     writer.writerows(rows)
     where = ExperimentPaths(output_dir)
     paths = {"csv": where.results_csv, "md": where.results_md, "png": where.plot}
+    for path in paths.values():
+        refuse_folder_at(path)
     write_text(paths["csv"], buffer.getvalue())
     seeds = sorted({r["seed"] for r in shown if r["sparsity"] > 0}) or sorted({r["seed"] for r in shown})
     what = "Test BLEU and TER [%] (sacreBLEU, detokenized)" if metric == BLEU else f"Test {metric} (as the module logs it)"
