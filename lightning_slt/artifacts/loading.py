@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import os
 import pickle
+import stat
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-_READ_ERRORS = (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError)
+_READ_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError)
+try:  # torch.load reads a path ending in .safetensors through safetensors, whose errors are its own
+    from safetensors import SafetensorError
+
+    _READ_ERRORS += (SafetensorError,)
+except ImportError:
+    pass
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_only: bool | None = True,
@@ -29,18 +36,22 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_
         what: how the file is called in messages ("checkpoint", "pruning source", ...).
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file is truncated, corrupt, not a torch file, or holds objects that
+        FileNotFoundError: the file does not exist, or is a folder, a FIFO, a device or a symbolic
+            link that leads nowhere (`not_a_regular_file`, asked before anything is opened).
+        ValueError: the file is empty, truncated, corrupt, not a torch file, or holds objects that
             weights-only loading refuses.
     """
     name = os.fspath(path)
     if is_distributed_checkpoint(path):
         return _read_distributed(Path(path), map_location, weights_only, what)
-    if not Path(path).is_file():
+    problem = not_a_regular_file(path)
+    if problem == DOES_NOT_EXIST:
         raise FileNotFoundError(
             f"{what} {name!r} does not exist; check the path (ckpt_path), or leave ckpt_path unset to train "
             "from scratch"
         )
+    if problem:
+        raise FileNotFoundError(f"{what} {name!r} {problem}; pass a checkpoint file, e.g. runs/<run>/checkpoints/last.ckpt")
     _refuse_text(what, name)
     try:
         return _load(path, map_location, weights_only, mmap)
@@ -54,6 +65,30 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", weights_
         raise _corrupt(what, name, err) from err
     except _READ_ERRORS as err:
         raise _corrupt(what, name, err) from err
+
+
+DOES_NOT_EXIST = "does not exist"
+_KINDS = {stat.S_ISDIR: "is a folder, not a file", stat.S_ISFIFO: "is not a regular file (a FIFO)",
+          stat.S_ISCHR: "is not a regular file (a character device)", stat.S_ISBLK: "is not a regular file (a block device)",
+          stat.S_ISSOCK: "is not a regular file (a socket)"}
+
+
+def not_a_regular_file(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be read as a file, said after its name ("does not exist", "is a folder, not
+    a file", "is not a regular file (a FIFO)"...), or None for a regular file.
+
+    Asked before a file is opened: ``open()`` of a FIFO waits for a writer, and a device such as
+    /dev/zero never ends.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        if os.path.islink(path):  # a loop (ELOOP) or a missing target
+            return "is a symbolic link that leads nowhere (a loop, or its target is missing)"
+        if isinstance(error, FileNotFoundError):
+            return DOES_NOT_EXIST
+        return f"cannot be read ({error.strerror or error})"
+    return next((kind for test, kind in _KINDS.items() if test(mode)), None)
 
 
 DCP_METADATA, LIGHTNING_METADATA = ".metadata", "meta.pt"  # what torch.distributed.checkpoint / Lightning write
@@ -88,10 +123,14 @@ def _read_distributed(path: Path, map_location: Any, weights_only: bool | None, 
 
 def _refuse_text(what: str, name: str) -> None:
     """A config or text file handed in as a checkpoint (``export conf/x.yaml``) is said as such,
-    not as an unpickling error: torch files start with a zip header or a pickle opcode."""
+    not as an unpickling error: torch files start with a zip header or a pickle opcode. So is an
+    empty file (torch says "EOFError: ")."""
     with open(name, "rb") as file:
         head = file.read(256)
-    if not head or head.startswith((b"PK", b"\x80")):
+    if not head:
+        raise ValueError(f"{what} {name!r} is empty (0 bytes): a copy or a save that did not finish; re-copy it, "
+                         "or pass another checkpoint (e.g. an earlier step's)")
+    if head.startswith((b"PK", b"\x80")):
         return
     try:
         text = head.decode("utf-8")

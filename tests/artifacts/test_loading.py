@@ -81,3 +81,35 @@ def test_our_own_checkpoints_load_weights_only(dense_ckpt):
     checkpoint = torch.load(dense_ckpt, map_location="cpu", weights_only=True)
     assert {"WeightRewind{'step': 0}", "WeightRewind{'step': 3}"} <= set(checkpoint["callbacks"])
     assert load_source(dense_ckpt).snapshots.keys() == {0, 3}
+
+
+def test_not_a_regular_file_says_what_the_path_is(tmp_path):
+    """Asked before anything is opened: open() of a FIFO waits for a writer, /dev/zero never ends."""
+    import os
+
+    from lightning_slt.artifacts.loading import not_a_regular_file
+
+    (tmp_path / "file").write_bytes(b"x")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dangling").symlink_to(tmp_path / "absent")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "link").symlink_to(tmp_path / "file")
+    assert not_a_regular_file(tmp_path / "file") is None and not_a_regular_file(tmp_path / "link") is None
+    assert not_a_regular_file(tmp_path / "absent") == "does not exist"
+    assert not_a_regular_file(tmp_path) == "is a folder, not a file"
+    assert not_a_regular_file(tmp_path / "fifo") == "is not a regular file (a FIFO)"
+    assert not_a_regular_file("/dev/zero") == "is not a regular file (a character device)"
+    for link in ("dangling", "loop"):
+        assert not_a_regular_file(tmp_path / link) == "is a symbolic link that leads nowhere (a loop, or its target is missing)"
+
+
+def test_an_empty_or_safetensors_file_is_said_as_such(tmp_path):
+    """Before: "(EOFError: )" for an empty file, and a raw SafetensorError out of torch.load's own
+    safetensors path for a damaged ``.safetensors`` file."""
+    (tmp_path / "last.ckpt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"checkpoint '.*last.ckpt' is empty \(0 bytes\)"):
+        read_checkpoint(tmp_path / "last.ckpt")
+    (tmp_path / "model.safetensors").write_bytes((2**62).to_bytes(8, "little") + b'{"w":1}')
+    with pytest.raises(ValueError, match=r"cannot read checkpoint '.*model.safetensors': it is truncated or corrupt.*"
+                                         r"SafetensorError: Error while deserializing header: header too large"):
+        read_checkpoint(tmp_path / "model.safetensors")
