@@ -16,6 +16,7 @@ numpy calls: the 1 bits of the unary stream are the symbol ends, and the remaind
 (count, k) bit matrix. No Python loop runs per entry, in either direction.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,7 @@ class EncodedMask:
 
     @property
     def numel(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)  # Python ints: a crafted shape cannot wrap around
 
     @property
     def nbytes(self) -> int:
@@ -90,30 +91,67 @@ class EncodedMask:
 
     @classmethod
     def from_bytes(cls, shape: tuple[int, ...], params: dict[str, Any], data: bytes) -> "EncodedMask":
-        """Rebuild from `params()` and `to_bytes()`; checks only what decoding would trip on.
+        """Rebuild from `params()` and `to_bytes()`, every length checked against `data` first.
+
+        Each length the parameters declare must be the one its stream has (a bitmap: one bit per
+        entry; a Rice code: `unary_bits` and `count` x `rice_k` bits), so nothing decoded from
+        them can be larger than the bytes present allow.
 
         Raises:
-            ValueError: if the parameters are missing or do not match the data length.
+            ValueError: saying which parameter does not match the data, or is missing or malformed.
         """
         try:
             codec = str(params["codec"])
-            unary_nbytes, remainder_nbytes = int(params["unary_nbytes"]), int(params["remainder_nbytes"])
-            fields = {name: int(params[name]) for name in ("count", "rice_k", "unary_bits")}
-            coded_value = bool(params["coded_value"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"mask parameters are incomplete or malformed: {error!r}") from None
+            fields = {name: _count(params, name) for name in ("count", "rice_k", "unary_bits")}
+            unary_nbytes, remainder_nbytes = _count(params, "unary_nbytes"), _count(params, "remainder_nbytes")
+            coded_value = params["coded_value"]
+        except KeyError as error:
+            raise ValueError(f"mask parameters are incomplete or malformed: missing {error}") from None
         if codec not in ("rice-gaps", "bitmap"):
             raise ValueError(f"unknown mask codec {codec!r}; known: 'rice-gaps', 'bitmap'")
+        if not isinstance(coded_value, bool):
+            raise ValueError(f"mask parameter coded_value must be true or false, got {coded_value!r}")
         if unary_nbytes + remainder_nbytes != len(data):
             raise ValueError(f"mask data has {len(data)} bytes, parameters say {unary_nbytes + remainder_nbytes}")
-        return cls(
-            shape=tuple(shape),
-            codec=codec,
-            coded_value=coded_value,
-            unary=bytes(data[:unary_nbytes]),
-            remainders=bytes(data[unary_nbytes:]),
-            **fields,
-        )
+        encoded = cls(shape=tuple(shape), codec=codec, coded_value=coded_value, unary=bytes(data[:unary_nbytes]),
+                      remainders=bytes(data[unary_nbytes:]), **fields)
+        encoded.check_lengths()
+        return encoded
+
+    def check_lengths(self) -> None:
+        """Every declared length against the streams (no allocation): what decoding relies on.
+
+        Raises:
+            ValueError: naming the first length that does not match.
+        """
+        n, count, k = self.numel, self.count, self.rice_k
+        if n >= 1 << 62:
+            raise ValueError(f"mask of {n} entries is beyond what int64 positions can index")
+        if not 0 <= count <= n:
+            raise ValueError(f"mask code counts {count} entries in a tensor of {n}")
+        if self.codec == "bitmap":
+            if len(self.unary) != (n + 7) // 8 or self.remainders:
+                raise ValueError(f"bitmap has {len(self.unary) + len(self.remainders)} bytes, expected {(n + 7) // 8} "
+                                 f"for {n} entries")
+            return
+        if not 0 <= k <= _MAX_RICE_K:
+            raise ValueError(f"mask code's rice_k must be in [0, {_MAX_RICE_K}], got {k}")
+        if self.unary_bits < count:
+            raise ValueError(f"mask code is inconsistent: {count} codes in a {self.unary_bits}-bit unary stream")
+        if len(self.unary) != (self.unary_bits + 7) // 8:
+            raise ValueError(f"mask code's unary stream has {len(self.unary)} bytes, its {self.unary_bits} bits "
+                             f"need {(self.unary_bits + 7) // 8}")
+        if len(self.remainders) != (count * k + 7) // 8:
+            raise ValueError(f"mask code's remainder stream has {len(self.remainders)} bytes, {count} remainders of "
+                             f"{k} bits need {(count * k + 7) // 8}")
+
+
+def _count(params: dict[str, Any], name: str) -> int:
+    """A length or count read from mask parameters: a non-negative JSON integer."""
+    value = params[name]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"mask parameter {name} must be a non-negative integer, got {value!r}")
+    return value
 
 
 def entropy_bits_per_entry(density: float) -> float:
@@ -181,13 +219,8 @@ def decode_positions(encoded: EncodedMask) -> np.ndarray:
     """Sorted flat indices (int64) of the entries equal to `encoded.coded_value`."""
     if encoded.codec == "bitmap":
         return np.flatnonzero(_decode_bitmap(encoded) == encoded.coded_value)
+    encoded.check_lengths()
     count, k, n = encoded.count, encoded.rice_k, encoded.numel
-    if not 0 <= k <= _MAX_RICE_K:
-        raise ValueError(f"rice_k must be in [0, {_MAX_RICE_K}], got {k}")
-    if not 0 <= count <= n or encoded.unary_bits < count:
-        raise ValueError(f"mask code is inconsistent: count={count}, numel={n}, unary_bits={encoded.unary_bits}")
-    if len(encoded.unary) != (encoded.unary_bits + 7) // 8 or len(encoded.remainders) != (count * k + 7) // 8:
-        raise ValueError("mask code streams do not have the lengths their parameters imply")
     if count == 0:
         return np.zeros(0, dtype=np.int64)
     stream = np.unpackbits(np.frombuffer(encoded.unary, dtype=np.uint8), count=encoded.unary_bits)
@@ -195,10 +228,15 @@ def decode_positions(encoded: EncodedMask) -> np.ndarray:
     if ends.size != count or ends[-1] != encoded.unary_bits - 1:
         raise ValueError(f"unary stream holds {ends.size} codes, expected {count}")
     quotients = np.diff(ends, prepend=-1) - 1
+    if int(quotients.max()) > (n - 1) >> k:  # (q << k) + r > n - 1: a gap past the end (checked before it can wrap)
+        raise ValueError(f"mask code has a gap of at least {int(quotients.max())} << {k} entries, past the end of "
+                         f"a tensor of {n}")
     gaps = quotients << k
     if k:
         bits = np.unpackbits(np.frombuffer(encoded.remainders, dtype=np.uint8), count=count * k)
         gaps |= _bits_to_ints(bits.reshape(count, k))
+    if float(gaps.sum(dtype=np.float64)) + count > 2.0 * n:  # the sum below cannot wrap int64 either
+        raise ValueError(f"mask code points past the end of a tensor of {n} entries")
     positions = np.cumsum(gaps + 1) - 1
     if positions[-1] >= n:
         raise ValueError(f"mask code points past the end: position {positions[-1]} >= numel {n}")

@@ -107,3 +107,38 @@ def test_corrupt_streams_are_rejected() -> None:
     broken = EncodedMask.from_bytes(encoded.shape, params, zeroed)
     with pytest.raises(ValueError, match=f"unary stream holds 0 codes, expected {encoded.count}"):
         decode_mask(broken)
+
+
+def test_declared_lengths_are_checked_against_the_streams() -> None:
+    """Reliability round three: every length the parameters declare is its stream's, so nothing
+    decoded from them is larger than the bytes present allow."""
+    sparse = encode_mask(torch.rand(200, generator=torch.Generator().manual_seed(3)) < 0.1)
+    bitmap = encode_mask(torch.rand(200, generator=torch.Generator().manual_seed(3)) < 0.5)
+    assert (sparse.codec, bitmap.codec) == ("rice-gaps", "bitmap")
+    rice, data = sparse.params(), sparse.to_bytes()
+    cases = [
+        (bitmap.shape, {**bitmap.params(), "count": 201}, bitmap.to_bytes(), "counts 201 entries in a tensor of 200"),
+        ((2**30,), bitmap.params(), bitmap.to_bytes(), "bitmap has 25 bytes, expected 134217728 for 1073741824"),
+        (sparse.shape, {**rice, "unary_bits": rice["unary_bits"] + 8}, data, "unary stream has \\d+ bytes, its \\d+ bits"),
+        (sparse.shape, {**rice, "rice_k": rice["rice_k"] + 1}, data, "remainder stream has \\d+ bytes"),
+        (sparse.shape, {**rice, "unary_bits": rice["count"] - 1}, data, "codes in a \\d+-bit unary stream"),
+        (sparse.shape, {**rice, "rice_k": 63}, data, r"rice_k must be in \[0, 62\], got 63"),
+        (sparse.shape, {**rice, "count": -1}, data, "count must be a non-negative integer, got -1"),
+        (sparse.shape, {**rice, "count": 2.5}, data, "count must be a non-negative integer, got 2.5"),
+        (sparse.shape, {**rice, "coded_value": "yes"}, data, "coded_value must be true or false, got 'yes'"),
+        ((2**31, 2**31), rice, data, "beyond what int64 positions can index"),
+    ]
+    for shape, params, stream, message in cases:
+        with pytest.raises(ValueError, match=message):
+            EncodedMask.from_bytes(shape, params, stream)
+
+
+def test_a_gap_past_the_end_is_refused_before_it_can_wrap() -> None:
+    """Quotient 4 << 62 wraps to 0 in int64: it must be refused as a gap past the end, not read
+    as "keep entry 0"."""
+    wrapping = EncodedMask((1,), "rice-gaps", True, 1, 62, 5, np.packbits([0, 0, 0, 0, 1]).tobytes(), bytes(8))
+    with pytest.raises(ValueError, match="mask code has a gap of at least 4 << 62 entries, past the end of a tensor of 1"):
+        decode_mask(wrapping)
+    past_end = EncodedMask((8,), "rice-gaps", True, 2, 2, 3, np.packbits([1, 0, 1]).tobytes(), np.packbits([0, 0, 1, 1]).tobytes())
+    with pytest.raises(ValueError, match="mask code points past the end: position 8 >= numel 8"):
+        decode_mask(past_end)  # gaps 0 and 7: positions 0 and 8
