@@ -21,6 +21,7 @@ Layout (little-endian)::
 
 import hashlib
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -31,12 +32,25 @@ import numpy as np
 import torch
 
 from lightning_slt.atomic import write_bytes
+from .loading import DOES_NOT_EXIST, not_a_regular_file
 from .mask_codec import EncodedMask, decode_mask, encode_mask
 
 MAGIC = b"LSLTTKT\x00"
 FORMAT_VERSION = 1
 _PREFIX = struct.Struct("<8sIQ32s")  # magic, version, header length, header sha256
 _ALIGN = 16
+
+# The one bound on what a header may declare. Every size in it is exact and checked against the
+# bytes present before anything is allocated (`_checked_records`): sections lie in the payload, a
+# dense tensor's entries x item size are its section's bytes, a pruned tensor's kept count is its
+# stored values and its mask code's, each mask stream has the bits its parameters say. Only a
+# mask code describes more entries than it has bytes (that is its job: gaps of any length cost a
+# few bits), so the entries of a whole ticket are bounded by its header and payload bytes:
+# 2048 per byte lies above a 99.99 %-sparse tensor with float32 values (1612 entries per byte;
+# float16: 2380) and below a 2^30-entry tensor declared by a 292 KB file (3677).
+MAX_ENTRIES_PER_BYTE = 2048
+_REEXPORT = ("the header does not match the ticket's data (damaged, or edited after it was written): re-export it "
+             "from its checkpoint with `lightning-slt export <checkpoint>`")
 
 VALUES_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _DTYPES = {
@@ -97,7 +111,8 @@ def write_ticket(
 
     Raises:
         ValueError: on an unknown `values_dtype`, a mask that does not fit its tensor, a pruned
-            entry that is not zero, or a config/extra that is not JSON.
+            entry that is not zero, a config/extra that is not JSON, or more entries than
+            `read_ticket` accepts for the file's size (`MAX_ENTRIES_PER_BYTE`).
     """
     if values_dtype not in VALUES_DTYPES:
         raise ValueError(f"values_dtype must be one of {sorted(VALUES_DTYPES)}, got {values_dtype!r}")
@@ -124,6 +139,7 @@ def write_ticket(
         return record
 
     records = []
+    counted: list[_Record] = []  # what the reader's bound counts
     first_by_storage: dict[tuple, str] = {}
     for name, tensor in state_dict.items():
         tensor = tensor.detach().cpu()
@@ -137,9 +153,11 @@ def write_ticket(
             first_by_storage[key] = name
         stored = _stored_dtype(tensor.dtype, values_dtype)
         record["stored_dtype"] = _DTYPE_NAMES[stored]
+        counted.append(_Record(name, tuple(tensor.shape), tensor.dtype, "masked" if name in masks else "dense"))
         if name in masks:
             mask = masks[name].detach().cpu()
             encoded = encode_mask(mask)
+            counted[-1].mask = encoded
             record.update(storage="masked", kept=encoded.kept, mask=encoded.params())
             record["mask"].update(add_section(encoded.to_bytes(), "masks"))
             values = tensor[mask].to(stored)
@@ -164,6 +182,7 @@ def write_ticket(
         }
     header_bytes = json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8")
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes), hashlib.sha256(header_bytes).digest())
+    _check_entries(counted, len(prefix) + len(header_bytes) + len(payload), reading=False)
     write_bytes(Path(path), [prefix, header_bytes, payload, tokenizer_section])
     sizes.update(
         header=len(prefix) + len(header_bytes),
@@ -177,25 +196,26 @@ def write_ticket(
 def read_ticket(path: str | os.PathLike) -> Ticket:
     """Read and verify a ticket written by `write_ticket`.
 
+    Every size the header declares is checked against the bytes present before any tensor is
+    built (see `MAX_ENTRIES_PER_BYTE`), so a damaged or crafted header costs no more memory than
+    the file itself.
+
     Raises:
-        TicketError: naming the file and the problem: not a ticket (magic), an unsupported
-            format version, truncated or trailing data, a header or payload checksum mismatch,
-            or a malformed header.
+        TicketError: naming the file and the problem: not a regular file, not a ticket (magic),
+            an unsupported format version, truncated or trailing data, a header or payload
+            checksum mismatch, or a header that does not match the data (naming the tensor).
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise TicketError(f"{path}: cannot read ticket: {error.strerror or error}") from error
+    data = _read_file(path)
     header = _read_header(path, data)
     start = _PREFIX.size + _header_len(data)
     try:
-        payload_nbytes = int(header["payload"]["nbytes"])
-        tokenizer_info = header["tokenizer"]
-        embedded = tokenizer_info is not None and bool(tokenizer_info["embedded"])
-        tokenizer_nbytes = int(tokenizer_info["nbytes"]) if embedded else 0
-    except (KeyError, TypeError, ValueError) as error:
-        raise TicketError(f"{path}: ticket header is malformed: missing or bad {error!s}") from None
+        payload_nbytes = _declared(header.get("payload"), "payload", "nbytes")
+        tokenizer_info = header.get("tokenizer")
+        embedded = tokenizer_info is not None and _declared(tokenizer_info, "tokenizer", "embedded", bool)
+        tokenizer_nbytes = _declared(tokenizer_info, "tokenizer", "nbytes") if embedded else 0
+    except ValueError as error:
+        raise TicketError(f"{path}: {error}; {_REEXPORT}") from None
     expected = start + payload_nbytes + tokenizer_nbytes
     if len(data) < expected:
         raise TicketError(f"{path}: ticket is truncated: expected {expected} bytes, file has {len(data)}")
@@ -210,9 +230,11 @@ def read_ticket(path: str | os.PathLike) -> Ticket:
         if hashlib.sha256(tokenizer_proto).hexdigest() != tokenizer_info.get("sha256"):
             raise TicketError(f"{path}: tokenizer checksum mismatch: the ticket file is corrupted")
     try:
-        state_dict, masks, sizes = _rebuild_tensors(header["tensors"], payload)
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise TicketError(f"{path}: ticket tensors cannot be rebuilt: {error}") from None
+        records = _checked_records(header.get("tensors"), payload)
+        _check_entries(records, start + payload_nbytes, reading=True)
+        state_dict, masks, sizes = _rebuild_tensors(records, payload)
+    except ValueError as error:
+        raise TicketError(f"{path}: {error}; {_REEXPORT}") from None
     sizes.update(header=start, payload=payload_nbytes, tokenizer=tokenizer_nbytes, file=len(data))
     return Ticket(
         state_dict=state_dict,
@@ -224,6 +246,21 @@ def read_ticket(path: str | os.PathLike) -> Ticket:
         extra=header.get("extra") or {},
         sizes=sizes,
     )
+
+
+def _read_file(path: Path) -> bytes:
+    """The file's bytes, read only if it is a regular file (a FIFO would block, /dev/zero never end)."""
+    problem = not_a_regular_file(path)
+    if problem == DOES_NOT_EXIST:
+        problem = "No such file or directory"
+    elif problem:
+        problem = f"it {problem}; pass a ticket file written by `lightning-slt export`"
+    if problem:
+        raise TicketError(f"{path}: cannot read ticket: {problem}")
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise TicketError(f"{path}: cannot read ticket: {error.strerror or error}") from error
 
 
 def _read_header(path: Path, data: bytes) -> dict[str, Any]:
@@ -259,39 +296,158 @@ def _header_len(data: bytes) -> int:
     return _PREFIX.unpack_from(data)[2]
 
 
-def _rebuild_tensors(records: list[dict], payload: memoryview) -> tuple[dict, dict, dict[str, int]]:
+def _declared(record: Any, where: str, key: str, kind: type = int) -> Any:
+    """A value the header declares: a non-negative integer (a size, a count, an offset) or a bool."""
+    value = record.get(key) if isinstance(record, dict) else None
+    if kind is bool and isinstance(value, bool):
+        return value
+    if kind is int and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    wanted = "true or false" if kind is bool else "a non-negative integer"
+    raise ValueError(f"the header's {where}.{key} must be {wanted}, got {value!r}")
+
+
+@dataclass
+class _Record:
+    """One tensor of the header, checked against the payload (nothing decoded yet)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    storage: str  # "dense", "masked" or "alias"
+    stored: torch.dtype | None = None  # dtype of the values section
+    values: tuple[int, int] = (0, 0)  # (offset, nbytes) in the payload
+    mask: EncodedMask | None = None
+    alias_of: str = ""
+    masked: bool = False  # an alias of a pruned tensor: shares its mask
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+def _checked_records(records: Any, payload: memoryview) -> list[_Record]:
+    """Every record of the header, each size checked against the bytes present: its sections lie
+    in the payload, a dense tensor's entries x item size are its values' bytes, a pruned tensor's
+    kept count is its stored values and its mask code's (`EncodedMask.from_bytes`), and an alias
+    has its tensor's shape and dtype.
+
+    Raises:
+        ValueError: naming the tensor and what does not match.
+    """
+    if not isinstance(records, list):
+        raise ValueError(f"the header's tensors are a {type(records).__name__}, expected a list")
+    checked: dict[str, _Record] = {}
+    for record in records:
+        name = record.get("name") if isinstance(record, dict) else None
+        if not isinstance(name, str):
+            raise ValueError(f"a tensor record has name {name!r}, expected a string")
+        if name in checked:
+            raise ValueError(f"tensor {name!r} is declared twice")
+        try:
+            checked[name] = _checked_record(name, record, checked, payload)
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"tensor {name!r}: its record lacks or has a malformed {error}") from None
+    return list(checked.values())
+
+
+def _checked_record(name: str, record: dict, earlier: dict[str, _Record], payload: memoryview) -> _Record:
+    shape = record["shape"]
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise ValueError(f"tensor {name!r} has shape {shape!r}, expected a list of non-negative integers")
+    checked = _Record(name, tuple(shape), _dtype_from_name(record["dtype"], name), record["storage"])
+    if checked.storage == "alias":
+        source = earlier.get(record["alias_of"])
+        if source is None or source.storage == "alias":
+            raise ValueError(f"tensor {name!r} is an alias of {record['alias_of']!r}, which is not a tensor stored "
+                             "before it")
+        if (source.shape, source.dtype) != (checked.shape, checked.dtype):
+            raise ValueError(f"tensor {name!r} is declared as an alias of {source.name!r} with shape {list(shape)} "
+                             f"and dtype {record['dtype']}, but {source.name!r} has shape {list(source.shape)} and "
+                             f"dtype {_DTYPE_NAMES[source.dtype]}")
+        checked.alias_of, checked.masked = source.name, bool(record.get("masked"))
+        return checked
+    if checked.storage not in ("dense", "masked"):
+        raise ValueError(f"tensor {name!r} has unknown storage {checked.storage!r}")
+    checked.stored = _dtype_from_name(record["stored_dtype"], name)
+    checked.values = _section_bounds(name, "values", record["values"], payload)
+    itemsize = torch.empty(0, dtype=checked.stored).element_size()
+    stored_values, remainder = divmod(checked.values[1], itemsize)
+    held = f"its values section holds {checked.values[1]} bytes ({stored_values} {_DTYPE_NAMES[checked.stored]} values)"
+    if remainder:
+        raise ValueError(f"tensor {name!r}: its values section has {checked.values[1]} bytes, not a whole number of "
+                         f"{_DTYPE_NAMES[checked.stored]} values")
+    if checked.storage == "dense":
+        if checked.numel != stored_values:
+            raise ValueError(f"tensor {name!r} declares {checked.numel} entries (shape {list(shape)}), but {held}")
+        return checked
+    kept = _declared(record, f"tensors[{name!r}]", "kept")
+    if kept != stored_values:
+        raise ValueError(f"tensor {name!r} declares {kept} kept values, but {held}")
+    offset, nbytes = _section_bounds(name, "mask", record["mask"], payload)
+    try:
+        checked.mask = EncodedMask.from_bytes(checked.shape, record["mask"], payload[offset : offset + nbytes])
+    except ValueError as error:
+        raise ValueError(f"tensor {name!r}: {error}") from None
+    if checked.mask.kept != kept:
+        raise ValueError(f"tensor {name!r} declares {kept} kept values, but its mask code keeps {checked.mask.kept} "
+                         f"of its {checked.numel} entries (shape {list(shape)})")
+    return checked
+
+
+def _section_bounds(name: str, kind: str, record: Any, payload: memoryview) -> tuple[int, int]:
+    offset = _declared(record, f"tensors[{name!r}].{kind}", "offset")
+    nbytes = _declared(record, f"tensors[{name!r}].{kind}", "nbytes")
+    if offset + nbytes > len(payload):
+        raise ValueError(f"tensor {name!r}: its {kind} section [{offset}, {offset + nbytes}) lies outside the "
+                         f"{len(payload)}-byte payload")
+    return offset, nbytes
+
+
+def _check_entries(records: list[_Record], nbytes: int, reading: bool) -> None:
+    """The one bound on what a ticket may declare: `MAX_ENTRIES_PER_BYTE` entries per byte of its
+    header and payload, for the tensors it stores (an alias adds none)."""
+    stored = [record for record in records if record.storage != "alias"]
+    total = sum(record.numel for record in stored)
+    if total <= MAX_ENTRIES_PER_BYTE * nbytes:
+        return
+    largest = max(stored, key=lambda record: record.numel)
+    numbers = (f"{total} entries in its {nbytes} bytes of header and payload; at most {MAX_ENTRIES_PER_BYTE} entries "
+               f"per byte are accepted (a 99.99 %-sparse tensor with float32 values has 1612)")
+    if reading:
+        raise ValueError(f"tensor {largest.name!r} declares {largest.numel} entries (shape {list(largest.shape)}), "
+                         f"the ticket {numbers}")
+    raise ValueError(f"this ticket could not be read back: it would hold {numbers}; tensor {largest.name!r} has "
+                     f"{largest.numel} entries and {largest.mask.kept if largest.mask else largest.numel} kept. Leave "
+                     "(almost) entirely pruned tensors out of the state_dict")
+
+
+def _rebuild_tensors(records: list[_Record], payload: memoryview) -> tuple[dict, dict, dict[str, int]]:
     state_dict: dict[str, torch.Tensor] = {}
     masks: dict[str, torch.Tensor] = {}
     sizes = {"values": 0, "masks": 0, "dense": 0}
     for record in records:
-        name, shape = record["name"], tuple(int(d) for d in record["shape"])
-        dtype = _dtype_from_name(record["dtype"])
-        storage = record["storage"]
-        if storage == "alias":
-            source = record["alias_of"]
-            state_dict[name] = state_dict[source]
-            if record.get("masked") and source in masks:
-                masks[name] = masks[source]
+        name = record.name
+        if record.storage == "alias":
+            state_dict[name] = state_dict[record.alias_of]
+            if record.masked and record.alias_of in masks:
+                masks[name] = masks[record.alias_of]
             continue
-        stored = _dtype_from_name(record["stored_dtype"])
-        values = _section_tensor(payload, record["values"], stored).to(dtype)
-        if storage == "dense":
-            sizes["dense"] += record["values"]["nbytes"]
-            state_dict[name] = values.reshape(shape)
-        elif storage == "masked":
-            encoded = EncodedMask.from_bytes(shape, record["mask"], _section(payload, record["mask"]))
-            mask = torch.from_numpy(decode_mask(encoded))
-            if encoded.kept != values.numel() or encoded.kept != record["kept"]:
-                raise ValueError(
-                    f"tensor {name!r}: mask keeps {encoded.kept} entries but {values.numel()} values are stored"
-                )
-            tensor = _zeros(shape, dtype)
-            tensor.masked_scatter_(mask, values)  # 2x faster than tensor[mask] = values
-            state_dict[name], masks[name] = tensor, mask
-            sizes["values"] += record["values"]["nbytes"]
-            sizes["masks"] += record["mask"]["nbytes"]
-        else:
-            raise ValueError(f"tensor {name!r} has unknown storage {storage!r}")
+        offset, nbytes = record.values
+        values = _section_tensor(payload[offset : offset + nbytes], record.stored).to(record.dtype)
+        if record.mask is None:
+            sizes["dense"] += nbytes
+            state_dict[name] = values.reshape(record.shape)
+            continue
+        try:
+            mask = torch.from_numpy(decode_mask(record.mask))
+        except ValueError as error:
+            raise ValueError(f"tensor {name!r}: {error}") from None
+        tensor = _zeros(record.shape, record.dtype)
+        tensor.masked_scatter_(mask, values)  # 2x faster than tensor[mask] = values
+        state_dict[name], masks[name] = tensor, mask
+        sizes["values"] += nbytes
+        sizes["masks"] += record.mask.nbytes
     return state_dict, masks, sizes
 
 
@@ -305,21 +461,10 @@ def _zeros(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return torch.from_numpy(np.zeros(shape, dtype=numpy_dtype))
 
 
-def _section(payload: memoryview, record: dict) -> memoryview:
-    offset, nbytes = int(record["offset"]), int(record["nbytes"])
-    if offset < 0 or nbytes < 0 or offset + nbytes > len(payload):
-        raise ValueError(f"section [{offset}, {offset + nbytes}) lies outside the {len(payload)}-byte payload")
-    return payload[offset : offset + nbytes]
-
-
-def _section_tensor(payload: memoryview, record: dict, dtype: torch.dtype) -> torch.Tensor:
-    raw = bytearray(_section(payload, record))  # a writable copy that torch may own
-    itemsize = torch.empty(0, dtype=dtype).element_size()
-    if len(raw) % itemsize:
-        raise ValueError(f"section of {len(raw)} bytes is not a whole number of {dtype} values")
-    if not raw:
+def _section_tensor(raw_section: memoryview, dtype: torch.dtype) -> torch.Tensor:
+    if not len(raw_section):
         return torch.empty(0, dtype=dtype)
-    return torch.frombuffer(raw, dtype=dtype)
+    return torch.frombuffer(bytearray(raw_section), dtype=dtype)  # a writable copy that torch may own
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> bytes:
@@ -349,10 +494,10 @@ def _dtype_name(name: str, tensor: torch.Tensor) -> str:
     return _DTYPE_NAMES[tensor.dtype]
 
 
-def _dtype_from_name(name: str) -> torch.dtype:
-    if name not in _DTYPES:
-        raise ValueError(f"unknown dtype {name!r}")
-    return _DTYPES[name]
+def _dtype_from_name(dtype: Any, tensor: str) -> torch.dtype:
+    if not isinstance(dtype, str) or dtype not in _DTYPES:
+        raise ValueError(f"tensor {tensor!r} has unknown dtype {dtype!r}; known: {sorted(_DTYPES)}")
+    return _DTYPES[dtype]
 
 
 def _check_masks(state_dict: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> None:

@@ -214,3 +214,52 @@ def test_missing_file_is_a_ticket_error(tmp_path: Path) -> None:
     with pytest.raises(TicketError, match="cannot read ticket"):
         read_ticket(tmp_path / "absent.ticket")
     assert issubclass(TicketError, ValueError)
+
+
+def test_entries_per_byte_bound_reads_a_99_99_percent_sparse_ticket_and_refuses_beyond(tmp_path: Path) -> None:
+    """Reliability round three: the one bound on what a header may declare (MAX_ENTRIES_PER_BYTE)
+    lets a 99.99 %-sparse float32 tensor through, and the writer refuses what the reader would."""
+    from lightning_slt.artifacts.ticket import MAX_ENTRIES_PER_BYTE
+
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(2048, 2048, generator=generator)
+    mask = torch.rand(weight.shape, generator=generator) >= 0.9999
+    sizes = write_ticket(tmp_path / "sparse.ticket", {"w": weight * mask}, {"w": mask}, {})
+    assert 1000 < weight.numel() / sizes["file"] < MAX_ENTRIES_PER_BYTE
+    assert torch.equal(read_ticket(tmp_path / "sparse.ticket").masks["w"], mask)
+    nothing_kept = torch.zeros(2048, 2048, dtype=torch.bool)
+    with pytest.raises(ValueError, match=rf"this ticket could not be read back: it would hold 4194304 entries in its "
+                                         rf"\d+ bytes of header and payload; at most {MAX_ENTRIES_PER_BYTE} entries per "
+                                         r"byte.*tensor 'w' has 4194304 entries and 0 kept"):
+        write_ticket(tmp_path / "empty.ticket", {"w": torch.zeros(2048, 2048)}, {"w": nothing_kept}, {})
+    assert not (tmp_path / "empty.ticket").exists()
+    small = torch.zeros(64, 64, dtype=torch.bool)  # a small all-pruned tensor is fine: the header pays for it
+    write_ticket(tmp_path / "small.ticket", {"w": torch.zeros(64, 64)}, {"w": small}, {})
+    assert torch.equal(read_ticket(tmp_path / "small.ticket").masks["w"], small)
+
+
+def test_a_header_that_contradicts_the_payload_names_the_tensor(ticket_bytes: tuple[Path, bytes]) -> None:
+    """Shapes, counts and sections are checked against the payload before anything is decoded."""
+    import json
+
+    path, data = ticket_bytes
+    header = json.loads(data[52:_header_end(data)])
+    record = next(r for r in header["tensors"] if r["name"] == "model.proj.bias")
+    record["shape"] = [2**40]
+    header_bytes = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+    path.write_bytes(data[:12] + struct.pack("<Q", len(header_bytes)) + hashlib.sha256(header_bytes).digest()
+                     + header_bytes + data[_header_end(data):])
+    with pytest.raises(TicketError, match=rf"{path}: tensor 'model.proj.bias' declares 1099511627776 entries \(shape "
+                                          r"\[1099511627776\]\), but its values section holds 256 bytes \(64 float32 "
+                                          r"values\); the header does not match .* re-export it"):
+        read_ticket(path)
+
+
+def test_a_folder_or_a_fifo_is_not_read_as_a_ticket(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(TicketError, match=r"fifo: cannot read ticket: it is not a regular file \(a FIFO\)"):
+        read_ticket(tmp_path / "fifo")  # before: open() waited for a writer
+    with pytest.raises(TicketError, match=rf"{tmp_path}: cannot read ticket: it is a folder, not a file"):
+        read_ticket(tmp_path)
