@@ -83,3 +83,57 @@ def test_reading_a_ticket_as_a_source_does_not_import_lightning(tmp_path):
         "for m in sys.modules))"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_integer_tensors_are_a_mask_file_only_if_all_are_0_or_1(tmp_path):
+    """Reliability round three: an int8-quantized state_dict was read as 0/1 masks (its quantized
+    zeros pruned). Integer tensors of other values are fine beside float weights (position ids)."""
+    g = torch.Generator().manual_seed(0)
+    cases = {
+        "openlth.pth": ({"fc.weight": torch.randint(0, 2, (4, 3), generator=g)}, "openlth_mask"),
+        "bool.pth": ({"fc.weight": torch.rand(4, 3, generator=g) > 0.5}, "openlth_mask"),
+        "with_ids.pt": ({"fc.weight": torch.randn(4, 3, generator=g), "pos_ids": torch.arange(8).view(1, 8)},
+                        "state_dict"),
+    }
+    for name, (tensors, kind) in cases.items():
+        torch.save(tensors, tmp_path / name)
+        assert load_source(tmp_path / name).kind == kind, name
+    quantized = {"fc.weight": torch.randint(-128, 128, (4, 3), generator=g, dtype=torch.int8),
+                 "fc.scale": torch.tensor(0.02)}  # float scales, but no float weights
+    torch.save(quantized, tmp_path / "int8.pt")
+    with pytest.raises(ValueError, match=r"'.*int8.pt' holds integer tensors that are not 0/1 masks \('fc.weight': "
+                                         r"torch.int8, values -?\d+ to \d+\) and no floating-point weights: a quantized "
+                                         r"state_dict.*dequantize it to float weights.*or pass a file of 0/1 masks"):
+        load_source(tmp_path / "int8.pt")
+
+
+def test_save_pretrained_shards_are_names_beside_the_index_symlinks_included(tmp_path):
+    """Shards named by a path ("../x") are refused; a shard that is a symlink (the Hugging Face
+    cache links snapshots to blobs) is a plain name and is read."""
+    import json
+
+    from safetensors.torch import save_file
+
+    (tmp_path / "blobs").mkdir()
+    save_file({"w": torch.ones(2, 2)}, tmp_path / "blobs" / "abc123")
+    folder = tmp_path / "snapshot"
+    folder.mkdir()
+    (folder / "model-00001-of-00001.safetensors").symlink_to(Path("..") / "blobs" / "abc123")
+    index = folder / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"w": "model-00001-of-00001.safetensors"}}))
+    assert torch.equal(load_source(folder).weights["w"], torch.ones(2, 2))
+    index.write_text(json.dumps({"weight_map": {"w": "../blobs/abc123"}}))
+    with pytest.raises(ValueError, match=r"lists shard '../blobs/abc123' for 'w', which is not a file name in its "
+                                         r"folder"):
+        load_source(folder)
+
+
+def test_a_fifo_or_a_device_is_refused_before_it_is_opened(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "model.ckpt")
+    with pytest.raises(FileNotFoundError, match=r"'.*model.ckpt' is not a regular file \(a FIFO\); pass a checkpoint "
+                                                r"file or a Hugging Face save_pretrained folder"):
+        load_source(tmp_path / "model.ckpt")  # before: waited forever in open()
+    with pytest.raises(FileNotFoundError, match=r"'/dev/null' is not a regular file \(a character device\)"):
+        load_source("/dev/null")
