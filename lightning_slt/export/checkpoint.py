@@ -6,6 +6,7 @@ this module maps a Lightning checkpoint of ``TranslationModule`` onto it (read a
 stored) and rebuilds the module from a ticket.
 """
 
+import inspect
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,6 @@ from torch import Tensor
 
 from lightning_slt import __version__
 from lightning_slt.artifacts import keys, read_checkpoint, run_checkpoint
-from lightning_slt.artifacts.loading import is_distributed_checkpoint
 from lightning_slt.artifacts.keys import TICKET_KIND
 from lightning_slt.artifacts.ticket import Ticket, TicketError, read_ticket, storage_key, write_ticket
 from lightning_slt.pruning import masks_from_zeros
@@ -61,22 +61,44 @@ def export_checkpoint(
 
 
 def read_module_checkpoint(ckpt_path: str | os.PathLike) -> dict[str, Any]:
-    """The checkpoint dict, on CPU, after checking it is a Lightning checkpoint of a module.
+    """The checkpoint dict, on CPU, after checking it is a Lightning checkpoint of TranslationModule.
 
     Raises:
-        FileNotFoundError: no such checkpoint.
-        ValueError: no ``state_dict`` or no ``hyper_parameters`` in it.
+        FileNotFoundError: no such checkpoint, or the path is a folder, a FIFO, a device, a
+            symbolic link that leads nowhere (said as such).
+        ValueError: no ``state_dict`` or no ``hyper_parameters`` in it, or hyper-parameters that
+            are not TranslationModule's arguments (another LightningModule's checkpoint).
     """
     ckpt_path = Path(ckpt_path)
-    if not ckpt_path.is_file() and not is_distributed_checkpoint(ckpt_path):  # FSDP2 writes folders
+    if not ckpt_path.exists() and not ckpt_path.is_symlink():
         raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
-    checkpoint = read_checkpoint(ckpt_path)  # weights only: a pickled payload never runs
+    checkpoint = read_checkpoint(ckpt_path)  # weights only: a pickled payload never runs; a folder, FIFO... said
     if not isinstance(checkpoint, dict) or keys.STATE_DICT_KEY not in checkpoint or keys.HPARAMS_KEY not in checkpoint:
         raise ValueError(
             f"{ckpt_path} is not a Lightning checkpoint of TranslationModule (needs 'state_dict' and "
             "'hyper_parameters'); export the checkpoint written by `lightning-slt fit`"
         )
+    _check_written_by_translation_module(ckpt_path, checkpoint[keys.HPARAMS_KEY])
     return checkpoint
+
+
+def _check_written_by_translation_module(ckpt_path: Path, hparams: Any) -> None:
+    """A ticket is rebuilt as ``TranslationModule(**hparams)``; another module's checkpoint would
+    be exported with exit 0 and then fail in ``translate`` with a TypeError, so say what it is."""
+    if not isinstance(hparams, dict):
+        raise ValueError(f"{ckpt_path} has hyper_parameters of type {type(hparams).__name__}, expected a dict of "
+                         "TranslationModule arguments; export the checkpoint written by `lightning-slt fit`")
+    from lightning_slt.model.module import TranslationModule
+
+    arguments = set(inspect.signature(TranslationModule.__init__).parameters) - {"self"}
+    foreign = sorted(str(k) for k in hparams if not str(k).startswith("_") and k not in arguments)
+    if foreign:  # "_"-keys are LightningCLI's own (_class_path, _instantiator), in our checkpoints too
+        raise ValueError(
+            f"{ckpt_path} was written by another LightningModule: its hyper-parameters {foreign[:5]} are not "
+            "TranslationModule arguments. Export and translate take a checkpoint of "
+            "`lightning-slt fit`: tickets hold lightning_slt's TranslationModule (rebuilt from these hyper-parameters). "
+            "For a module of your own, the run's best.ckpt is the model: load it with YourModule.load_from_checkpoint"
+        )
 
 
 def checkpoint_tensors(checkpoint: dict[str, Any]) -> dict[str, Tensor]:

@@ -87,3 +87,29 @@ def test_export_refuses_files_that_are_not_module_checkpoints(tmp_path) -> None:
         export_checkpoint(tmp_path / "sd.pt", tmp_path / "x.ticket")
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         export_checkpoint(tmp_path / "absent.ckpt", tmp_path / "x.ticket")
+
+
+@pytest.mark.parametrize("hparams, says", [
+    ({"hidden": 64, "lr": 0.01}, r"its hyper-parameters \['hidden'\] are not TranslationModule arguments"),
+    ([64], r"has hyper_parameters of type list, expected a dict of TranslationModule arguments"),
+], ids=["foreign-argument", "not-a-dict"])
+def test_export_refuses_another_lightning_modules_checkpoint(hparams, says, tmp_path) -> None:
+    """Reliability round three: a user's LightningModule checkpoint was exported "as a ticket"
+    with exit 0, and translate / the CTranslate2 export then failed with raw TypeErrors."""
+    torch.save({"state_dict": {"layer.weight": torch.randn(8, 4)}, "hyper_parameters": hparams, "global_step": 0,
+                "epoch": 0, "pytorch-lightning_version": "2.6.0"}, tmp_path / "best.ckpt")
+    with pytest.raises(ValueError, match=rf"best.ckpt (was written by another LightningModule: )?{says}") as raised:
+        export_checkpoint(tmp_path / "best.ckpt", tmp_path / "x.ticket")
+    if not isinstance(hparams, list):
+        assert "tickets hold lightning_slt's TranslationModule" in str(raised.value)
+        assert "the run's best.ckpt is the model" in str(raised.value)
+    assert not (tmp_path / "x.ticket").exists()
+
+
+def test_export_says_what_a_path_that_is_no_checkpoint_file_is(tmp_path) -> None:
+    (tmp_path / "run").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"checkpoint '.*run' is a folder, not a file; pass a checkpoint file"):
+        export_checkpoint(tmp_path / "run", tmp_path / "x.ticket")  # before: "checkpoint not found"
+    (tmp_path / "loop.ckpt").symlink_to(tmp_path / "loop.ckpt")
+    with pytest.raises(FileNotFoundError, match=r"'.*loop.ckpt' is a symbolic link that leads nowhere"):
+        export_checkpoint(tmp_path / "loop.ckpt", tmp_path / "x.ticket")
