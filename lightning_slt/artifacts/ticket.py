@@ -236,14 +236,18 @@ def read_ticket(path: str | os.PathLike) -> Ticket:
     except ValueError as error:
         raise TicketError(f"{path}: {error}; {_REEXPORT}") from None
     sizes.update(header=start, payload=payload_nbytes, tokenizer=tokenizer_nbytes, file=len(data))
+    model_config, extra = header.get("model_config") or {}, header.get("extra") or {}
+    for key, value in (("model_config", model_config), ("extra", extra)):
+        if not isinstance(value, dict):  # its readers look keys up in it
+            raise TicketError(f"{path}: the header's {key} is a {type(value).__name__}, expected an object; {_REEXPORT}")
     return Ticket(
         state_dict=state_dict,
         masks=masks,
-        model_config=header.get("model_config") or {},
+        model_config=model_config,
         tokenizer_proto=tokenizer_proto,
         tokenizer_sha256=None if tokenizer_info is None else tokenizer_info.get("sha256"),
         values_dtype=header.get("values_dtype", "float32"),
-        extra=header.get("extra") or {},
+        extra=extra,
         sizes=sizes,
     )
 
