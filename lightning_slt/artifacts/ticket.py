@@ -252,15 +252,39 @@ def read_ticket(path: str | os.PathLike) -> Ticket:
     )
 
 
-def _read_file(path: Path) -> bytes:
-    """The file's bytes, read only if it is a regular file (a FIFO would block, /dev/zero never end)."""
+def read_ticket_header(path: str | os.PathLike) -> dict[str, Any]:
+    """The verified JSON header of a ticket (magic, version, checksum), read without its payload:
+    what a command needs to know what a ticket holds (``extra``'s kind and step, the model
+    config) before loading it. Its tensor records are not checked (`read_ticket` does that).
+
+    Raises:
+        TicketError: as `read_ticket`, for the file, its prefix and its header.
+    """
+    path = Path(path)
+    _check_regular_file(path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_PREFIX.size)
+            if len(head) == _PREFIX.size:  # at most the file's bytes: a crafted length allocates nothing
+                head += handle.read(min(_header_len(head), os.fstat(handle.fileno()).st_size))
+    except OSError as error:
+        raise TicketError(f"{path}: cannot read ticket: {error.strerror or error}") from error
+    return _read_header(path, head)
+
+
+def _check_regular_file(path: Path) -> None:
+    """Asked before opening: a FIFO would block, /dev/zero never end."""
     problem = not_a_regular_file(path)
     if problem == DOES_NOT_EXIST:
-        problem = "No such file or directory"
-    elif problem:
-        problem = f"it {problem}; pass a ticket file written by `lightning-slt export`"
+        raise TicketError(f"{path}: cannot read ticket: No such file or directory")
     if problem:
-        raise TicketError(f"{path}: cannot read ticket: {problem}")
+        raise TicketError(f"{path}: cannot read ticket: it {problem}; pass a ticket file written by `lightning-slt "
+                          "export`")
+
+
+def _read_file(path: Path) -> bytes:
+    """The file's bytes, read only if it is a regular file."""
+    _check_regular_file(path)
     try:
         return path.read_bytes()
     except OSError as error:

@@ -263,3 +263,22 @@ def test_a_folder_or_a_fifo_is_not_read_as_a_ticket(tmp_path: Path) -> None:
         read_ticket(tmp_path / "fifo")  # before: open() waited for a writer
     with pytest.raises(TicketError, match=rf"{tmp_path}: cannot read ticket: it is a folder, not a file"):
         read_ticket(tmp_path)
+
+
+def test_read_ticket_header_reads_no_payload_and_checks_what_it_reads(ticket_bytes: tuple[Path, bytes]) -> None:
+    """For commands that need a ticket's kind before loading it (one owner of the layout)."""
+    import os
+
+    from lightning_slt.artifacts.ticket import read_ticket_header
+
+    path, data = ticket_bytes
+    assert read_ticket_header(path)["model_config"] == {"a": 1}
+    path.write_bytes(data[:12] + struct.pack("<Q", 2**62) + data[20:])  # a header length beyond the file
+    with pytest.raises(TicketError, match=rf"{path}: ticket is truncated inside its header \(\d+ of {2**62} bytes\)"):
+        read_ticket_header(path)
+    path.write_bytes(data[:60] + bytes([data[60] ^ 0x20]) + data[61:])
+    with pytest.raises(TicketError, match=f"{path}: header checksum mismatch"):
+        read_ticket_header(path)
+    os.mkfifo(path.parent / "fifo")
+    with pytest.raises(TicketError, match=r"fifo: cannot read ticket: it is not a regular file \(a FIFO\)"):
+        read_ticket_header(path.parent / "fifo")
