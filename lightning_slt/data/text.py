@@ -25,7 +25,8 @@ def read_lines(path: str | Path) -> list[str]:
     """All lines of a UTF-8 text file (gzip-compressed or not), without line endings.
 
     Raises:
-        CorpusNotFoundError: the file does not exist, or is a folder.
+        CorpusNotFoundError: the file does not exist, or is a folder or a device (a pipe is read,
+            as the shell's ``<(zcat file.gz)`` gives one).
         CorpusEncodingError: the file is not valid UTF-8 (message gives the line), UTF-16, binary
             (a NUL byte) or a broken gzip.
     """
@@ -33,7 +34,10 @@ def read_lines(path: str | Path) -> list[str]:
     if path.is_dir():
         raise CorpusNotFoundError(f"{path} is a folder, not a text file: give the path of a file in it, one sentence "
                                   "per line.")
-    if not path.is_file():
+    if path.exists() and not (path.is_file() or path.is_fifo()):  # a pipe is read: `--input <(zcat x.gz)`
+        raise CorpusNotFoundError(f"{path} is not a regular file (a device or a socket), so it cannot be read as "
+                                  "text: give a text file, one sentence per line.")
+    if not path.exists():
         raise CorpusNotFoundError(
             f"corpus file not found: {path}. Check the path (train_files/valid_files/test_files/"
             "predict_files, or the data root set by LIGHTNING_SLT_DATA)."

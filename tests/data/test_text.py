@@ -111,3 +111,22 @@ def test_misaligned_by_blank_lines_at_the_end_says_so(tmp_path):
     with pytest.raises(MisalignedCorpusError) as raised:
         read_parallel(src, tgt)
     assert "are empty" not in str(raised.value)
+
+
+def test_a_pipe_is_read_and_a_device_is_named(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe"  # what the shell's `--input <(zcat test.en.gz)` hands over
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text("A dog runs.\nTwo men.\n"))
+    writer.start()
+    try:
+        lines = read_lines(fifo)
+    finally:
+        if writer.is_alive():  # refused without reading: let the writer finish
+            fifo.read_bytes()
+        writer.join()
+    assert lines == ["A dog runs.", "Two men."]
+    with pytest.raises(CorpusNotFoundError, match="/dev/zero is not a regular file \\(a device or a socket\\)"):
+        read_lines("/dev/zero")  # would never end
