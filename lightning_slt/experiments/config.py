@@ -202,7 +202,7 @@ class ExperimentConfig:
                 raise ValueError(f"method_targets[{method}] must be strictly increasing, got {targets}")
 
     def _check_output_dir(self) -> None:
-        """A folder the experiment can own: not a file, not inside another experiment, and no
+        """A folder the experiment can own: not a file, not among another experiment's runs, and no
         folder where it writes one of its own files (the lock first, the report last, after
         every run trained)."""
         if not self.output_dir:
@@ -212,10 +212,10 @@ class ExperimentConfig:
             raise ValueError(f"output_dir {folder.root} is a file; give a folder (a new one, or an experiment folder "
                              "of an earlier invocation)")
         above = experiment_above(folder.root)
-        if above is not None:
-            raise ValueError(f"output_dir {folder.root} is inside the experiment folder {above} (it holds "
-                             f"{folder.manifest.name}): two experiments in one tree would be reported, re-run and "
-                             "deleted together; choose a folder outside it")
+        if above is not None and ExperimentPaths.is_own_name(folder.root.resolve().relative_to(above).parts[0]):
+            raise ValueError(f"output_dir {folder.root} is inside the experiment folder {above}, among its runs (it "
+                             f"holds {folder.manifest.name}): the runs of one would be found as the other's, and "
+                             "deleting or re-running one would touch the other; choose a folder outside it")
         for path in folder.own_files():
             if path.is_dir():
                 raise ValueError(f"{path} is a folder, but the experiment writes its file {path.name} there; move it "
