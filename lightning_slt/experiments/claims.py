@@ -384,7 +384,7 @@ def _check_seed(folder: Path, seed: int) -> None:
     from .report import read_manifest
 
     config = read_manifest(folder)["config"]
-    if seed not in config["seeds"]:
+    if "seeds" in config and seed not in config["seeds"]:
         dense_only = seed in config.get("dense_seeds", [])
         raise ValueError(f"--seed {seed}: {folder} has no seed {seed}"
                          + (" but as a dense-only seed (dense_seeds), whose pruned runs are not trained" if dense_only

@@ -121,9 +121,11 @@ def read_manifest(folder: str | Path) -> dict:
     path = ExperimentPaths.of(folder).manifest
     manifest = _read_mapping(path, "the mapping of an experiment's settings", MANIFEST_FIX)
     _check_fields(path, manifest, {"config": "mapping"}, MANIFEST_FIX)
-    _check_fields(path, manifest["config"], {"methods": "names", "seeds": "integers"}, MANIFEST_FIX, "config.")
-    extra = {"dense_seeds": "integers"} if "dense_seeds" in manifest["config"] else {}
-    _check_fields(path, manifest["config"], extra, MANIFEST_FIX, "config.")
+    _check_fields(path, manifest["config"], {"methods": "names"}, MANIFEST_FIX, "config.")
+    # seeds name the planned runs' folders (with runs; a manifest of before plans were recorded may lack both)
+    seeds = {key: "integers" for key in ("seeds", "dense_seeds") if key in manifest["config"] or (
+        key == "seeds" and "runs" in manifest)}
+    _check_fields(path, manifest["config"], seeds, MANIFEST_FIX, "config.")
     _check_fields(path, manifest, {"runs": "names"} if "runs" in manifest else {}, MANIFEST_FIX)
     return manifest
 
