@@ -12,9 +12,7 @@ zero where m keeps it. The header's ``extra`` says ``kind: "winning_ticket"`` an
 ``translate`` and the CTranslate2 export warn that it is the start of a round, not a trained model.
 """
 
-import json
 import os
-import struct
 import warnings
 from typing import Any
 
@@ -29,11 +27,7 @@ from lightning_slt.export.checkpoint import (
 )
 from lightning_slt.artifacts import keys, run_checkpoint
 from lightning_slt.artifacts.keys import WINNING_TICKET_KIND
-from lightning_slt.artifacts.ticket import FORMAT_VERSION, MAGIC, storage_key
-
-# The fixed prefix of a ticket file (artifacts/ticket.py, "Layout"): magic, version, header length,
-# header sha256. Read here to see a ticket's kind without reading (and decoding) its tensors.
-_TICKET_PREFIX = struct.Struct("<8sIQ32s")
+from lightning_slt.artifacts.ticket import TicketError, read_ticket_header, storage_key
 
 
 def export_winning_ticket(
@@ -168,20 +162,12 @@ def winning_ticket_step(path: str | os.PathLike) -> int | None:
     """k when the ticket file at `path` holds θk ⊙ m (its header's kind), else None.
 
     Reads only the header; a file that is not a readable ticket gives None (the reader that
-    loads it next says what is wrong with it).
+    loads it next says what is wrong with it). -1: a winning ticket without a valid step.
     """
     try:
-        with open(path, "rb") as handle:
-            prefix = handle.read(_TICKET_PREFIX.size)
-            if len(prefix) < _TICKET_PREFIX.size:
-                return None
-            magic, version, header_len, _ = _TICKET_PREFIX.unpack(prefix)
-            if magic != MAGIC or version != FORMAT_VERSION or header_len > os.fstat(handle.fileno()).st_size:
-                return None
-            header = json.loads(handle.read(header_len))
-    except (OSError, ValueError):
+        extra = read_ticket_header(path).get("extra")
+    except TicketError:
         return None
-    extra = header.get("extra") if isinstance(header, dict) else None
     if not isinstance(extra, dict) or extra.get(keys.EXTRA_KIND) != WINNING_TICKET_KIND:
         return None
     step = extra.get(keys.EXTRA_REWIND_STEP)
