@@ -32,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--ticket", help="ticket file written by `lightning-slt export`")
     source.add_argument("--checkpoint", help="Lightning checkpoint of a TranslationModule")
-    parser.add_argument("--input", help="file of raw sentences, one per line (default: stdin)")
-    parser.add_argument("--output", help="file for the translations (default: stdout)")
+    parser.add_argument("--input", help="file of raw sentences, one per line (default, or -: stdin)")
+    parser.add_argument("--output", help="file for the translations (default, or -: stdout)")
     parser.add_argument("--beam", type=int, default=None, help="beam size, 1 = greedy (default: the model's beam_size)")
     parser.add_argument("--sparse", choices=("auto", "on", "off"), default="auto",
                         help="CSR matmuls for pruned projections: timed per layer (auto), always (on), never (off)")
@@ -91,6 +91,7 @@ def decoding_rows(module: Any, sentences: list[str], batch_tokens: int, beam: in
 def translate_main(argv: list[str] | None = None) -> int:
     """Entry point of ``lightning-slt translate``; returns the exit code."""
     args = build_parser().parse_args(argv)
+    args.input, args.output = (None if path == "-" else path for path in (args.input, args.output))  # the usual "-"
     if args.batch_tokens < 1:
         raise SystemExit(f"--batch-tokens must be >= 1, got {args.batch_tokens}")
     if args.beam is not None and args.beam < 1:

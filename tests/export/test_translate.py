@@ -138,3 +138,15 @@ def test_a_closed_standard_stream_without_its_option_is_refused_first(stream, ne
         translate_main(args)
     assert str(info.value.code) == (f"lightning-slt translate: standard {name} is closed, and the command has no "
                                     f"--{name}: pass --{name} FILE")
+
+
+def test_a_dash_means_the_standard_streams(pruned_checkpoint, tmp_path, monkeypatch, capsys) -> None:
+    import io
+    import sys
+
+    ticket = tmp_path / "m.ticket"
+    export_checkpoint(pruned_checkpoint, ticket)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"A dog.\nTwo men.\n"), encoding="utf-8"))
+    monkeypatch.chdir(tmp_path)
+    assert translate_main(["--ticket", str(ticket), "--input", "-", "--output", "-", "--beam", "1"]) == 0
+    assert capsys.readouterr().out.count("\n") == 2 and not (tmp_path / "-").exists()  # no file named "-"

@@ -16,7 +16,7 @@ translate and export: every output path is checked before a model is loaded or a
 output inside a distributed checkpoint folder), and so are the model files, the input and the
 standard streams; a winning ticket is translated and exported with a warning; a full disk names
 the file or folder and the fix. Input text: empty, binary, UTF-16 with and without a byte-order
-mark, a 1 MB line, a pipe. Two ``WeightRewind`` of one step: one error naming both, before training.
+mark, a 1 MB line, a pipe, "-" for the standard streams. Two ``WeightRewind`` of one step: one error naming both, before training.
 
 Budget: ~60 s.
 """
@@ -330,6 +330,18 @@ def test_translate_reads_a_pipe_as_its_input(model, tmp_path, tally):
             fifo.read_bytes()
         writer.join()
     assert code == 0 and (tmp_path / "out.txt").read_text().count("\n") == 2
+    tally("bad_inputs")
+
+
+def test_translate_takes_a_dash_for_the_standard_streams_not_a_file_named_dash(model, tmp_path, monkeypatch, capsys,
+                                                                             tally):
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"A dog runs.\nTwo men.\n"), encoding="utf-8"))
+    monkeypatch.chdir(tmp_path)  # `--output -` wrote a file named "-" here; `--input -` was "corpus file not found"
+    assert _translate(model, "--input", "-", "--output", "-") == 0
+    assert capsys.readouterr().out.count("\n") == 2 and list(tmp_path.iterdir()) == []
     tally("bad_inputs")
 
 
