@@ -333,6 +333,10 @@ class TranslationDataModule(pl.LightningDataModule):
             files = getattr(self, name)
             if files is not None and len(files) != 2:
                 raise ValueError(f"{name} must be [src_path, tgt_path], got {len(files)} path(s): {files}")
+            if files is not None and _same_file(files[0], files[1]):  # a copy-paste slip: it trains the identity
+                raise ValueError(f"{name} names one file for both sides ({files[0]} and {files[1]}): pass "
+                                 f"[{self.src_lang} file, {self.tgt_lang} file], the source sentences and their "
+                                 "translations")
         if self.predict_files is not None and len(self.predict_files) == 0:
             raise ValueError("predict_files must list at least one source file, got []")
         if self.spm_model_type not in MODEL_TYPES:
@@ -361,3 +365,11 @@ class TranslationDataModule(pl.LightningDataModule):
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    """One file under two names (the same path, a link): by inode when both exist."""
+    a, b = Path(a), Path(b)
+    if a.exists() and b.exists():
+        return a.samefile(b)
+    return a.resolve() == b.resolve()

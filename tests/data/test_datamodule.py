@@ -185,6 +185,17 @@ def test_bad_arguments_fail_in_init(make_data, overrides, message):
         make_data(**overrides)
 
 
+def test_one_file_for_both_sides_is_refused_in_init(make_data, tmp_path):
+    (tmp_path / "train.en").write_text("A dog.\n")
+    (tmp_path / "link.en").symlink_to(tmp_path / "train.en")
+    for files in ([str(tmp_path / "train.en")] * 2, [str(tmp_path / "train.en"), str(tmp_path / "link.en")]):
+        with pytest.raises(ValueError, match=r"train_files names one file for both sides \(.*\): pass \[en file, de "
+                                             r"file\], the source sentences and their translations"):
+            make_data(train_files=files)
+    with pytest.raises(ValueError, match="test_files names one file for both sides"):
+        make_data(test_files=[str(tmp_path / "absent.de")] * 2)
+
+
 def test_unknown_split_is_reported_at_first_use(make_data):
     data = make_data(valid_split="dev")
     expected = r"split of corpus 'multi30k' \(en-de\) must be one of \['train', 'valid', 'test', 'test2017'\], got 'dev'"

@@ -8,6 +8,7 @@ Text the model trains on and is scored on:
   empty source still gets its output line), with a warning naming the lines;
 - training files of blank lines only: "no text in the training files" (was sentencepiece's
   ``all_chars_count > 0``); blank lines at the end of one file: the misalignment error says so;
+- one file given for both sides of train_files: refused (it trained the identity);
 - a byte-order mark in the middle of a file (files joined with ``cat``) and CRLF in one file, LF in
   the other: read as the same sentences as clean files.
 
@@ -151,6 +152,15 @@ def test_a_mid_file_byte_order_mark_and_mixed_line_endings_read_as_clean_text(co
     for i in range(len(clean.dataset("train"))):
         assert joined.dataset("train")[i].src_ids.tolist() == clean.dataset("train")[i].src_ids.tolist()
     tally("bad_inputs", 2)
+
+
+def test_one_file_for_both_sides_of_the_training_pairs_is_refused(corpus, make_data, tmp_path, tally):
+    files = _files(tmp_path, corpus[0][:20], corpus[1][:20])  # a copy-paste slip: it trained the identity silently
+    with pytest.raises(ValueError) as info:
+        make_data(train_files=[files[0], files[0]])
+    assert str(info.value) == (f"train_files names one file for both sides ({files[0]} and {files[0]}): pass [en file, "
+                               "de file], the source sentences and their translations")
+    tally("bad_inputs")
 
 
 # ----------------------------------------------------------------------------- translate
