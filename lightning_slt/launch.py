@@ -50,6 +50,7 @@ from lightning_slt._lightning import (
 from lightning_slt._runtime import cpu_precision
 from lightning_slt.artifacts import read_checkpoint
 from lightning_slt.atomic import check_writable
+from lightning_slt.callbacks.progress_bar import use_step_progress_bar
 from lightning_slt.checkpointing import use_atomic_checkpoints
 from lightning_slt.data import TranslationDataModule
 from lightning_slt.model.module import ARCHITECTURE_ARGUMENTS, TranslationModule
@@ -389,6 +390,7 @@ class TranslationCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         use_atomic_checkpoints(trainer)  # Lightning's own writer is atomic only if $TMPDIR shares the disk
+        use_step_progress_bar(trainer)  # "Epoch 0", not Lightning's "Epoch 0/-2", in a run bounded by max_steps
         if self.subcommand in ("fit", None):  # None: a run built by `build`, which fits next
             _check_checkpoint_folders(trainer)
         return trainer
