@@ -117,14 +117,31 @@ def test_fit_trains_a_users_module_with_a_pruning_callback(tmp_path):
     assert [int((~m).sum()) for m in masks.values()] == [192, 48]  # 75 % of 8x32 and of 32x2, exactly
 
 
-@pytest.mark.slow
-def test_experiment_runs_slt_lt_mp_on_a_users_module_with_its_own_metric(tmp_path):
-    folder = _folder(tmp_path)
-    experiment = {"base": ["base.yaml"], "methods": ["slt", "lt", "mp"], "targets": [0.5, 0.8], "output_dir": "exp",
-                  "monitor": "val_acc", "seeds": [0]}
-    (folder / "exp.yaml").write_text(yaml.safe_dump(experiment))
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    """SLT, LT and MP on the user's module from pretrained weights, through `lightning-slt experiment`."""
+    folder = _folder(tmp_path_factory.mktemp("own"))
+    sys.path.insert(0, str(folder))
+    try:
+        import lightning.pytorch  # noqa: F401 - mymod's namespace
+        import mymod
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop("mymod", None)
+    torch.manual_seed(7)
+    pretrained = {name: torch.randn_like(t) for name, t in mymod.Clf().state_dict().items()}
+    torch.save(pretrained, folder / "pretrained.pt")
+    config = {"base": ["base.yaml"], "methods": ["slt", "lt", "mp"], "targets": [0.5, 0.8], "output_dir": "exp",
+              "monitor": "val_acc", "seeds": [0], "pretrained": "pretrained.pt"}
+    (folder / "exp.yaml").write_text(yaml.safe_dump(config))
     result = _run(folder, "experiment", "--config", "exp.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
+    return folder, pretrained
+
+
+@pytest.mark.slow
+def test_experiment_runs_slt_lt_mp_on_a_users_module_with_its_own_metric(experiment):
+    folder, _ = experiment
     table = (folder / "exp" / "results.md").read_text()
     assert "| Sparsity | Memory | SLT acc | LT acc | MP acc |" in table
     assert "The warm-up rule (θk after the warm-up) was not checked" in table  # Clf takes no warmup_steps
@@ -138,23 +155,9 @@ def test_experiment_runs_slt_lt_mp_on_a_users_module_with_its_own_metric(tmp_pat
 
 
 @pytest.mark.slow
-def test_lt_rounds_of_a_pretrained_start_rewind_to_the_pretrained_weights_bit_for_bit(tmp_path):
-    folder = _folder(tmp_path)
-    sys.path.insert(0, str(folder))
-    try:
-        import lightning.pytorch  # noqa: F401 - mymod's namespace
-        import mymod
-    finally:
-        sys.path.remove(str(folder))
-    torch.manual_seed(7)
-    pretrained = {name: torch.randn_like(t) for name, t in mymod.Clf().state_dict().items()}
-    torch.save(pretrained, folder / "pretrained.pt")
-    experiment = {"base": ["base.yaml"], "methods": ["lt"], "targets": [0.5, 0.75], "output_dir": "exp",
-                  "monitor": "val_acc", "pretrained": "pretrained.pt"}
-    (folder / "exp.yaml").write_text(yaml.safe_dump(experiment))
-    result = _run(folder, "experiment", "--config", "exp.yaml")
-    assert result.returncode == 0, result.stderr[-3000:]
-    for run in ("dense/lt_0.50", "dense/lt_0.50/lt_0.75"):
+def test_lt_rounds_of_a_pretrained_start_rewind_to_the_pretrained_weights_bit_for_bit(experiment):
+    folder, pretrained = experiment
+    for run in ("dense/lt_0.50", "dense/lt_0.50/lt_0.80"):
         checkpoint = torch.load(folder / "exp/seed0" / run / "checkpoints/last.ckpt", weights_only=True)
         theta0 = checkpoint["callbacks"]["WeightRewind{'step': 0}"]["snapshot"]  # the round's start: θ0 ⊙ m
         masks = checkpoint["lightning_slt"]["masks"]

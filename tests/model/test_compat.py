@@ -6,6 +6,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from lightning_slt.data.tokenizer import Tokenizer
+
 from lightning_slt.artifacts.keys import TOKENIZER_KEY
 from lightning_slt.model.compat import check_checkpoint_fits, check_tokenizer_fits, require_tokenizer
 from lightning_slt.model.config import TransformerConfig
@@ -15,8 +17,10 @@ PROTO = b"a sentencepiece model"
 
 def _tokenizer(vocab_size=40, ids=(0, 1, 2), proto=PROTO, path=None):
     pad, bos, eos = ids
-    return SimpleNamespace(vocab_size=vocab_size, pad_id=pad, bos_id=bos, eos_id=eos, model_proto=proto,
-                           sha256=hashlib.sha256(proto).hexdigest(), path=path)
+    tokenizer = SimpleNamespace(vocab_size=vocab_size, pad_id=pad, bos_id=bos, eos_id=eos, model_proto=proto,
+                                sha256=hashlib.sha256(proto).hexdigest(), path=path)
+    tokenizer.check_trained_with = lambda saved, where: Tokenizer.check_trained_with(tokenizer, saved, where)
+    return tokenizer
 
 
 def _hparams(**overrides):
