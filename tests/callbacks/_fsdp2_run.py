@@ -159,7 +159,7 @@ def main(out: Path, source: str) -> None:
     fit([WeightRewind(step=2, restore_optimizer=True)], save_to=str(out / "with_optimizer.ckpt"))
     restored = OptimizerAtStart()
     fit([WeightRewind(step=2, source=str(out / "with_optimizer.ckpt"), restore_optimizer=True), restored])
-    if restored.exp_avg is not None:
+    if restored.exp_avg:  # rank 0 only: the other rank holds {} and wrote over it when it finished last
         torch.save(restored.exp_avg, out / "restored_exp_avg.pt")
     # Kill-and-resume mid-ramp: stopped at step 8, a distributed checkpoint folder written, resumed
     # to step 12; against 12 steps uninterrupted. One batch per rank and epoch: Lightning replays a
