@@ -61,13 +61,17 @@ def load_module(ticket: str | None, checkpoint: str | None) -> Any:
 def check_model_file(option: str, path: str) -> None:
     """Refuse a missing model file, or a ticket and a checkpoint given to each other's option,
     before the input is read (the readers would say "cannot read checkpoint ... UnpicklingError")."""
+    from lightning_slt.artifacts.loading import not_a_regular_file
     from lightning_slt.artifacts.ticket import MAGIC
 
     if not os.path.exists(path):
         writer = "`lightning-slt export`" if option == "--ticket" else "`lightning-slt fit` (a .ckpt file)"
         raise ValueError(f"{option} {path}: no such file; give the file written by {writer}")
-    if not os.path.isfile(path):
+    if os.path.isdir(path):
         return  # a distributed checkpoint folder: its reader says whether it is one
+    problem = not_a_regular_file(path)  # before open(): a FIFO waits for a writer forever
+    if problem:
+        raise ValueError(f"{option} {path} {problem}; give the file written by `lightning-slt export` or `fit`")
     with open(path, "rb") as handle:
         head = handle.read(len(MAGIC))
     if option == "--checkpoint" and head == MAGIC:

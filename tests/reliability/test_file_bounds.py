@@ -557,3 +557,21 @@ def test_a_rice_quotient_that_would_wrap_int64_is_refused(tmp_path, tally):
                                           r"the end of a tensor of 1"):
         read_ticket(path)
     tally("bad_inputs")
+
+
+def test_translate_with_a_fifo_as_ticket_is_refused_at_once(tmp_path, tally):
+    """Before: `lightning-slt translate --ticket <FIFO>` hung (its model-file check skipped what is not
+    a regular file, and the winning-ticket check then opened it)."""
+    fifo = tmp_path / "model.ticket"
+    os.mkfifo(fifo)
+    (tmp_path / "in.txt").write_text("A dog runs.\n")
+    code = ("from lightning_slt.export.translate import translate_main\n"
+            f"translate_main(['--ticket', {str(fifo)!r}, '--input', {str(tmp_path / 'in.txt')!r}, "
+            f"'--output', {str(tmp_path / 'out.txt')!r}])")
+    try:
+        done = _in_subprocess(code, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("translate waited on a FIFO")
+    assert f"--ticket {fifo} is not a regular file (a FIFO)" in done.stderr, done.stderr[-1500:]
+    assert not (tmp_path / "out.txt").exists()
+    tally("bad_inputs")
