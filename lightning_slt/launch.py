@@ -157,15 +157,25 @@ def namespace_of_own_classes(args: list[str] | dict | None) -> str | None:
     for group, class_path in _class_paths(args):
         if _is_ours(group, class_path):
             continue
-        module_name, _, name = class_path.rpartition(".")
         try:
-            type_ = getattr(import_module(module_name), name)
+            base = lightning_base(class_of(class_path))
         except (ImportError, AttributeError, ValueError):
             continue  # the parser says the class cannot be imported
-        for base in getattr(type_, "__mro__", ()):
-            if base.__name__ in ("LightningModule", "LightningDataModule"):
-                return "lightning.pytorch" if base.__module__.startswith("lightning.pytorch") else "pytorch_lightning"
+        if base is not None:
+            return "lightning.pytorch" if base.__module__.startswith("lightning.pytorch") else "pytorch_lightning"
     return None
+
+
+def class_of(class_path: str) -> type:
+    """The class a ``class_path`` names (``mymod.Clf``), imported as LightningCLI imports it."""
+    module_name, _, name = class_path.rpartition(".")
+    return getattr(import_module(module_name), name)
+
+
+def lightning_base(type_: type) -> type | None:
+    """The ``LightningModule`` or ``LightningDataModule`` class ``type_`` subclasses, of either namespace."""
+    return next((b for b in getattr(type_, "__mro__", ()) if b.__name__ in ("LightningModule", "LightningDataModule")),
+                None)
 
 
 def check_namespace(args: list[str] | dict | None) -> None:
@@ -228,12 +238,11 @@ def _class_paths_in(config: Any) -> list[tuple[str, str]]:
 
 
 def _is_ours(group: str, class_path: str) -> bool:
-    module_name, _, name = class_path.rpartition(".")
-    if not module_name.startswith("lightning_slt"):
+    if not class_path.startswith("lightning_slt."):
         return False
     try:
-        return getattr(import_module(module_name), name, None) is OUR_CLASSES[group]
-    except ImportError:
+        return class_of(class_path) is OUR_CLASSES[group]
+    except (ImportError, AttributeError):
         return False
 
 

@@ -27,7 +27,7 @@ from lightning_slt.atomic import is_temporary, read_json, write_json, write_text
 from lightning_slt.callbacks import PretrainedStart, SparsityMonitor
 from lightning_slt.checkpointing import BestAfterStep
 from lightning_slt.export.checkpoint import export_checkpoint
-from lightning_slt.launch import Component, RunConfig, build, model_arguments, parse_base
+from lightning_slt.launch import Component, RunConfig, build, class_of, lightning_base, model_arguments, parse_base
 from lightning_slt.model.module import TranslationModule
 
 from .chains import RunSpec, Schedule
@@ -79,21 +79,13 @@ def is_own_module(base: dict) -> bool:
 def check_can_run(base: dict, monitor: str) -> None:
     """Refuse, before any training, a user's module or data module without what every run does:
     train, validate (the best checkpoint by ``monitor``) and test."""
-    from importlib import import_module
-
     def load(group: str) -> type | None:
         entry = base.get(group)
-        if not isinstance(entry, dict) or "class_path" not in entry:
-            return None
-        module_name, _, name = entry["class_path"].rpartition(".")
-        return getattr(import_module(module_name), name)
+        return class_of(entry["class_path"]) if isinstance(entry, dict) and "class_path" in entry else None
 
     def defines(type_: type | None, hook: str) -> bool:
         """Whether ``type_`` overrides ``hook`` of its Lightning base (of whichever namespace)."""
-        if type_ is None:
-            return False
-        lightning = next(b for b in type_.__mro__ if b.__name__ in ("LightningModule", "LightningDataModule"))
-        return getattr(type_, hook, None) is not getattr(lightning, hook, None)
+        return type_ is not None and getattr(type_, hook, None) is not getattr(lightning_base(type_), hook, None)
 
     module, data = load("model"), load("data")
     missing = [hook for hook in ("training_step", "validation_step", "test_step") if not defines(module, hook)]
