@@ -23,6 +23,7 @@ import yaml
 from lightning_slt._lightning import ModelCheckpoint, qualified
 from lightning_slt._runtime import cpu_description
 from lightning_slt.artifacts import read_checkpoint, run_checkpoint
+from lightning_slt.artifacts.ticket import storage_key
 from lightning_slt.atomic import is_temporary, read_json, write_json, write_text, write_torch
 from lightning_slt.callbacks import PretrainedStart, SparsityMonitor
 from lightning_slt.checkpointing import BestAfterStep
@@ -340,7 +341,7 @@ def _finish(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths, 
     if snapshots:  # θk: the largest recorded step (the dense run also holds θ0, for LT)
         k = max(snapshots)
         write_torch(paths.theta_k, {"step": k, "weights": snapshots[k]})
-    weights = last.weights or {}
+    weights = _without_aliases(last.weights or {})  # a tied embedding (Hugging Face models) counted once
     total = sum(t.numel() for t in weights.values() if t.is_floating_point())
     pruned = sum(int((~m).sum()) for m in masks.values())
     prunable = sum(m.numel() for m in masks.values()) or sum(t.numel() for t in weights.values() if t.dim() >= 2)
@@ -370,6 +371,19 @@ def _finish(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths, 
         metrics["ticket"] = None
         log.info(f"{run.name}: no model.ticket (tickets hold our TranslationModule); the run's model is {best}")
     return metrics
+
+
+def _without_aliases(tensors: dict) -> dict:
+    """``tensors`` with each storage once, under its first name: a state_dict lists a tied weight
+    under every name (MarianMTModel: the shared embedding, both embed_tokens and lm_head)."""
+    seen: set = set()
+    unique = {}
+    for name, tensor in tensors.items():
+        key = storage_key(tensor)
+        if key is None or key not in seen:
+            seen.add(key)
+            unique[name] = tensor
+    return unique
 
 
 def _csc_megabytes(weights: dict, masks: dict) -> float:

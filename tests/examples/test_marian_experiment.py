@@ -85,6 +85,9 @@ def test_the_report_is_in_the_modules_own_bleu(experiment):
     assert "| Sparsity | Memory | SLT BLEU | SLT TER | LT BLEU | LT TER |" in table
     metrics = json.loads((experiment / "exp/seed0/dense/slt_0.50/slt_0.80/metrics.json").read_text())
     assert set(metrics["test"]) >= {"bleu", "chrf", "loss"} and metrics["ticket"] is None
+    model = MarianTranslation(vocab_size=_checkpoint(experiment, "dense")["hyper_parameters"]["vocab_size"], **TINY)
+    unique = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+    assert metrics["parameters"] == unique  # the tied embedding once, not under its four names
     masks = _checkpoint(experiment, "dense/slt_0.50/slt_0.80")["lightning_slt"]["masks"]
     assert "model.model.shared.weight" in masks and "model.lm_head.weight" not in masks  # tied: pruned once
     assert all(int((~m).sum()) == round(0.8 * m.numel()) for m in masks.values())  # exact, per tensor
