@@ -20,6 +20,20 @@ violated or unclear; the claim **holds** when all are met, **does not hold** whe
 violated, and is **inconclusive** otherwise. Each control is also judged against the round it
 runs beside (``methods.Control``); MP trained for an SLT lineage's steps is measured against that
 ticket and against MP of one run (no expectation: it separates "method" from "compute").
+
+Where methods were trained under several seeds (the converged protocol: two seeds of the dense
+model, MP, SLT and LT), the per-method rule replaces the dense model's spread (``judge_seeds``):
+
+- Every run counts relative to the dense model of its own seed and part: r = BLEU − BLEU(dense),
+  so parts on different machines or sittings compare as the rule above compares across parts.
+- A method at a sparsity is the mean r̄ of its seeds (one run per seed; from the first part
+  configured to run the method); Δ = r̄(a) − r̄(b).
+- σ_a is method a's own seed spread: the sample sd of r over seeds, pooled over its sparsities
+  (where it has at least ``MIN_METHOD_DOF`` degrees of freedom); a method trained under one seed
+  takes the spread pooled over every method that has seeds.
+- σ = sqrt(σ_a²/n_a + σ_b²/n_b + σ_bootstrap²), σ_bootstrap from the paired bootstrap of the same
+  contrast on the test outputs (each run's and its dense model's, weighted 1/n; a dense output
+  that both sides share cancels). "≈", ">" and the verdicts as above.
 """
 
 from __future__ import annotations
@@ -40,6 +54,7 @@ from .paths import ExperimentPaths
 
 BOOTSTRAP_SAMPLES = 1000
 BOOTSTRAP_SEED = 12345  # sacrebleu's default SACREBLEU_SEED
+MIN_METHOD_DOF = 2  # a method's own seed spread from two degrees of freedom (two sparsities under two seeds)
 
 
 @dataclass
@@ -60,6 +75,7 @@ class Part:
     references: list[str] | None = None
     dense: System | None = None
     methods: list[str] = field(default_factory=list)  # configured to run (not only trained for a control)
+    seeds: dict[int, dict[tuple[str, float], System]] = field(default_factory=dict)  # every seed's systems
 
 
 @dataclass
@@ -85,6 +101,7 @@ class Comparison:
     b_rel: float | None = None
     paper_a_rel: float | None = None
     paper_b_rel: float | None = None
+    seeds: tuple[int, int] = (1, 1)  # runs (seeds) averaged on each side
 
     @property
     def observed(self) -> str:
@@ -281,22 +298,152 @@ def _where_run(parts: list[Part], method: str, s: float) -> list[Part]:
     return sorted((part for part in parts if (method, s) in part.systems), key=lambda part: method not in part.methods)
 
 
+@dataclass(frozen=True)
+class Replicate:
+    """One seed's run of a method at a sparsity, with the dense model of its seed and part."""
+
+    part: str
+    seed: int
+    system: System
+    dense: System
+
+    @property
+    def relative(self) -> float:
+        return self.system.bleu - self.dense.bleu
+
+
+def replicates_of(parts: list[Part]) -> dict[tuple[str, float], list[Replicate]]:
+    """Each (method, sparsity)'s runs, one per seed, from the first part configured to run the
+    method (else the first that has it: rounds trained for a control); dense models excluded."""
+    out: dict[tuple[str, float], list[Replicate]] = {}
+    keys = {key for part in parts for systems in part.seeds.values() for key in systems if key[1] > 0}
+    for method, s in sorted(keys):
+        for part in sorted(parts, key=lambda part: method not in part.methods):
+            for seed, systems in sorted(part.seeds.items()):
+                dense = next((system for (_, sparsity), system in systems.items() if sparsity == 0), None)
+                taken = {r.seed for r in out.get((method, s), [])}
+                if (method, s) in systems and dense is not None and seed not in taken:
+                    out.setdefault((method, s), []).append(Replicate(part.name, seed, systems[(method, s)], dense))
+    return out
+
+
+@dataclass(frozen=True)
+class SeedSpread:
+    """σ_seed per method (pooled sample sd of relative BLEU over seeds), and over all methods."""
+
+    by_method: dict[str, float]
+    dof: dict[str, int]
+    pooled: float
+    pooled_dof: int
+
+    def of(self, method: str) -> float:
+        return self.by_method.get(method, self.pooled)
+
+
+def method_spreads(replicates: dict[tuple[str, float], list[Replicate]]) -> SeedSpread:
+    """Each method's seed spread of BLEU relative to its dense model, pooled over its sparsities
+    (sum of squared deviations over sum of degrees of freedom), where it has ``MIN_METHOD_DOF``;
+    and the same pooled over every method, for those trained under one seed."""
+    squares: dict[str, float] = {}
+    dof: dict[str, int] = {}
+    for (method, _), runs in replicates.items():
+        if len(runs) > 1:
+            values = [r.relative for r in runs]
+            mean = statistics.fmean(values)
+            squares[method] = squares.get(method, 0.0) + sum((v - mean) ** 2 for v in values)
+            dof[method] = dof.get(method, 0) + len(values) - 1
+    total_dof = sum(dof.values())
+    if total_dof < MIN_METHOD_DOF:
+        raise ValueError(f"the per-method seed rule needs at least {MIN_METHOD_DOF} degrees of freedom of seed spread "
+                         f"(e.g. a method at two sparsities under two seeds), got {total_dof}")
+    by_method = {m: math.sqrt(squares[m] / dof[m]) for m in dof if dof[m] >= MIN_METHOD_DOF}
+    return SeedSpread(by_method, dof, math.sqrt(sum(squares.values()) / total_dof), total_dof)
+
+
+def has_method_seeds(parts: list[Part]) -> bool:
+    """Whether a method other than the dense model was trained under several seeds (the per-method rule)."""
+    return any(len(runs) > 1 for runs in replicates_of(parts).values())
+
+
+def judge_seeds(parts: list[Part], paper: dict | None = None,
+                claims: Sequence[Claim] | None = None) -> tuple[list[ClaimVerdict], SeedSpread]:
+    """``judge_parts`` by the per-method rule (module docstring): every seed's runs, relative to
+    their own dense models, σ from each method's own seed spread."""
+    claims = [*CLAIMS, *control_claims(), COMPUTE] if claims is None else claims
+    replicates = replicates_of(parts)
+    spread = method_spreads(replicates)
+    references = next((part.references for part in parts if part.references is not None), None)
+    verdicts = []
+    for claim in claims:
+        verdict = ClaimVerdict(claim.number, claim.text)
+        for e in claim.expectations:
+            absent = [m for m in (e.a, e.b) if not any(key[0] == m for key in replicates)]
+            if absent:
+                verdict.missing += [m for m in absent if m not in verdict.missing]
+                continue
+            sparsities = [s for s in sorted({s for _, s in replicates}) if e.covers(s)
+                          and (e.a, s) in replicates and (e.b, s) in replicates]
+            for s in sparsities:
+                verdict.comparisons.append(_compare_seeds(e.a, e.b, s, e.expected, replicates, spread, references,
+                                                          paper))
+            if not sparsities:
+                verdict.missing.append(f"{e.a} and {e.b}{' at ' + e.at if e.at else ''}")
+        if verdict.comparisons or claim.from_paper:
+            verdicts.append(verdict)
+    return verdicts, spread
+
+
+def _compare_seeds(a: str, b: str, s: float, expected: str, replicates: dict[tuple[str, float], list[Replicate]],
+                   spread: SeedSpread, references: Sequence[str] | None, paper: dict | None) -> Comparison:
+    runs_a, runs_b = replicates[(a, s)], replicates[(b, s)]
+    weights: dict[int, tuple[float, System]] = {}  # by identity: a dense output both sides share cancels
+    for runs, sign in ((runs_a, 1.0), (runs_b, -1.0)):
+        for run in runs:
+            for system, weight in ((run.system, sign / len(runs)), (run.dense, -sign / len(runs))):
+                previous = weights.get(id(system), (0.0, system))[0]
+                weights[id(system)] = (previous + weight, system)
+    terms = [(weight, system.hypotheses) for weight, system in weights.values() if abs(weight) > 1e-12]
+    sigma_bs = (contrast_bootstrap_sd(terms, references)
+                if references is not None and all(h is not None for _, h in terms) else 0.0)
+    a_rel = statistics.fmean(r.relative for r in runs_a)
+    b_rel = statistics.fmean(r.relative for r in runs_b)
+    delta = a_rel - b_rel
+    sigma = math.sqrt(spread.of(a) ** 2 / len(runs_a) + spread.of(b) ** 2 / len(runs_b) + sigma_bs ** 2)
+    parts_a, parts_b = sorted({r.part for r in runs_a}), sorted({r.part for r in runs_b})
+    across = parts_a != parts_b or len(parts_a) > 1
+    where = ", ".join(parts_a) if not across else f"{', '.join(parts_a)} ↔ {', '.join(parts_b)}"
+    return Comparison(a, b, s, expected, delta, sigma, _outcome(delta, sigma, expected), _paper_delta(paper, a, b, s),
+                      where, across, a_rel, b_rel, _paper_rel(paper, a, s), _paper_rel(paper, b, s),
+                      (len(runs_a), len(runs_b)))
+
+
 def _signed(value: float | None, digits: int = 1) -> str:
     return "" if value is None else f"{value:+.{digits}f}"
 
 
 def claims_markdown(verdicts: list[ClaimVerdict], sigma_seed: float, dense_bleu: float | None = None,
-                    parts: list[tuple[str, float, str]] | None = None) -> str:
+                    parts: list[tuple[str, float, str]] | None = None, spread: SeedSpread | None = None) -> str:
     """The claims table: per comparison the paper's and our numbers relative to each one's dense
     model, Δ ± σ, outcome; then one verdict per claim.
 
     Args:
         parts: (part, its dense test BLEU, how it agrees with the first part's) for an
             experiment run in parts.
+        spread: the methods' own seed spreads, where the per-method rule judged (``judge_seeds``).
     """
-    lines = [f"Verdict rule: σ = sqrt(2·σ_seed² + σ_bootstrap²) with σ_seed = {sigma_seed:.2f} BLEU (dense model "
-             "over seeds) and σ_bootstrap from sacrebleu's paired bootstrap of the compared test outputs; "
-             "'≈' is |Δ| ≤ 2σ." + (f" Dense test BLEU {dense_bleu:.2f}." if dense_bleu is not None else "")]
+    if spread is None:
+        lines = [f"Verdict rule: σ = sqrt(2·σ_seed² + σ_bootstrap²) with σ_seed = {sigma_seed:.2f} BLEU (dense model "
+                 "over seeds) and σ_bootstrap from sacrebleu's paired bootstrap of the compared test outputs; "
+                 "'≈' is |Δ| ≤ 2σ." + (f" Dense test BLEU {dense_bleu:.2f}." if dense_bleu is not None else "")]
+    else:
+        own = ", ".join(f"{m} {v:.2f} ({spread.dof[m]} df)" for m, v in sorted(spread.by_method.items()))
+        lines = ["Verdict rule (per-method seeds): every run counts relative to the dense model of its own seed and "
+                 "part; a method at a sparsity is the mean over its n seeds; Δ = r̄(a) − r̄(b), σ = sqrt(σ_a²/n_a + "
+                 "σ_b²/n_b + σ_bootstrap²) with each method's own seed spread σ_seed (sd of relative BLEU over seeds, "
+                 f"pooled over its sparsities): {own or 'none with enough seeds'}; a method under one seed takes "
+                 f"{spread.pooled:.2f} (all methods pooled, {spread.pooled_dof} df); σ_bootstrap from sacrebleu's "
+                 "paired bootstrap of the same contrast on the test outputs; '≈' is |Δ| ≤ 2σ. The part column "
+                 "gives the seeds averaged on each side (n)."]
     if parts:
         lines += ["Comparisons are made within one part; one marked 'a ↔ b' spans two parts and is judged on BLEU "
                   "relative to each part's dense model, σ = sqrt(4·σ_seed² + σ_bootstrap²), the bootstrap over "
@@ -309,7 +456,8 @@ def claims_markdown(verdicts: list[ClaimVerdict], sigma_seed: float, dense_bleu:
         for c in verdict.comparisons:
             paper_rel = "" if c.paper_a_rel is None else f"{_signed(c.paper_a_rel)}, {_signed(c.paper_b_rel)}"
             ours_rel = "" if c.a_rel is None else f"{_signed(c.a_rel, 2)}, {_signed(c.b_rel, 2)}"
-            lines.append(f"| {verdict.number} | {c.a} − {c.b} | {c.sparsity:.0%} | {c.part} | {paper_rel} "
+            where = c.part if spread is None else f"{c.part} (n {c.seeds[0]}, {c.seeds[1]})"
+            lines.append(f"| {verdict.number} | {c.a} − {c.b} | {c.sparsity:.0%} | {where} | {paper_rel} "
                          f"| {_signed(c.paper_delta)} | {ours_rel} | {c.delta:+.2f} ± {c.sigma:.2f} "
                          f"| {c.observed} | {c.expected} | {c.outcome} |")
     lines += ["", "| claim | verdict | missing |", "|---|---|---|"]
@@ -375,7 +523,9 @@ def _load_part(folder: Path, seed: int) -> tuple[Part, dict[int, float]]:
                 f"{len(references)}: one of them is cut short or from another test set; "
                 + RETEST.format(metrics=run.metrics if len(system.hypotheses) < len(references) else dense_run.metrics))
     dense = next((system for (_, s), system in systems.items() if s == 0), None)
-    part = Part(folder.name, systems, references, dense, configured_methods(folder))
+    every_seed = {other: systems if other == seed else systems_of(rows, folder, other)
+                  for other in sorted({r["seed"] for r in rows})}
+    part = Part(folder.name, systems, references, dense, configured_methods(folder), every_seed)
     return part, {k: r["test_bleu"] for k, r in dense_rows.items()}
 
 
@@ -473,7 +623,11 @@ def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, s
         dense = loaded[index][1]
         sigma_seed = _spread(dense, folders[index], str(folders[index]))
     reference_table = paper_results().get(paper, {}).get("methods") if paper else None
-    verdicts = judge_parts(parts, sigma_seed, reference_table)
+    spread = None
+    if has_method_seeds(parts):  # the methods' own seeds, where they have them
+        verdicts, spread = judge_seeds(parts, reference_table)
+    else:
+        verdicts = judge_parts(parts, sigma_seed, reference_table)
     agreement = None
     if len(parts) > 1:
         agreement = [(part.name, part.dense.bleu, _agreement(parts[0], part, sigma_seed)) for part in parts
@@ -489,9 +643,23 @@ def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, s
     if not_run:  # a claim they speak to says what it misses; the reader sees why here
         pending += f"Parts not run yet: {', '.join(not_run)}.\n\n"
     against = f"The paper's numbers: its {paper} table.\n\n" if reference_table else ""
-    write_text(path, f"# Claims of Brix et al. (2020) on {output_dir.name}, seed {seed}\n\n" + pending + against
-               + claims_markdown(verdicts, sigma_seed, first if len(parts) == 1 else None, agreement))
+    title = f"seed {seed}" if spread is None else "every seed"
+    write_text(path, f"# Claims of Brix et al. (2020) on {output_dir.name}, {title}\n\n" + _protocol(folders) + pending
+               + against + claims_markdown(verdicts, sigma_seed, first if len(parts) == 1 else None, agreement, spread))
     return path, verdicts
+
+
+def _protocol(folders: list[Path]) -> str:
+    """The training protocol the claims were judged under: T and the seeds of each method."""
+    from .report import collect, read_manifest
+
+    steps = sorted({str(read_manifest(folder).get("schedule", {}).get("max_steps", "?")) for folder in folders})
+    seeds: dict[str, set[int]] = {}
+    for folder in folders:
+        for row in collect(folder)[1]:
+            seeds.setdefault(row["method"], set()).add(row["seed"])
+    listed = "; ".join(f"{method} {', '.join(map(str, sorted(s)))}" for method, s in seeds.items())
+    return f"Protocol: T = {' / '.join(steps)} steps per run; seeds: {listed}.\n\n"
 
 
 def _agreement(first: Part, part: Part, sigma_seed: float) -> str:

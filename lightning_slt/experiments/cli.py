@@ -96,7 +96,7 @@ def argument_error(path: str, error: Exception, overrides: list[str]) -> str:
 
 
 def experiment_main(argv: list[str]) -> int:
-    """lightning-slt experiment --config conf/experiments/<name>.yaml [--key=value ...] [--wandb]"""
+    """lightning-slt experiment --config conf/experiments/<name>.yaml [--key=value ...] [--wandb] [--parallel N]"""
     from .lock import ExperimentLockedError
     from .paths import ExperimentPaths
     from .runner import is_rank_zero, load_config, run_experiment
@@ -104,6 +104,9 @@ def experiment_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="lightning-slt experiment", description=experiment_main.__doc__)
     parser.add_argument("--config", required=True, help="experiment YAML (see conf/experiments/)")
     parser.add_argument("--wandb", action="store_true", help="log every run to W&B (WANDB_MODE=offline works)")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="runs trained at once, each with cores / N threads (or one of N GPUs); runs that build "
+                             "on others wait for them (default 1)")
     args, overrides = parser.parse_known_args(argv)
     if args.wandb:
         overrides.append("--wandb=true")
@@ -115,7 +118,7 @@ def experiment_main(argv: list[str]) -> int:
             raise ValueError(argument_error(args.config, error, overrides)) from None
         except (FileNotFoundError, ValueError) as error:  # a setting the config's checks refuse
             raise ValueError(f"{args.config}: {error}") from None
-        output_dir = run_experiment(config)
+        output_dir = run_experiment(config, parallel=args.parallel)
     except (ExperimentLockedError, FileNotFoundError, ValueError) as error:  # said before any training
         raise SystemExit(f"lightning-slt experiment: {error}") from None
     if is_rank_zero():  # under a launcher of one process per rank (DDP, FSDP2) rank 0 writes and shows the report

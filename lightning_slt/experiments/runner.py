@@ -14,6 +14,7 @@ import os
 import time
 import zlib
 from contextlib import nullcontext
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from .chains import RunSpec, Schedule
 from .config import ExperimentConfig, metric_name
 from .lock import describe_stale, experiment_lock
 from .methods import build_runs, run_callbacks
+from .parallel import Job, train_side_by_side
 from .paths import LOCK_FILE, ExperimentPaths, RunPaths, run_paths
 
 log = logging.getLogger(__name__)
@@ -142,11 +144,13 @@ def _check_manifest(output_dir: Path, manifest: dict) -> None:
         raise ValueError(f"{output_dir} is not empty and holds no {path.name}: it is not an experiment folder of ours")
 
 
-def run_experiment(config: ExperimentConfig | str | os.PathLike) -> Path:
+def run_experiment(config: ExperimentConfig | str | os.PathLike, parallel: int = 1) -> Path:
     """Train every run of the experiment that is not finished yet, then write the report.
 
     Args:
         config: an ExperimentConfig, or the path of an experiment YAML.
+        parallel: runs trained at once, each in a process of its own (``parallel.py``); runs
+            that build on others wait for them.
 
     Returns the experiment directory. Safe to call again after a crash or with more methods
     or seeds: finished runs are skipped, killed runs resume from their last checkpoint. Under
@@ -156,6 +160,11 @@ def run_experiment(config: ExperimentConfig | str | os.PathLike) -> Path:
     """
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)
+    if parallel < 1:
+        raise ValueError(f"--parallel must be >= 1 (runs trained at once), got {parallel}")
+    if parallel > 1 and not (is_rank_zero() and "WORLD_SIZE" not in os.environ):
+        raise ValueError("--parallel trains runs in processes of their own; under a distributed launcher (DDP, "
+                         "FSDP2: one process per rank) run the experiment without it")
     if config.parts:  # every part planned and its folder checked before any trains
         folder = ExperimentPaths.of(config.output_dir)
         if folder.manifest.is_file():
@@ -169,16 +178,17 @@ def run_experiment(config: ExperimentConfig | str | os.PathLike) -> Path:
         if is_rank_zero():  # the parts' order, for the joint report
             write_json(folder.parts, {"parts": list(config.parts), "config": config.to_dict()})
         for name in [config.part] if config.part else config.parts:
-            _run_planned(*planned[name])
+            _run_planned(*planned[name], parallel=parallel)
         if is_rank_zero() and all(_finished(part) for part, *_ in planned.values()):
             from .report import write_report
 
             write_report(config.output_dir)  # the parts' joint table, once the last of them is done
         return Path(planned[config.part][0].output_dir) if config.part else Path(config.output_dir)
-    return _run_planned(config, *plan(config))
+    return _run_planned(config, *plan(config), parallel=parallel)
 
 
-def _run_planned(config: ExperimentConfig, base: dict, schedule: Schedule, runs: list[RunSpec]) -> Path:
+def _run_planned(config: ExperimentConfig, base: dict, schedule: Schedule, runs: list[RunSpec],
+                 parallel: int = 1) -> Path:
     """``run_experiment`` of one experiment (or part) whose plan is made."""
     output_dir = Path(config.output_dir)
     manifest = _manifest(config, base, schedule)
@@ -189,15 +199,39 @@ def _run_planned(config: ExperimentConfig, base: dict, schedule: Schedule, runs:
         _check_manifest(output_dir, manifest)  # again: another process may have started it meanwhile
         if is_rank_zero():  # "runs": this plan's runs, the only ones its report shows
             write_json(ExperimentPaths(output_dir).manifest, {**manifest, "config": config.to_dict(), "runs": [r.name for r in runs]})
-        for seed in [*config.seeds, *config.dense_seeds]:
-            last_ckpt = {run.name: str(run_paths(output_dir, seed, run.name).last) for run in runs}
-            for run in runs if seed in config.seeds else runs[:1]:  # dense_seeds: the dense run only
-                _train(config, base, schedule, run, seed, last_ckpt)
+        if parallel == 1:
+            for seed in [*config.seeds, *config.dense_seeds]:
+                for run in runs if seed in config.seeds else runs[:1]:  # dense_seeds: the dense run only
+                    _train(config, base, schedule, run, seed, _last_checkpoints(output_dir, seed, runs))
+        else:
+            train_side_by_side(_jobs(config, base, schedule, runs), parallel, _train)
         from .report import write_report
 
         if is_rank_zero():
             write_report(output_dir)
     return output_dir
+
+
+def _last_checkpoints(output_dir: Path, seed: int, runs: list[RunSpec]) -> dict[str, str]:
+    return {run.name: str(run_paths(output_dir, seed, run.name).last) for run in runs}
+
+
+def _jobs(config: ExperimentConfig, base: dict, schedule: Schedule, runs: list[RunSpec]) -> list[Job]:
+    """The unfinished runs as jobs for ``train_side_by_side``, each needing the runs it builds on
+    (its lineage, its weights' run), seeds interleaved so that the seeds' chains go side by side."""
+    output_dir = Path(config.output_dir)
+    per_seed = [[(seed, run) for run in (runs if seed in config.seeds else runs[:1])]
+                for seed in [*config.seeds, *config.dense_seeds]]
+    ordered = [job for step in zip_longest(*per_seed) for job in step if job is not None]
+    jobs = []
+    for seed, run in ordered:
+        paths = run_paths(output_dir, seed, run.name)
+        if paths.metrics.exists():
+            continue
+        needs = frozenset((seed, name) for name in {*run.lineage, run.parent, run.weights_from} if name is not None)
+        jobs.append(Job((seed, run.name), needs, paths.root / "train.log",
+                        (config, base, schedule, run, seed, _last_checkpoints(output_dir, seed, runs))))
+    return jobs
 
 
 def _finished(config: ExperimentConfig) -> bool:

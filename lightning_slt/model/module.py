@@ -36,7 +36,7 @@ from lightning_slt.model.optimizers import OptimizerName, build_optimizer, check
 from lightning_slt.model.outputs import check_outputs_spare_inputs, metrics_of_test, write_outputs
 from lightning_slt.model.presets import preset_arguments
 from lightning_slt.model.rng import TrainingRng
-from lightning_slt.model.schedules import LRScheduleName, build_lr_scheduler, check_schedule_args
+from lightning_slt.model.schedules import LRScheduleName, build_lr_scheduler, check_schedule_args, cooldown_steps_of
 from lightning_slt.model.search import best_hypotheses
 from lightning_slt.model.transformer import Transformer
 from lightning_slt.model.translate import translate_sentences
@@ -91,6 +91,8 @@ class TranslationModule(pl.LightningModule):
         lr_schedule: see ``lightning_slt.model.schedules`` (``inverse_sqrt``: linear warm-up
             then lr * sqrt(warmup / step); ``rsqrt_decay``: lr / sqrt(max(step, warmup))).
         warmup_steps: warm-up length in optimizer steps (paper: 10000).
+        cooldown_fraction: the last part of ``trainer.max_steps`` over which the rate falls
+            linearly to 0 (with ``linear_warmup``: warmup-stable-decay); 0 = none.
         val_beam_size: beam size of validation decoding (1 = greedy, the fast default).
         beam_size: beam size of test, predict and ``translate`` (1 = greedy).
         length_penalty: GNMT length-penalty alpha of beam search (0 = none).
@@ -132,6 +134,7 @@ class TranslationModule(pl.LightningModule):
         weight_decay: float = 0.0,
         lr_schedule: LRScheduleName = "inverse_sqrt",
         warmup_steps: int = 4000,
+        cooldown_fraction: float = 0.0,
         val_beam_size: int = 1,
         beam_size: int = 4,
         length_penalty: float = 0.6,
@@ -184,7 +187,7 @@ class TranslationModule(pl.LightningModule):
     def _validate(self) -> None:
         hp = self.hparams
         check_optimizer_args(hp.optimizer, hp.lr, hp.adam_betas, hp.weight_decay)
-        check_schedule_args(hp.lr_schedule, hp.warmup_steps)
+        check_schedule_args(hp.lr_schedule, hp.warmup_steps, hp.cooldown_fraction)
         if not 0.0 <= hp.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {hp.label_smoothing}")
         for name in ("val_beam_size", "beam_size"):
@@ -254,7 +257,10 @@ class TranslationModule(pl.LightningModule):
         hp = self.hparams
         optimizer = build_optimizer(self.parameters(), hp.optimizer, hp.lr, hp.adam_betas, hp.adam_eps,
                                     hp.weight_decay)
-        scheduler = build_lr_scheduler(optimizer, hp.lr_schedule, hp.warmup_steps)
+        # the cooldown ends at this fit's max_steps: a run resumed with a longer one cools down later
+        total_steps = self.trainer.max_steps if self._trainer is not None else None
+        cooldown_steps = cooldown_steps_of(hp.cooldown_fraction, total_steps)
+        scheduler = build_lr_scheduler(optimizer, hp.lr_schedule, hp.warmup_steps, total_steps, cooldown_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ------------------------------------------------------------------ decoding

@@ -18,6 +18,12 @@ Schedules (``w`` = ``warmup_steps``):
   ``constant=2.0`` and ``d_model**-0.5``: put those into ``lr``).
 - ``linear_warmup``: ``lr * min(1, step / w)``, then constant.
 - ``constant``: ``lr`` throughout.
+
+Any of them may end in a cooldown (``cooldown_steps`` > 0): over the last ``cooldown_steps`` of
+``total_steps`` the multiplier falls linearly towards 0 (the "decay" of warmup-stable-decay,
+Hägele et al. 2024). With ``linear_warmup`` that is WSD: the end point of a run sits at its
+plateau instead of wherever the held rate's last swing left it, and a run of any length T
+follows the same curve as a longer one up to its own cooldown.
 """
 
 import math
@@ -58,6 +64,14 @@ def constant(step: int, warmup_steps: int) -> float:
     return 1.0
 
 
+def cooldown(step: int, total_steps: int, cooldown_steps: int) -> float:
+    """1.0 until the last ``cooldown_steps`` updates of ``total_steps``, then linearly down to
+    ``1 / cooldown_steps`` at the last update (never 0: every update still moves the weights)."""
+    if cooldown_steps <= 0 or step <= total_steps - cooldown_steps:
+        return 1.0
+    return max(0.0, (total_steps + 1 - step) / cooldown_steps)
+
+
 SCHEDULES: dict[str, Callable[[int, int], float]] = {
     "inverse_sqrt": inverse_sqrt,
     "rsqrt_decay": rsqrt_decay,
@@ -77,28 +91,48 @@ def get_schedule(name: str) -> Callable[[int, int], float]:
     return SCHEDULES[name]
 
 
-def check_schedule_args(name: str, warmup_steps: int) -> None:
-    """Raise ``ValueError`` when ``name`` is unknown or ``warmup_steps`` does not suit it."""
+def check_schedule_args(name: str, warmup_steps: int, cooldown_fraction: float = 0.0) -> None:
+    """Raise ``ValueError`` when ``name`` is unknown or ``warmup_steps`` or ``cooldown_fraction``
+    does not suit it."""
     get_schedule(name)
+    if not 0.0 <= cooldown_fraction < 1.0:
+        raise ValueError(f"cooldown_fraction must be in [0, 1) (the last part of max_steps in which the rate "
+                         f"falls to 0; 0 = no cooldown), got {cooldown_fraction}")
     if warmup_steps < 0:
         raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
     if name in _NEEDS_WARMUP and warmup_steps < 1:
         raise ValueError(f"lr_schedule {name!r} needs warmup_steps >= 1, got {warmup_steps}")
 
 
+def cooldown_steps_of(cooldown_fraction: float, total_steps: int | None) -> int:
+    """The number of updates a ``cooldown_fraction`` of a run of ``total_steps`` cools down over."""
+    if cooldown_fraction == 0:
+        return 0
+    if total_steps is None or total_steps <= 0:
+        raise ValueError(f"cooldown_fraction={cooldown_fraction} needs the run's length: set trainer.max_steps "
+                         f"(the rate falls to 0 at that step), got max_steps={total_steps}")
+    return max(1, round(cooldown_fraction * total_steps))
+
+
 def build_lr_scheduler(
-    optimizer: torch.optim.Optimizer, name: str, warmup_steps: int
+    optimizer: torch.optim.Optimizer, name: str, warmup_steps: int, total_steps: int | None = None,
+    cooldown_steps: int = 0,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """A LambdaLR applying schedule ``name``; step it once per optimizer step (``interval="step"``).
+    """A LambdaLR applying schedule ``name`` (with a cooldown over the last ``cooldown_steps`` of
+    ``total_steps``); step it once per optimizer step (``interval="step"``).
 
     The lambda is a plain closure, so LambdaLR's ``state_dict`` stores only its counter: on
-    resume the schedule comes from the (YAML) arguments, never silently from the checkpoint.
+    resume the schedule comes from the (YAML) arguments, never silently from the checkpoint, so
+    a run resumed with a longer ``max_steps`` cools down at its new end.
     """
     check_schedule_args(name, warmup_steps)
     schedule = get_schedule(name)
+    if cooldown_steps and total_steps is None:
+        raise ValueError("a cooldown needs total_steps, the update it ends at")
 
     def multiplier(completed_steps: int) -> float:
-        return schedule(completed_steps + 1, warmup_steps)  # LambdaLR counts from 0
+        step = completed_steps + 1  # LambdaLR counts from 0
+        return schedule(step, warmup_steps) * cooldown(step, total_steps or 0, cooldown_steps)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
 

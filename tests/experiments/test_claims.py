@@ -14,8 +14,12 @@ from lightning_slt.experiments.claims import (
     compare,
     contrast_bootstrap_sd,
     judge_parts,
+    judge_seeds,
+    method_spreads,
+    replicates_of,
     seed_spread,
 )
+from lightning_slt.experiments.brix2020 import Claim, Expectation
 from lightning_slt.experiments.report import paper_results
 
 from ._synthetic import _synthetic_experiment
@@ -144,7 +148,7 @@ def test_report_claims_on_an_experiment_folder(tmp_path):
     the runs' own test outputs, claims.md written beside the report."""
     from lightning_slt.experiments.cli import report_main
 
-    _synthetic_experiment(tmp_path, {"mp": 27.0, "slt": 29.0})
+    _synthetic_experiment(tmp_path, {"mp": 27.0, "slt": 29.0}, seeds=(0,), dense_only=(1, 2))
     assert report_main([str(tmp_path), "--claims", "--paper", "none"]) == 0
     text = (tmp_path / "claims.md").read_text()
     assert "σ_seed = 0.31 BLEU" in text and "Dense test BLEU 30.00" in text
@@ -157,7 +161,7 @@ def test_report_claims_on_an_experiment_folder(tmp_path):
 def test_report_claims_refuses_fewer_than_three_dense_seeds(tmp_path):
     from lightning_slt.experiments.cli import report_main
 
-    _synthetic_experiment(tmp_path, {"mp": 27.0, "slt": 29.0}, seeds=(0, 1), dense_bleu=(30.0, 30.4))
+    _synthetic_experiment(tmp_path, {"mp": 27.0, "slt": 29.0}, seeds=(0,), dense_bleu=(30.0, 30.4), dense_only=(1,))
     with pytest.raises(SystemExit, match="at least 3 seeds, got 2; train it with seeds: \\[0, 1, 2\\]"):
         report_main([str(tmp_path), "--claims", "--paper", "none"])
     assert not (tmp_path / "claims.md").exists()
@@ -291,3 +295,96 @@ def test_the_compute_row_sets_mp_for_the_lineages_steps_against_slt_lt_and_mp_of
                     "lt": ("p4 ↔ p2", pytest.approx(1.0 - 0.2), "measured"),
                     "mp": ("p4 ↔ p1", pytest.approx(1.0 - -4.0), "measured")}
     assert compute.verdict == "measured"
+
+
+# ---------------------------------------------------------------- the per-method seed rule
+
+
+def _seeded_part(name, by_seed: dict[int, dict], references=None, hypotheses=None, methods=("slt", "mp", "lt")):
+    """A part with every seed's systems: by_seed = {seed: {(method, s): BLEU}} (dense at 0 %)."""
+    seeds = {seed: {key: System(bleu, (hypotheses or {}).get((seed, key)), f"{key[0]}_{key[1]}")
+                    for key, bleu in cells.items()} for seed, cells in by_seed.items()}
+    first = seeds[min(seeds)]
+    return Part(name, first, references, first[("dense", 0.0)], list(methods), seeds)
+
+
+SEEDED = {0: {("dense", 0.0): 30.0, ("slt", 0.5): 29.0, ("slt", 0.9): 27.0, ("mp", 0.5): 28.5, ("mp", 0.9): 28.0,
+              ("lt", 0.5): 27.0},
+          1: {("dense", 0.0): 30.4, ("slt", 0.5): 29.6, ("slt", 0.9): 27.2, ("mp", 0.5): 28.7, ("mp", 0.9): 28.6}}
+
+
+def test_per_method_rule_uses_each_methods_own_seed_spread_relative_to_its_dense_model():
+    """Relative BLEU (run − its seed's dense): SLT −1.0/−0.8 at 50 %, −3.0/−3.2 at 90 %; MP −1.5/−1.7,
+    −2.0/−1.8. Each cell has one degree of freedom and squares 0.02: σ_SLT = σ_MP = sqrt(0.04 / 2);
+    LT (seed 0 only) takes all methods pooled, sqrt(0.08 / 4); no hypotheses, so no bootstrap term."""
+    part = _seeded_part("p", SEEDED)
+    spread = method_spreads(replicates_of([part]))
+    assert spread.by_method == pytest.approx({"slt": math.sqrt(0.02), "mp": math.sqrt(0.02)})
+    assert spread.dof == {"slt": 2, "mp": 2} and spread.pooled == pytest.approx(math.sqrt(0.02))
+    verdicts, _ = judge_seeds([part])
+    one = {c.sparsity: c for c in _verdict(verdicts, 1).comparisons}
+    assert one[0.5].delta == pytest.approx(0.7) and one[0.5].outcome == "met"  # SLT ≥ MP at 50 %
+    assert one[0.9].delta == pytest.approx(1.2) and one[0.9].sigma == pytest.approx(math.sqrt(0.02 / 2 + 0.02 / 2))
+    assert one[0.9].outcome == "met" and one[0.9].seeds == (2, 2) and _verdict(verdicts, 1).verdict == "holds"
+    (lt,) = _verdict(verdicts, 2).comparisons
+    assert lt.delta == pytest.approx(-3.0 + 1.6) and lt.sigma == pytest.approx(math.sqrt(0.02 / 1 + 0.02 / 2))
+    assert lt.seeds == (1, 2) and lt.outcome == "met"
+
+
+def test_per_method_rule_takes_a_seed_from_the_part_that_runs_the_method_relative_to_that_parts_dense():
+    """SLT's seed 1 trained in a second part (on another machine: its dense model 2 BLEU lower):
+    relative to its own dense model it counts like the first part's; the first part's SLT rounds
+    trained only beside a control (not configured) are not taken where a part runs SLT."""
+    control = _seeded_part("c", {0: {("dense", 0.0): 30.0, ("slt", 0.9): 20.0}}, methods=["random_mask"])
+    first = _seeded_part("a", {0: {("dense", 0.0): 30.0, ("slt", 0.9): 27.0, ("mp", 0.9): 28.0}})
+    second = _seeded_part("b", {1: {("dense", 0.0): 28.4, ("slt", 0.9): 25.2, ("mp", 0.9): 26.6}})
+    runs = replicates_of([control, first, second])
+    assert [(r.part, r.seed, r.relative) for r in runs[("slt", 0.9)]] == [("a", 0, -3.0), ("b", 1, pytest.approx(-3.2))]
+    comparison = _verdict(judge_seeds([control, first, second])[0], 1).comparisons[0]
+    assert (comparison.a, comparison.b) == ("mp", "slt") and comparison.delta == pytest.approx(-1.9 + 3.1)
+    assert comparison.across and comparison.part == "a, b ↔ a, b"
+
+
+def test_per_method_bootstrap_counts_each_test_output_once_with_its_weight():
+    """SLT under two seeds (its outputs and its dense models' weigh 1/2 each), MP under one: seed
+    0's dense output appears on both sides, and counts once with the summed weight (+1/2)."""
+    refs = [f"ein hund läuft am strand nummer {i} ." for i in range(40)]
+
+    def outputs(wrong):
+        return ["eine katze ." if i < wrong else r for i, r in enumerate(refs)]
+
+    hyps = {(0, ("dense", 0.0)): outputs(0), (0, ("slt", 0.5)): outputs(4), (0, ("mp", 0.5)): outputs(12),
+            (1, ("dense", 0.0)): outputs(1), (1, ("slt", 0.5)): outputs(6)}
+    cells = {0: {("dense", 0.0): 30.0, ("slt", 0.5): 29.0, ("mp", 0.5): 28.0, ("lt", 0.5): 28.0},
+             1: {("dense", 0.0): 30.4, ("slt", 0.5): 29.2, ("lt", 0.5): 28.2}}  # LT: a second degree of freedom
+    part = _seeded_part("p", cells, refs, hyps)
+    claim = Claim("x", "x", (Expectation("slt", "mp", "?"),), from_paper=False)
+    (verdict,), spread = judge_seeds([part], claims=[claim])
+    expected_bs = contrast_bootstrap_sd([(0.5, hyps[(0, ("slt", 0.5))]), (0.5, hyps[(0, ("dense", 0.0))]),
+                                         (0.5, hyps[(1, ("slt", 0.5))]), (-0.5, hyps[(1, ("dense", 0.0))]),
+                                         (-1.0, hyps[(0, ("mp", 0.5))])], refs)
+    (c,) = verdict.comparisons
+    assert spread.pooled == pytest.approx(math.sqrt(0.02)) and expected_bs > 0
+    assert c.sigma == pytest.approx(math.sqrt(0.02 / 2 + 0.02 / 1 + expected_bs ** 2))
+
+
+def test_per_method_rule_needs_two_degrees_of_freedom():
+    part = _seeded_part("p", {0: {("dense", 0.0): 30.0, ("slt", 0.5): 29.0},
+                              1: {("dense", 0.0): 30.4, ("slt", 0.5): 29.6}})
+    with pytest.raises(ValueError, match="needs at least 2 degrees of freedom of seed spread"):
+        judge_seeds([part])
+
+
+def test_report_claims_judge_methods_under_several_seeds_by_their_own_spread(tmp_path):
+    """Every method under three seeds: claims.md says the per-method rule and the protocol, and
+    judges on the seeds' mean relative BLEU (SLT −1.0, −1.6, −0.6 against dense 30.0, 30.4, 29.8)."""
+    from lightning_slt.experiments.cli import report_main
+
+    _synthetic_experiment(tmp_path, {"mp": (27.0, 27.0, 27.0), "slt": (29.0, 28.8, 29.2)})
+    assert report_main([str(tmp_path), "--claims", "--paper", "none"]) == 0
+    text = (tmp_path / "claims.md").read_text()
+    assert text.startswith("# Claims of Brix et al. (2020) on ")
+    assert "every seed\n\nProtocol: T = ? steps per run; seeds: mp 0, 1, 2; slt 0, 1, 2." in text
+    assert "Verdict rule (per-method seeds)" in text and "mp 0.31 (2 df), slt 0.50 (2 df)" in text
+    row = next(line for line in text.splitlines() if line.startswith("| 1 | slt − mp | 50% |"))
+    assert "(n 3, 3)" in row and row.split("|")[8].split("±")[0].strip() == "+2.00"

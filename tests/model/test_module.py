@@ -85,6 +85,7 @@ def test_optimizers_decay_only_matrices_and_follow_the_schedule(optimizer, expec
         ({"label_smoothing": 1.0}, r"label_smoothing must be in \[0, 1\), got 1.0"),
         ({"beam_size": 0}, r"beam_size must be >= 1 \(1 = greedy search\), got 0"),
         ({"warmup_steps": 0}, "needs warmup_steps >= 1, got 0"),
+        ({"cooldown_fraction": 1.0}, r"cooldown_fraction must be in \[0, 1\)"),
     ],
 )
 def test_bad_arguments_name_argument_and_value(overrides, message):
@@ -180,6 +181,29 @@ class DrawsDuringValidation(pl.Callback):
 
     def on_validation_epoch_start(self, trainer, pl_module):
         torch.rand(1), random.random(), np.random.rand()
+
+
+class RecordRates(pl.Callback):
+    def __init__(self) -> None:
+        self.rates: dict[int, float] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.rates[trainer.global_step + 1] = trainer.optimizers[0].param_groups[0]["lr"]
+
+
+def test_cooldown_ends_at_the_fits_max_steps_also_on_a_branch_from_a_held_run(make_data, tmp_path):
+    """Warmup-stable-decay as the plateau measurement uses it: a held run's step-4 checkpoint,
+    resumed with max_steps 8 and cooldown_fraction 0.5, cools down over updates 5-8."""
+    data = make_data()
+    held = make_module(data, lr_schedule="linear_warmup", warmup_steps=2)
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=4, save_top_k=-1)
+    make_trainer(tmp_path, max_steps=4, limit_val_batches=0, enable_checkpointing=True,
+                 callbacks=[checkpoints]).fit(held, datamodule=data)
+    rates = RecordRates()
+    branch = make_module(data, lr_schedule="linear_warmup", warmup_steps=2, cooldown_fraction=0.5)
+    make_trainer(tmp_path, max_steps=8, limit_val_batches=0, callbacks=[rates]).fit(
+        branch, datamodule=data, ckpt_path=str(tmp_path / "ckpt" / "epoch=0-step=4.ckpt"))
+    assert rates.rates == pytest.approx({5: 3e-3, 6: 3e-3 * 0.75, 7: 3e-3 * 0.5, 8: 3e-3 * 0.25})
 
 
 def test_resume_mid_epoch_is_bit_identical_to_an_uninterrupted_run(make_data, tmp_path):

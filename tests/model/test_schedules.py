@@ -12,6 +12,8 @@ from lightning_slt.model.schedules import (
     build_lr_scheduler,
     check_schedule_args,
     constant,
+    cooldown,
+    cooldown_steps_of,
     get_schedule,
     inverse_sqrt,
     linear_warmup,
@@ -78,3 +80,29 @@ def test_scheduler_state_holds_no_schedule_configuration():
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     state = build_lr_scheduler(optimizer, "rsqrt_decay", warmup_steps=10).state_dict()
     assert state["lr_lambdas"] == [None]  # a closure: resume takes the schedule from the YAML
+
+
+def test_cooldown_holds_then_falls_linearly_over_the_last_steps():
+    # T = 10, the last 4 updates (7..10) cool down: 4/4, 3/4, 2/4, 1/4
+    assert [cooldown(step, 10, 4) for step in range(1, 11)] == [1.0] * 6 + [1.0, 0.75, 0.5, 0.25]
+    assert [cooldown(step, 10, 0) for step in (1, 10)] == [1.0, 1.0]
+
+
+def test_warmup_stable_decay_through_lambda_lr():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = build_lr_scheduler(optimizer, "linear_warmup", warmup_steps=2, total_steps=8, cooldown_steps=4)
+    rates = []
+    for _ in range(8):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates == [0.5, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25]
+
+
+def test_cooldown_steps_of_a_fraction_needs_the_runs_length():
+    assert cooldown_steps_of(0.2, 3000) == 600
+    assert cooldown_steps_of(0.0, None) == 0
+    with pytest.raises(ValueError, match="cooldown_fraction=0.2 needs the run's length: set trainer.max_steps"):
+        cooldown_steps_of(0.2, -1)
+    with pytest.raises(ValueError, match=r"cooldown_fraction must be in \[0, 1\)"):
+        check_schedule_args("linear_warmup", 10, cooldown_fraction=1.0)
