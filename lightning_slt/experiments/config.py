@@ -52,10 +52,20 @@ class Part:
     Args:
         methods: the part's methods (names of ``methods.METHODS``).
         dense_seeds: seeds of which this part trains only the dense run (the seed spread).
+        seeds: the part's seeds; None = the experiment's.
+        method_targets: the part's own targets of some methods (a chain run to 80 % in this
+            part and on to 95 % in a later one that ``reuse``\ s it).
+        reuse: earlier parts whose finished runs (same name, same seed) this part takes instead
+            of training them again: a chain longer than one sitting goes on in the next part
+            from where the earlier one stopped (its comparisons are then relative to the dense
+            model of the chain, trained in that earlier part).
     """
 
     methods: list[str]
     dense_seeds: list[int] = field(default_factory=list)
+    seeds: list[int] | None = None
+    method_targets: dict[str, list[float]] = field(default_factory=dict)
+    reuse: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -91,6 +101,9 @@ class ExperimentConfig:
             checkpoint, a plain ``state_dict`` file, or a Hugging Face ``save_pretrained`` folder):
             the dense run and MP fine-tune them, LT rounds rewind to them (θ0), SLT rounds to θk
             of the most recent run as always.
+        reuse: experiment folders whose finished runs (same name, same seed, same base config
+            and schedule) are taken instead of trained again, their files hard-linked (copied
+            across file systems) into this one: an experiment continued from another.
         monitor: the validation metric that picks each run's best checkpoint and, with its stage
             prefix (``val/``, ``val_``) dropped, the test metric that heads the report (``val/bleu``
             -> ``bleu``, ``val/acc`` -> test ``acc``); logged by the module.
@@ -118,6 +131,7 @@ class ExperimentConfig:
     parts: dict[str, Part] = field(default_factory=dict)
     part: str | None = None
     pretrained: str | None = None
+    reuse: list[str] = field(default_factory=list)
     monitor: str = "val/bleu"
     mode: str = "max"
     wandb: bool = False
@@ -248,10 +262,18 @@ class ExperimentConfig:
             raise ValueError(f"part name {name!r} is that of a file or seed folder the experiment folder "
                              f"{self.output_dir} holds itself (experiment.json, parts.json, results.md, seed0, ...); "
                              "rename the part")
+        order = list(self.parts)
+        for earlier in part.reuse:
+            if earlier not in self.parts or order.index(earlier) >= order.index(name):
+                raise ValueError(f"part {name!r}: reuse names {earlier!r}, which is not a part before it "
+                                 f"(the parts, in order: {', '.join(order)})")
+        needed = {*part.methods, *chains_needed(part.methods)}
         try:
             return replace(self, methods=list(part.methods), dense_seeds=list(part.dense_seeds), parts={}, part=None,
-                           method_targets={m: t for m, t in self.method_targets.items()
-                                           if m in {*part.methods, *chains_needed(part.methods)}},
+                           seeds=list(part.seeds) if part.seeds is not None else list(self.seeds),
+                           method_targets={**{m: t for m, t in self.method_targets.items() if m in needed},
+                                           **part.method_targets},
+                           reuse=[*self.reuse, *(str(Path(self.output_dir) / earlier) for earlier in part.reuse)],
                            output_dir=str(Path(self.output_dir) / name), name=f"{self.experiment_name}-{name}")
         except ValueError as error:
             raise ValueError(f"part {name!r}: {error}") from None

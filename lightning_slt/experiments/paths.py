@@ -70,6 +70,15 @@ class RunPaths:
         return self.root / "test"
 
     @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def own_entries(self) -> list[Path]:
+        """The run's own files and folders: not the folders of the runs that build on it."""
+        own_folders = {self.checkpoints.name, self.test.name, self.logs.name}
+        return [path for path in sorted(self.root.iterdir()) if path.is_file() or path.name in own_folders]
+
+    @property
     def hypotheses(self) -> Path:
         return self.test / "hypotheses_test.txt"
 

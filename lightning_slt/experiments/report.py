@@ -340,19 +340,24 @@ def planned_parts(folder: str | Path) -> list[str]:
 
 
 def collect_parts(output_dir: str | Path) -> tuple[list[str], list[dict]]:
-    """``collect`` over an experiment's parts: every row with its ``part``; a method's rows in
-    the joint table come from the first part configured to run it, else (rounds trained only for
-    a control) from the first part that reports it (``first_part`` True)."""
+    """``collect`` over an experiment's parts: every row with its ``part``; a method's row (at a
+    sparsity, of a seed) in the joint table comes from the first part configured to run the
+    method that has it (a part that ``reuse``\ s an earlier one holds that part's runs too, and
+    adds its own), else (rounds trained only for a control) from the first part that reports the
+    method (``first_part`` True)."""
     collected = [(folder.name, configured_methods(folder), *collect(folder)) for folder in part_folders(output_dir)]
     methods = list(dict.fromkeys(m for _, _, part_methods, _ in collected for m in part_methods))
+    keys = {name: {(r["method"], r["sparsity"], r["seed"]) for r in part_rows} for name, _, _, part_rows in collected}
 
-    def owner(method: str) -> str:
-        return next((name for name, configured, _, _ in collected if method in configured),
-                    next(name for name, _, part_methods, _ in collected if method in part_methods))
+    def owner(row: dict) -> str | None:
+        key = (row["method"], row["sparsity"], row["seed"])
+        configured = [name for name, names, _, _ in collected if row["method"] in names]
+        if configured:
+            return next((name for name in configured if key in keys[name]), None)
+        return next(name for name, _, part_methods, _ in collected if row["method"] in part_methods)
 
-    owners = {method: owner(method) for method in methods}
-    rows = [{"part": name, **row, "first_part": owners[row["method"]] == name}
-            for name, _, _, part_rows in collected for row in part_rows]
+    rows = [{"part": name, **row, "first_part": owner(row) == name} for name, _, _, part_rows in collected
+            for row in part_rows]
     return methods, rows
 
 
@@ -400,9 +405,10 @@ def write_report(output_dir: str | Path, paper: str | None = "wmt14_ende", wandb
     title = (f"# Results: {output_dir.name}\n\n{what}, mean ± sd over seeds {seeds}; memory = pruned matrices in "
              "CSC, as the paper's Table 1.\n\n")
     if in_parts:
-        owner = {m: next(r["part"] for r in shown if r["method"] == m) for m in methods if any(r["method"] == m for r in shown)}
+        owner = {m: list(dict.fromkeys(r["part"] for r in shown if r["method"] == m)) for m in methods
+                 if any(r["method"] == m for r in shown)}
         title += ("Run in parts; each column from the part that runs it (its 0 % row is that part's dense model): "
-                  + ", ".join(f"{label(m)}: {part}" for m, part in owner.items()) + ".\n\n")
+                  + ", ".join(f"{label(m)}: {' + '.join(parts)}" for m, parts in owner.items()) + ".\n\n")
     write_text(paths["md"], title + markdown_table(methods, summary, metric) + _warmup_note(folders)
                + _unfinished_note(output_dir, folders))
     plot(methods, summary, paths["png"], paper, metric)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import time
 import zlib
 from contextlib import nullcontext
@@ -193,6 +194,7 @@ def _run_planned(config: ExperimentConfig, base: dict, schedule: Schedule, runs:
     output_dir = Path(config.output_dir)
     manifest = _manifest(config, base, schedule)
     _check_manifest(output_dir, manifest)  # before the lock: a refused folder gets no lock file
+    _check_reused(config, manifest)
     with experiment_lock(output_dir) if is_rank_zero() else nullcontext() as stale:
         if stale:
             log.warning(f"{output_dir}: {describe_stale(stale)}")
@@ -226,7 +228,7 @@ def _jobs(config: ExperimentConfig, base: dict, schedule: Schedule, runs: list[R
     jobs = []
     for seed, run in ordered:
         paths = run_paths(output_dir, seed, run.name)
-        if paths.metrics.exists():
+        if paths.metrics.exists() or _take_reused(config, seed, run):
             continue
         needs = frozenset((seed, name) for name in {*run.lineage, run.parent, run.weights_from} if name is not None)
         jobs.append(Job((seed, run.name), needs, paths.root / "train.log",
@@ -299,9 +301,47 @@ def _logger(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths) 
     )
 
 
+def _check_reused(config: ExperimentConfig, manifest: dict) -> None:
+    """Each ``reuse`` folder must hold runs of this experiment's settings: base config, schedule."""
+    for folder in config.reuse:
+        path = ExperimentPaths.of(folder).manifest
+        if not path.is_file():
+            raise ValueError(f"reuse: {folder} holds no {path.name}; run that experiment (or part) first: its finished "
+                             "runs are what this one continues from")
+        saved = read_json(path)
+        changed = [key for key in ("base_config_sha256", "schedule", "pretrained") if saved.get(key) != manifest.get(key)]
+        if changed:
+            raise ValueError(f"reuse: {folder} was trained with other settings ({', '.join(changed)} differ); its runs "
+                             "cannot go on here: reuse a folder trained with the same base config and schedule")
+
+
+def _take_reused(config: ExperimentConfig, seed: int, run: RunSpec) -> bool:
+    """Link a finished run of the same name and seed from a ``reuse`` folder (its manifest was
+    checked against this experiment's) into this one; True if one was taken."""
+    paths = run_paths(config.output_dir, seed, run.name)
+    for folder in config.reuse:
+        other = run_paths(folder, seed, run.name)
+        if not other.metrics.is_file() or paths.metrics.exists():
+            continue
+        for entry in sorted(other.own_entries(), key=lambda path: path == other.metrics):  # metrics.json last: it marks the run finished
+            target = paths.root / entry.name
+            files = [entry] if entry.is_file() else sorted(p for p in entry.rglob("*") if p.is_file())
+            for file in files:
+                destination = target / file.relative_to(entry) if entry.is_dir() else target
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                if not destination.exists():
+                    try:
+                        os.link(file, destination)
+                    except OSError:  # another file system
+                        shutil.copy2(file, destination)
+        log.warning(f"seed{seed}/{run.name}: taken from {other.root} (reuse), not trained again")
+        return True
+    return False
+
+
 def _train(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpec, seed: int, last_ckpt: dict[str, str]) -> None:
     paths = run_paths(config.output_dir, seed, run.name)
-    if paths.metrics.exists():
+    if paths.metrics.exists() or _take_reused(config, seed, run):
         return
     resume = paths.last if paths.last.exists() else None
     spec = run_config(config, base, schedule, run, seed, last_ckpt)

@@ -139,6 +139,20 @@ def test_parts_are_experiments_of_their_own_in_subfolders_each_with_the_dense_ru
     assert "dense" in runs and runs["dense"].methods == ["slt", "mp"]
 
 
+def test_a_part_has_its_own_seeds_targets_and_reuses_earlier_parts():
+    config = _config(targets=[0.5, 0.8, 0.9], parts={
+        "a": {"methods": ["slt"], "seeds": [0, 1], "method_targets": {"slt": [0.5, 0.8]}},
+        "b": {"methods": ["slt", "mp"], "seeds": [0, 1], "reuse": ["a"]}})
+    first, second = selected_parts(config)
+    assert (first.seeds, first.targets_of("slt"), first.reuse) == ([0, 1], [0.5, 0.8], [])
+    assert (second.targets_of("slt"), second.reuse) == ([0.5, 0.8, 0.9], ["out/repro/a"])
+    _, runs = _runs(second)  # the same names as part a's chain: a's runs are taken, not trained again
+    assert {"dense", "dense/slt_0.50", "dense/slt_0.50/slt_0.80", "dense/slt_0.50/slt_0.80/slt_0.90"} <= set(runs)
+    with pytest.raises(ValueError, match="part 'a': reuse names 'b', which is not a part before it "
+                                         r"\(the parts, in order: a, b\)"):
+        _config(parts={"a": {"methods": ["slt"], "reuse": ["b"]}, "b": {"methods": ["mp"]}})
+
+
 def test_bad_parts_are_refused_before_any_part_runs():
     with pytest.raises(ValueError, match="part='c' is not a part of this experiment; its parts: a, b"):
         _config(parts={"a": {"methods": ["slt"]}, "b": {"methods": ["mp"]}}, part="c")

@@ -200,6 +200,40 @@ def test_an_experiment_in_parts_trains_each_part_in_its_folder_and_reports_them_
     assert "each column from the part that runs it" in table and "SLT: p1, MP: p2" in table
 
 
+@pytest.mark.slow
+def test_a_part_that_reuses_an_earlier_one_trains_only_what_that_did_not(tmp_path, data_root):
+    """Part p1 trains the SLT chain to 50 %; p2 (reuse p1) goes on to 60 %: dense and SLT 50 % are
+    taken from p1 (the same files, hard-linked; no second training), only SLT 60 % trains, from
+    p1's 50 % ticket. A reuse folder of other settings is refused before anything trains."""
+    import json
+    from pathlib import Path
+
+    from lightning_slt.experiments import run_experiment
+
+    base = str(Path(__file__).parent / "tiny_base.yaml")
+    config = ExperimentConfig(base=[base], output_dir=str(tmp_path / "repro"), targets=[0.5, 0.6],
+                              base_args=["--trainer.max_steps=6", "--trainer.val_check_interval=3"],
+                              parts={"p1": {"methods": ["slt"], "method_targets": {"slt": [0.5]}},
+                                     "p2": {"methods": ["slt"], "reuse": ["p1"]}})
+    run_experiment(config)
+    p1, p2 = tmp_path / "repro" / "p1" / "seed0", tmp_path / "repro" / "p2" / "seed0"
+    for run in ("dense", "dense/slt_0.50"):
+        for name in ("metrics.json", "checkpoints/last.ckpt", "test/hypotheses_test.txt"):
+            assert (p2 / run / name).stat().st_ino == (p1 / run / name).stat().st_ino, (run, name)
+    assert not (p1 / "dense/slt_0.50/slt_0.60").exists()
+    assert json.loads((p2 / "dense/slt_0.50/slt_0.60/metrics.json").read_text())["sparsity"] == pytest.approx(0.6, abs=1e-3)
+    assert str(p2 / "dense/slt_0.50/checkpoints/last.ckpt") in (p2 / "dense/slt_0.50/slt_0.60/config.yaml").read_text()
+    other = ExperimentConfig(**{**config.to_dict(), "output_dir": str(tmp_path / "other"),
+                                "base_args": ["--trainer.max_steps=8", "--trainer.val_check_interval=4"],
+                                "parts": {}, "methods": ["slt"], "reuse": [str(tmp_path / "repro" / "p1")]})
+    with pytest.raises(ValueError, match=r"reuse: .*p1 was trained with other settings \(base_config_sha256, "
+                                         r"schedule differ\)"):
+        run_experiment(other)
+    assert not (tmp_path / "other" / "seed0").exists()
+    table = (tmp_path / "repro" / "results.md").read_text()  # SLT 50 % from p1, 60 % from p2, each once
+    assert "SLT: p1 + p2" in table and "| 60% |" in table
+
+
 def torch_masks(path):
     import torch
 
