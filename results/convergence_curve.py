@@ -116,7 +116,10 @@ def report(out: Path, seeds: list[int], ends: list[int]) -> dict:
     for row in rows:
         if row["run"].startswith("T") and row["step"] == int(row["run"][1:]):
             endpoints.setdefault(int(row["run"][1:]), {})[row["seed"]] = row["val_bleu"]
-    complete = {end: by_seed for end, by_seed in endpoints.items() if set(by_seed) == set(seeds)}
+    complete = {end: by_seed for end, by_seed in endpoints.items() if end in ends and set(by_seed) == set(seeds)}
+    if max(ends) not in complete:  # the plateau is the largest T's by the rule: no smaller one stands in
+        missing = [s for s in seeds if s not in endpoints.get(max(ends), {})]
+        raise SystemExit(f"the plateau needs T{max(ends)} of every seed (missing: seeds {missing}); train it first")
     with open(out / "endpoints.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["T", *[f"seed{s}_val_bleu" for s in seeds]])

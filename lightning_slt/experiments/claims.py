@@ -313,12 +313,14 @@ class Replicate:
 
 
 def replicates_of(parts: list[Part]) -> dict[tuple[str, float], list[Replicate]]:
-    """Each (method, sparsity)'s runs, one per seed, from the first part configured to run the
-    method (else the first that has it: rounds trained for a control); dense models excluded."""
+    """Each (method, sparsity)'s runs, one per seed, from the parts configured to run the method,
+    the first that has a seed first (else from any part: rounds trained only for a control); dense
+    models excluded."""
     out: dict[tuple[str, float], list[Replicate]] = {}
     keys = {key for part in parts for systems in part.seeds.values() for key in systems if key[1] > 0}
     for method, s in sorted(keys):
-        for part in sorted(parts, key=lambda part: method not in part.methods):
+        configured = [part for part in parts if method in part.methods]
+        for part in configured or parts:
             for seed, systems in sorted(part.seeds.items()):
                 dense = next((system for (_, sparsity), system in systems.items() if sparsity == 0), None)
                 taken = {r.seed for r in out.get((method, s), [])}
@@ -360,9 +362,11 @@ def method_spreads(replicates: dict[tuple[str, float], list[Replicate]]) -> Seed
     return SeedSpread(by_method, dof, math.sqrt(sum(squares.values()) / total_dof), total_dof)
 
 
-def has_method_seeds(parts: list[Part]) -> bool:
-    """Whether a method other than the dense model was trained under several seeds (the per-method rule)."""
-    return any(len(runs) > 1 for runs in replicates_of(parts).values())
+def uses_method_seeds(parts: list[Part]) -> bool:
+    """Whether the per-method rule judges: methods other than the dense model were trained under
+    several seeds, giving at least ``MIN_METHOD_DOF`` degrees of freedom of seed spread (else the
+    dense model's spread over three seeds, the rule above)."""
+    return sum(len(runs) - 1 for runs in replicates_of(parts).values()) >= MIN_METHOD_DOF
 
 
 def judge_seeds(parts: list[Part], paper: dict | None = None,
@@ -572,7 +576,7 @@ def _unfinished(folder: Path, seed: int) -> str | None:
     return None if done == len(planned) else f"{folder.name} ({done} of {len(planned)} runs)"
 
 
-def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, seed: int = 0,
+def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, seed: int | None = None,
                  paper: str | None = "wmt14_ende") -> tuple[Path, list[ClaimVerdict]]:
     """Judge the claims on one seed of an experiment folder (or of its parts) and write
     ``claims.md`` there.
@@ -580,7 +584,9 @@ def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, s
     Args:
         dense_from: the experiment folder whose dense runs give the seed spread (≥ 3 seeds);
             default: the dense runs of ``output_dir`` (in parts: of the part with the most seeds).
-        seed: the seed whose runs are compared (comparisons stay within one set of runs).
+            Given, the dense-spread rule judges even where methods have seeds of their own.
+        seed: the seed whose runs are compared under the dense-spread rule (default 0); the
+            per-method rule (methods trained under several seeds) uses every seed.
         paper: the paper's table set beside ours ("wmt14_ende", "wmt14_enfr" or None).
 
     Raises:
@@ -589,7 +595,7 @@ def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, s
     """
     from lightning_slt.atomic import write_text
 
-    from .report import (collect, paper_results, part_folders, planned_parts, read_manifest, refuse_folder_at,
+    from .report import (paper_results, part_folders, planned_parts, read_manifest, refuse_folder_at,
                          unfinished_runs)
 
     if paper is not None and paper not in paper_results():
@@ -597,41 +603,35 @@ def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, s
     output_dir = Path(output_dir)
     folders = part_folders(output_dir)
     refuse_folder_at(ExperimentPaths(output_dir).claims)
-    for folder in folders:
-        _check_seed(folder, seed)
     not_run = [name for name in planned_parts(output_dir) if name not in {f.name for f in folders}]
     in_parts = len(folders) > 1
     if in_parts:  # a part still training is left out, and said so
-        progress = {f.name: _unfinished(f, seed) for f in folders}
+        progress = {f.name: _unfinished(f, seed or 0) for f in folders}
         unfinished = [why for why in progress.values() if why is not None]
         folders = [f for f in folders if progress[f.name] is None]
         if not folders:
             raise ValueError(f"{output_dir}: no part has finished every run of its plan yet ({', '.join(unfinished)})")
     else:  # one folder still training is judged on the runs it finished, and says which it lacks
         unfinished = [f"seed {s}: {run}" for s, run in unfinished_runs(folders[0], read_manifest(folders[0]))]
-    loaded = [_load_part(folder, seed) for folder in folders]
-    parts = [part for part, _ in loaded]
-    if dense_from is not None:
-        try:
-            _, dense_rows = collect(dense_from)
-        except (FileNotFoundError, ValueError) as error:
-            raise type(error)(f"--dense-from: {error}") from None
-        dense = {r["seed"]: r["test_bleu"] for r in dense_rows if r["kind"] == "dense" and r["test_bleu"] is not None}
-        sigma_seed = _spread(dense, Path(dense_from), f"--dense-from {dense_from}")
-    else:  # the seeds of one part (the one with most): parts on other machines or sittings would inflate it
-        index = max(range(len(loaded)), key=lambda i: len(loaded[i][1]))
-        dense = loaded[index][1]
-        sigma_seed = _spread(dense, folders[index], str(folders[index]))
     reference_table = paper_results().get(paper, {}).get("methods") if paper else None
-    spread = None
-    if has_method_seeds(parts):  # the methods' own seeds, where they have them
+    seeded = [_load_every_seed(folder) for folder in folders]
+    if dense_from is None and uses_method_seeds([part for part, _ in seeded]):  # the methods' own seeds
+        if seed is not None and not any(seed in part.seeds for part, _ in seeded):
+            _check_seed(folders[0], seed)  # names the seeds there are
+        problems = [problem for _, found in seeded for problem in found]
+        if problems:
+            raise ValueError(problems[0])
+        parts = [part for part, _ in seeded]
         verdicts, spread = judge_seeds(parts, reference_table)
+        sigma_seed = spread.pooled
     else:
-        verdicts = judge_parts(parts, sigma_seed, reference_table)
+        parts, verdicts, sigma_seed = _judge_one_seed(folders, seed or 0, dense_from, reference_table)
+        spread = None
     agreement = None
     if len(parts) > 1:
-        agreement = [(part.name, part.dense.bleu, _agreement(parts[0], part, sigma_seed)) for part in parts
-                     if part.dense is not None]
+        agreement = [(part.name, part.dense.bleu,
+                      _agreement(parts[0] if spread is None else _same_seed(parts, part), part, sigma_seed))
+                     for part in parts if part.dense is not None]
     path = ExperimentPaths(output_dir).claims
     first = parts[0].dense.bleu if parts[0].dense is not None else None
     if not unfinished:
@@ -643,10 +643,78 @@ def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, s
     if not_run:  # a claim they speak to says what it misses; the reader sees why here
         pending += f"Parts not run yet: {', '.join(not_run)}.\n\n"
     against = f"The paper's numbers: its {paper} table.\n\n" if reference_table else ""
-    title = f"seed {seed}" if spread is None else "every seed"
+    title = f"seed {seed or 0}" if spread is None else "every seed"
     write_text(path, f"# Claims of Brix et al. (2020) on {output_dir.name}, {title}\n\n" + _protocol(folders) + pending
                + against + claims_markdown(verdicts, sigma_seed, first if len(parts) == 1 else None, agreement, spread))
     return path, verdicts
+
+
+def _judge_one_seed(folders: list[Path], seed: int, dense_from: str | Path | None,
+                    paper: dict | None) -> tuple[list[Part], list[ClaimVerdict], float]:
+    """The dense-spread rule: one seed's runs, σ_seed from the dense model's seeds (this folder's
+    part with the most, or ``dense_from``)."""
+    from .report import collect
+
+    for folder in folders:
+        _check_seed(folder, seed)
+    loaded = [_load_part(folder, seed) for folder in folders]
+    parts = [part for part, _ in loaded]
+    if dense_from is not None:
+        try:
+            _, dense_rows = collect(dense_from)
+        except (FileNotFoundError, ValueError) as error:
+            raise type(error)(f"--dense-from: {error}") from None
+        dense = {r["seed"]: r["test_bleu"] for r in dense_rows if r["kind"] == "dense" and r["test_bleu"] is not None}
+        sigma_seed = _spread(dense, Path(dense_from), f"--dense-from {dense_from}")
+    else:  # the seeds of one part (the one with most): parts on other machines or sittings would inflate it
+        index = max(range(len(loaded)), key=lambda i: len(loaded[i][1]))
+        sigma_seed = _spread(loaded[index][1], folders[index], str(folders[index]))
+    return parts, judge_parts(parts, sigma_seed, paper), sigma_seed
+
+
+def _load_every_seed(folder: Path) -> tuple[Part, list[str]]:
+    """The part's systems of every seed whose dense run finished (the first seed's as ``systems``),
+    and what keeps the paired bootstrap from using them (a missing or cut test output)."""
+    from .report import collect, configured_methods
+
+    _, rows = collect(folder)
+    paths = ExperimentPaths(folder)
+    seeds: dict[int, dict[tuple[str, float], System]] = {}
+    problems: list[str] = []
+    references = None
+    for seed in sorted({row["seed"] for row in rows}):
+        systems = systems_of(rows, folder, seed)
+        if not any(s == 0 for _, s in systems):
+            continue  # its dense run has not finished: nothing of this seed is relative to anything yet
+        dense_run = paths.run(seed, "dense")
+        seed_references = _lines(dense_run.references, dense_run.metrics)
+        references = references if references is not None else seed_references
+        for system in systems.values():
+            run = paths.run(seed, system.run)
+            if system.hypotheses is None or seed_references is None:
+                problems.append(f"{folder}: the paired bootstrap needs every run's test/hypotheses_test.txt and the "
+                                f"references_test.txt beside the dense run's (missing: {run.hypotheses if system.hypotheses is None else dense_run.references}); "
+                                "re-run the experiment's test stage with this version")
+            elif len(system.hypotheses) != len(seed_references):
+                short = len(system.hypotheses) < len(seed_references)
+                problems.append(f"{run.hypotheses} has {len(system.hypotheses)} lines, but the references "
+                                f"{dense_run.references} has {len(seed_references)}: one of them is cut short or from "
+                                f"another test set; {RETEST.format(metrics=run.metrics if short else dense_run.metrics)}")
+        seeds[seed] = systems
+    for seed in sorted({row["seed"] for row in rows} - set(seeds)):  # runs of a seed whose dense run is missing
+        problems.append(f"{folder}: the dense run of seed {seed} has not finished (no {paths.run(seed, 'dense').metrics}); "
+                        "every run counts relative to the dense model of its own seed: run the experiment again to "
+                        "finish it")
+    first = seeds[min(seeds)] if seeds else {}
+    dense = next((system for (_, s), system in first.items() if s == 0), None)
+    return Part(folder.name, first, references, dense, configured_methods(folder), seeds), problems
+
+
+def _same_seed(parts: list[Part], part: Part) -> Part:
+    """The first part whose first seed is ``part``'s (their dense models are compared: parts of
+    other seeds differ by the seed draw)."""
+    seed = min(part.seeds) if part.seeds else None
+    return next((other for other in parts if (min(other.seeds) if other.seeds else None) == seed), parts[0])
 
 
 def _protocol(folders: list[Path]) -> str:

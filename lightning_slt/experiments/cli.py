@@ -147,8 +147,11 @@ def report_main(argv: list[str]) -> int:
     parser.add_argument("--claims", action="store_true",
                         help="also judge the paper's five claims (and the controls) and write claims.md")
     parser.add_argument("--dense-from", help="experiment folder whose dense runs (>= 3 seeds) give the seed spread "
-                                             "(default: this one)")
-    parser.add_argument("--seed", type=int, default=0, help="the seed whose runs the claims compare (default 0)")
+                                             "(default: this one; given, the dense-spread rule judges even where "
+                                             "methods have seeds of their own)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the seed whose runs the claims compare under the dense-spread rule (default 0); where "
+                             "methods have seeds of their own, every seed is used")
     args = parser.parse_args(argv)
     paper = None if args.paper == "none" else args.paper
     try:

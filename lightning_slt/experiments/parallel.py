@@ -7,9 +7,10 @@ pair sooner than two runs in a row with every core each (``benchmarks/parallel_r
 
 A run waits for the runs it builds on (its lineage: the mask's and the weights' runs); runs of
 other chains or seeds go side by side, each in a fresh (spawned) process with cores / N threads,
-on GPU slot i of N where there are N GPUs, its output in ``train.log`` beside its folder. A run
-that fails stops new starts; the ones running finish (every run is resumable), and the error
-names the failed runs and their logs. Threads change the order of floating-point sums, so a run
+on GPU i of N where there are N GPUs, its output in ``train.log`` in its folder. A run that fails
+stops new starts; the ones running finish (every run is resumable), and the error names the
+failed runs and their logs. Interrupted, the runner stops its runs before it lets go of the
+experiment's lock (they resume from their last checkpoint). Threads change the order of floating-point sums, so a run
 trained with one thread is not bit-identical to one trained with two (its metrics.json says
 which).
 """
@@ -20,7 +21,10 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
-from collections.abc import Callable, Sequence
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,46 +53,79 @@ def train_side_by_side(jobs: Sequence[Job], parallel: int, train: Callable[..., 
     done = {need for job in jobs for need in job.needs if need not in keys}  # finished before this call
     context = multiprocessing.get_context("spawn")
     threads = max(1, len(os.sched_getaffinity(0)) // parallel)
-    gpus = _gpu_count()
+    devices = _gpu_slots(parallel)
     pending, running, failed = list(jobs), {}, []
-    while pending or running:
-        free_slots = [slot for slot in range(parallel) if slot not in {slot for _, _, slot in running.values()}]
-        for job in [job for job in pending if job.needs <= done][:len(free_slots) if not failed else 0]:
-            slot = free_slots.pop(0)
-            device = str(slot) if gpus >= parallel else None
-            process = context.Process(target=_child, args=(train, job.args, job.log, threads, device), daemon=False)
-            process.start()
-            running[process.sentinel] = (process, job, slot)
-            pending.remove(job)
-            log.warning(f"started seed{job.key[0]}/{job.key[1]} ({len(running)} running, {len(pending)} waiting; "
-                        f"output: {job.log})")
-        if not running:
-            break  # what is left waits for a run that failed
-        for sentinel in multiprocessing.connection.wait(list(running)):
-            process, job, _ = running.pop(sentinel)
+    try:
+        while pending or running:
+            free_slots = [slot for slot in range(parallel) if slot not in {slot for _, _, slot in running.values()}]
+            for job in [job for job in pending if job.needs <= done][:len(free_slots) if not failed else 0]:
+                slot = free_slots.pop(0)
+                process = context.Process(target=_child, args=(train, job.args, job.log, threads))
+                with _environment(OMP_NUM_THREADS=str(threads), CUDA_VISIBLE_DEVICES=devices[slot]):
+                    process.start()  # a spawned child starts with the environment it is started in
+                running[process.sentinel] = (process, job, slot)
+                pending.remove(job)
+                log.warning(f"started seed{job.key[0]}/{job.key[1]} ({len(running)} running, {len(pending)} waiting; "
+                            f"output: {job.log})")
+            if not running:
+                break  # what is left waits for a run that failed
+            for sentinel in multiprocessing.connection.wait(list(running)):
+                process, job, _ = running.pop(sentinel)
+                process.join()
+                if process.exitcode == 0:
+                    done.add(job.key)
+                else:
+                    failed.append(job)
+                    log.warning(f"seed{job.key[0]}/{job.key[1]} failed (exit {process.exitcode}); starting no more runs")
+    finally:  # interrupted (Ctrl-C, SIGTERM, an error here): no run goes on training outside the experiment's lock
+        for process, _, _ in running.values():
+            process.terminate()
+        for process, _, _ in running.values():
             process.join()
-            if process.exitcode == 0:
-                done.add(job.key)
-            else:
-                failed.append(job)
-                log.warning(f"seed{job.key[0]}/{job.key[1]} failed (exit {process.exitcode}); starting no more runs")
     if failed:
         logs = "; ".join(f"seed{job.key[0]}/{job.key[1]}: {job.log}" for job in failed)
         raise RuntimeError(f"{len(failed)} run(s) failed ({logs}: see the end of each log); {len(pending)} run(s) "
                            "that build on them were not started; run the same command again to resume")
 
 
-def _gpu_count() -> int:
+def _gpu_slots(parallel: int) -> list[str | None]:
+    """The GPU each slot's runs see (``CUDA_VISIBLE_DEVICES``, within what this process may use),
+    or None for each where there is no GPU."""
     import torch
 
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        return [None] * parallel
+    if count < parallel:
+        raise ValueError(f"--parallel {parallel} gives each run a GPU of its own, but {count} GPU(s) are visible; use "
+                         f"--parallel {count} or fewer")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = visible.split(",") if visible else [str(i) for i in range(count)]
+    return ids[:parallel]
 
 
-def _child(train: Callable[..., None], args: tuple, log_path: Path, threads: int, device: str | None) -> None:
-    """One run in a fresh process: its threads and GPU, stdout and stderr into its log."""
-    if device is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = device
-    os.environ["OMP_NUM_THREADS"] = str(threads)
+@contextmanager
+def _environment(**values: str | None) -> Iterator[None]:
+    """Set (or, for None, leave alone) environment variables for the block."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update({key: value for key, value in values.items() if value is not None})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _child(train: Callable[..., None], args: tuple, log_path: Path, threads: int) -> None:
+    """One run in a fresh process: its threads, stdout and stderr into its log; it ends with the
+    process that started it."""
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     import torch
 
     torch.set_num_threads(threads)

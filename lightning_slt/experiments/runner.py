@@ -176,6 +176,7 @@ def run_experiment(config: ExperimentConfig | str | os.PathLike, parallel: int =
             part = config.for_part(name)
             planned[name] = (part, *plan(part))
             _check_manifest(Path(part.output_dir), _manifest(*planned[name][:3]))
+            _check_reused(part, _manifest(*planned[name][:3]), folders=config.reuse)  # the parts' own: when each runs
         if is_rank_zero():  # the parts' order, for the joint report
             write_json(folder.parts, {"parts": list(config.parts), "config": config.to_dict()})
         for name in [config.part] if config.part else config.parts:
@@ -301,42 +302,63 @@ def _logger(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths) 
     )
 
 
-def _check_reused(config: ExperimentConfig, manifest: dict) -> None:
-    """Each ``reuse`` folder must hold runs of this experiment's settings: base config, schedule."""
-    for folder in config.reuse:
+def _check_reused(config: ExperimentConfig, manifest: dict, folders: list[str] | None = None) -> None:
+    """Each ``reuse`` folder must hold runs of this experiment's settings: base config, schedule,
+    pretrained start, and the metric that chose their best checkpoints."""
+    for folder in config.reuse if folders is None else folders:
         path = ExperimentPaths.of(folder).manifest
         if not path.is_file():
             raise ValueError(f"reuse: {folder} holds no {path.name}; run that experiment (or part) first: its finished "
                              "runs are what this one continues from")
         saved = read_json(path)
         changed = [key for key in ("base_config_sha256", "schedule", "pretrained") if saved.get(key) != manifest.get(key)]
+        changed += [key for key in ("monitor", "mode") if saved.get("config", {}).get(key, getattr(ExperimentConfig, key))
+                    != getattr(config, key)]
         if changed:
             raise ValueError(f"reuse: {folder} was trained with other settings ({', '.join(changed)} differ); its runs "
                              "cannot go on here: reuse a folder trained with the same base config and schedule")
 
 
 def _take_reused(config: ExperimentConfig, seed: int, run: RunSpec) -> bool:
-    """Link a finished run of the same name and seed from a ``reuse`` folder (its manifest was
-    checked against this experiment's) into this one; True if one was taken."""
+    """Take a finished run of the same name and seed from a ``reuse`` folder: its files hard-linked
+    (copied across file systems) into a staging folder renamed into place, and a metrics.json of
+    this plan's methods. Only a run that has not started here, and whose ancestors here were taken
+    from that same folder: never half of a run, nor a run on another chain's ticket. True if taken."""
     paths = run_paths(config.output_dir, seed, run.name)
+    if paths.root.exists() and paths.own_entries():
+        return False  # started here: it resumes here
+    ancestors = [name for name in {*run.lineage, run.weights_from} if name is not None]
     for folder in config.reuse:
         other = run_paths(folder, seed, run.name)
-        if not other.metrics.is_file() or paths.metrics.exists():
+        if not other.metrics.is_file() or not all(_reused_from(run_paths(config.output_dir, seed, name))
+                                                  == str(run_paths(folder, seed, name).root) for name in ancestors):
             continue
-        for entry in sorted(other.own_entries(), key=lambda path: path == other.metrics):  # metrics.json last: it marks the run finished
-            target = paths.root / entry.name
+        staging = paths.root.with_name(paths.root.name + ".reusing")
+        shutil.rmtree(staging, ignore_errors=True)  # left by a killed attempt
+        for entry in [entry for entry in other.own_entries() if entry != other.metrics]:
             files = [entry] if entry.is_file() else sorted(p for p in entry.rglob("*") if p.is_file())
             for file in files:
-                destination = target / file.relative_to(entry) if entry.is_dir() else target
+                destination = staging / file.relative_to(other.root)
                 destination.parent.mkdir(parents=True, exist_ok=True)
-                if not destination.exists():
-                    try:
-                        os.link(file, destination)
-                    except OSError:  # another file system
-                        shutil.copy2(file, destination)
+                try:
+                    os.link(file, destination)
+                except OSError:  # another file system
+                    shutil.copy2(file, destination)
+        metrics = read_json(other.metrics)
+        metrics.update(methods=run.methods, reported_in=run.reported_in, reused_from=str(other.root))
+        write_json(staging / other.metrics.name, metrics)  # this plan's columns, not the source plan's
+        if paths.root.exists():
+            paths.root.rmdir()  # empty: nothing of this run was started here
+        paths.root.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, paths.root)
         log.warning(f"seed{seed}/{run.name}: taken from {other.root} (reuse), not trained again")
         return True
     return False
+
+
+def _reused_from(paths: RunPaths) -> str | None:
+    """The folder a finished run here was taken from (None: trained here, or not finished)."""
+    return read_json(paths.metrics).get("reused_from") if paths.metrics.is_file() else None
 
 
 def _train(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpec, seed: int, last_ckpt: dict[str, str]) -> None:

@@ -218,8 +218,9 @@ def test_a_part_that_reuses_an_earlier_one_trains_only_what_that_did_not(tmp_pat
     run_experiment(config)
     p1, p2 = tmp_path / "repro" / "p1" / "seed0", tmp_path / "repro" / "p2" / "seed0"
     for run in ("dense", "dense/slt_0.50"):
-        for name in ("metrics.json", "checkpoints/last.ckpt", "test/hypotheses_test.txt"):
+        for name in ("checkpoints/last.ckpt", "mask.pt" if run != "dense" else "config.yaml", "test/hypotheses_test.txt"):
             assert (p2 / run / name).stat().st_ino == (p1 / run / name).stat().st_ino, (run, name)
+        assert json.loads((p2 / run / "metrics.json").read_text())["reused_from"] == str(p1 / run)
     assert not (p1 / "dense/slt_0.50/slt_0.60").exists()
     assert json.loads((p2 / "dense/slt_0.50/slt_0.60/metrics.json").read_text())["sparsity"] == pytest.approx(0.6, abs=1e-3)
     assert str(p2 / "dense/slt_0.50/checkpoints/last.ckpt") in (p2 / "dense/slt_0.50/slt_0.60/config.yaml").read_text()
