@@ -47,6 +47,21 @@ def _check_plan(path: Path, config: ExperimentConfig) -> None:
     if path.stem == "reproduce_multi30k":  # every run of a part the same length, but the lineage-length MP
         assert (schedule.max_steps, schedule.warmup_steps, schedule.rewind_step) == (800, 16, 40)
         assert {r.max_steps for r in runs} <= {None, 3200}
+    if path.stem == "reproduce_multi30k_converged":  # warmup-stable-decay at the measured T
+        T = schedule.max_steps
+        assert (base["model"]["lr_schedule"], base["model"]["cooldown_fraction"]) == ("linear_warmup", 0.2)
+        assert (schedule.warmup_steps, schedule.rewind_step, schedule.mp_end_step) == (40, T // 20, 4 * T // 5)
+        assert {r.max_steps for r in runs} <= {None, 4 * T}
+
+
+def test_the_converged_protocol_trains_dense_mp_slt_and_lt_under_two_seeds_the_rest_under_one(monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    seeds: dict[str, set[int]] = {}
+    for part in selected_parts(load_config(REPO_ROOT / "conf/experiments/reproduce_multi30k_converged.yaml")):
+        for method in ["dense", *part.methods]:
+            seeds.setdefault(method, set()).update(part.seeds)
+    assert {m for m, s in seeds.items() if s == {0, 1}} == {"dense", "mp", "slt", "lt"}
+    assert all(s == {0} for m, s in seeds.items() if m not in ("dense", "mp", "slt", "lt"))
 
 
 def test_wrong_type_in_an_experiment_config_names_the_key(tmp_path):
