@@ -6,8 +6,9 @@ pair sooner than two runs in a row with every core each (``benchmarks/parallel_r
 1.30x on a 2-core AMD EPYC with AVX512-BF16). On a machine with N GPUs it is how one fills them.
 
 A run waits for the runs it builds on (its lineage: the mask's and the weights' runs); runs of
-other chains or seeds go side by side, each in a fresh (spawned) process with cores / N threads,
-on GPU i of N where there are N GPUs, its output in ``train.log`` in its folder. A run that fails
+other chains or seeds go side by side, each in a fresh (spawned) process with cores / N threads
+(every core for a run that starts alone; ``OMP_NUM_THREADS`` fixes the count), on GPU i of N where
+there are N GPUs, its output in ``train.log`` in its folder. A run that fails
 stops new starts; the ones running finish (every run is resumable), and the error names the
 failed runs and their logs. Interrupted, the runner stops its runs before it lets go of the
 experiment's lock (they resume from their last checkpoint). Threads change the order of floating-point sums, so a run
@@ -52,13 +53,17 @@ def train_side_by_side(jobs: Sequence[Job], parallel: int, train: Callable[..., 
     keys = {job.key for job in jobs}
     done = {need for job in jobs for need in job.needs if need not in keys}  # finished before this call
     context = multiprocessing.get_context("spawn")
-    threads = max(1, len(os.sched_getaffinity(0)) // parallel)
+    cores, fixed = len(os.sched_getaffinity(0)), os.environ.get("OMP_NUM_THREADS")
     devices = _gpu_slots(parallel)
     pending, running, failed = list(jobs), {}, []
     try:
         while pending or running:
             free_slots = [slot for slot in range(parallel) if slot not in {slot for _, _, slot in running.values()}]
-            for job in [job for job in pending if job.needs <= done][:len(free_slots) if not failed else 0]:
+            starting = [job for job in pending if job.needs <= done][:len(free_slots) if not failed else 0]
+            # a run that starts alone gets every core: nothing can join it before it ends (what waits
+            # for a run can only start once that run is done)
+            threads = int(fixed) if fixed else max(1, cores // max(1, len(running) + len(starting)))
+            for job in starting:
                 slot = free_slots.pop(0)
                 process = context.Process(target=_child, args=(train, job.args, job.log, threads))
                 with _environment(OMP_NUM_THREADS=str(threads), CUDA_VISIBLE_DEVICES=devices[slot]):

@@ -22,6 +22,7 @@ def record(folder: str, name: str, wait_for: str | None = None, fail: bool = Fal
     started (proof of overlap without timing anything), then marks itself done."""
     root = Path(folder)
     finished = sorted(p.stem for p in root.glob("*.done"))
+    (root / f"{name}.threads").write_text(str(torch.get_num_threads()))
     (root / f"{name}.started").write_text(json.dumps(finished))
     if wait_for is not None:
         deadline = time.monotonic() + 60
@@ -40,15 +41,19 @@ def _job(tmp_path, name, needs=(), **kwargs):
 
 
 @pytest.mark.slow
-def test_runs_wait_for_their_lineage_and_independent_ones_overlap(tmp_path):
-    """dense and mp start together (each waits until the other has started); slt needs dense,
-    slt2 needs slt: they start only after those are done."""
-    jobs = [_job(tmp_path, "dense", wait_for="mp"), _job(tmp_path, "mp", wait_for="dense"),
-            _job(tmp_path, "slt", needs=["dense"]), _job(tmp_path, "slt2", needs=["dense", "slt"])]
+def test_runs_wait_for_their_lineage_overlap_otherwise_and_share_the_cores(tmp_path, monkeypatch):
+    """dense starts alone (every core: nothing can join it); slt and lt need dense and then run
+    side by side (each waits until the other has started; half the cores each); slt2 needs slt."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    jobs = [_job(tmp_path, "dense"), _job(tmp_path, "slt", needs=["dense"], wait_for="lt"),
+            _job(tmp_path, "lt", needs=["dense"], wait_for="slt"), _job(tmp_path, "slt2", needs=["dense", "slt"])]
     train_side_by_side(jobs, parallel=2, train=record)
-    started = {name: json.loads((tmp_path / f"{name}.started").read_text()) for name in ("dense", "mp", "slt", "slt2")}
-    assert started["dense"] == [] and started["mp"] == []  # side by side: neither waited for the other
-    assert "dense" in started["slt"] and {"dense", "slt"} <= set(started["slt2"])
+    started = {name: json.loads((tmp_path / f"{name}.started").read_text()) for name in ("dense", "slt", "lt", "slt2")}
+    assert started["dense"] == [] and started["slt"] == started["lt"] == ["dense"]  # side by side
+    assert {"dense", "slt"} <= set(started["slt2"])
+    cores = len(os.sched_getaffinity(0))
+    threads = {name: int((tmp_path / f"{name}.threads").read_text()) for name in ("dense", "slt", "lt")}
+    assert threads == {"dense": cores, "slt": max(1, cores // 2), "lt": max(1, cores // 2)}
 
 
 @pytest.mark.slow
@@ -80,11 +85,12 @@ def _results(root: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_side_by_side_gives_the_runs_one_after_the_other_gives(tmp_path, data_root):
-    """Two seeds of dense → SLT 50 % and of MP 50 %: trained two at a time with one thread each,
+def test_side_by_side_gives_the_runs_one_after_the_other_gives(tmp_path, data_root, monkeypatch):
+    """Two seeds of dense → SLT 50 % and of MP 50 %: trained two at a time with one thread each
+    (OMP_NUM_THREADS=1),
     every run's figures and masks are those of the same runs trained in a row with one thread."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // 2))  # the children's: bit-identical arithmetic
+    torch.set_num_threads(1)  # the children's (OMP_NUM_THREADS below): bit-identical arithmetic
     try:
         def config(name):
             return ExperimentConfig(base=[str(HERE / "tiny_base.yaml")], methods=["slt", "mp"], targets=[0.5],
@@ -93,6 +99,7 @@ def test_side_by_side_gives_the_runs_one_after_the_other_gives(tmp_path, data_ro
         run_experiment(config("in_a_row"))
     finally:
         torch.set_num_threads(threads)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # else a run that starts alone takes both cores
     run_experiment(config("side_by_side"), parallel=2)
     in_a_row, side_by_side = _results(tmp_path / "in_a_row"), _results(tmp_path / "side_by_side")
     assert len(in_a_row) == 2 * 3 and in_a_row.keys() == side_by_side.keys()
@@ -102,5 +109,5 @@ def test_side_by_side_gives_the_runs_one_after_the_other_gives(tmp_path, data_ro
         assert masks.keys() == other[3].keys() and all(torch.equal(masks[n], other[3][n]) for n in masks), run
     assert (tmp_path / "side_by_side" / "seed1" / "dense" / "slt_0.50" / "train.log").stat().st_size > 0
     child = json.loads((tmp_path / "side_by_side" / "seed1" / "mp_0.50" / "metrics.json").read_text())["machine"]
-    assert child["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
+    assert child["threads"] == 1
     assert (tmp_path / "side_by_side" / "results.md").is_file()
