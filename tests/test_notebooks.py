@@ -54,7 +54,9 @@ def test_results_notebook(tmp_path, monkeypatch, source):
               dense_seeds=(1, 2))
         _part(results, "b", {"dense/clt_0.90": ("clt", "clt", 0.9, 27.4, 8)}, dense_bleu=30.5)
         write_claims(results)
+        monkeypatch.setenv("LIGHTNING_SLT_CONVERGED", str(results))  # the side-by-side chart drawn too
     monkeypatch.setenv("LIGHTNING_SLT_RESULTS", str(results))
+    monkeypatch.setenv("LIGHTNING_SLT_CONVERGENCE", str(ROOT / "results" / "multi30k_convergence"))
     text, images = _execute(ROOT / "notebooks" / "02_results.ipynb", tmp_path)
     assert f"{results}: " in text and "part(s)" in text
     if (results / "claims.md").is_file():
@@ -62,4 +64,8 @@ def test_results_notebook(tmp_path, monkeypatch, source):
     else:
         assert "claims.md not written yet" in text
     assert "overall sparsity" in text
-    assert len(images) == 3  # BLEU vs sparsity, the heat map, BLEU vs lineage steps
+    curve = (ROOT / "results" / "multi30k_convergence" / "curve.csv").is_file()
+    converged = source == "synthetic" or (ROOT / "results" / "multi30k_reproduction_converged").is_dir()
+    assert ("T = " in text) == curve and ("has not run yet" in text) != converged
+    # BLEU vs sparsity, the heat map, BLEU vs lineage steps; the plateau curve; both protocols
+    assert len(images) == 3 + curve + converged

@@ -86,14 +86,14 @@ def _results(root: Path) -> dict:
 
 @pytest.mark.slow
 def test_side_by_side_gives_the_runs_one_after_the_other_gives(tmp_path, data_root, monkeypatch):
-    """Two seeds of dense → SLT 50 % and of MP 50 %: trained two at a time with one thread each
+    """Two seeds of dense → SLT 50 % (two chains): trained two at a time with one thread each
     (OMP_NUM_THREADS=1),
     every run's figures and masks are those of the same runs trained in a row with one thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the children's (OMP_NUM_THREADS below): bit-identical arithmetic
     try:
         def config(name):
-            return ExperimentConfig(base=[str(HERE / "tiny_base.yaml")], methods=["slt", "mp"], targets=[0.5],
+            return ExperimentConfig(base=[str(HERE / "tiny_base.yaml")], methods=["slt"], targets=[0.5],
                                     seeds=[0, 1], output_dir=str(tmp_path / name))
 
         run_experiment(config("in_a_row"))
@@ -102,12 +102,12 @@ def test_side_by_side_gives_the_runs_one_after_the_other_gives(tmp_path, data_ro
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # else a run that starts alone takes both cores
     run_experiment(config("side_by_side"), parallel=2)
     in_a_row, side_by_side = _results(tmp_path / "in_a_row"), _results(tmp_path / "side_by_side")
-    assert len(in_a_row) == 2 * 3 and in_a_row.keys() == side_by_side.keys()
+    assert len(in_a_row) == 2 * 2 and in_a_row.keys() == side_by_side.keys()
     for run, (test, valid, sparsity, masks) in in_a_row.items():
         other = side_by_side[run]
         assert (test, valid, sparsity) == other[:3], run
         assert masks.keys() == other[3].keys() and all(torch.equal(masks[n], other[3][n]) for n in masks), run
     assert (tmp_path / "side_by_side" / "seed1" / "dense" / "slt_0.50" / "train.log").stat().st_size > 0
-    child = json.loads((tmp_path / "side_by_side" / "seed1" / "mp_0.50" / "metrics.json").read_text())["machine"]
+    child = json.loads((tmp_path / "side_by_side" / "seed1" / "dense" / "metrics.json").read_text())["machine"]
     assert child["threads"] == 1
     assert (tmp_path / "side_by_side" / "results.md").is_file()
