@@ -134,6 +134,12 @@ class RunSpec:
         parts = self.name.split("/")
         return ["/".join(parts[: i + 1]) for i in range(len(parts) - 1)]
 
+    @property
+    def builds_on(self) -> set[str]:
+        """The runs whose files this one reads: its lineage (the mask's run among them) and the
+        run its weights are rewound to."""
+        return {*self.lineage, *([self.weights_from] if self.weights_from else [])}
+
 
 def tag(kind: str, sparsity: float) -> str:
     """A run's folder name below its parent: ``slt_0.50``."""

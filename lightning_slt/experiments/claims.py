@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -257,39 +257,43 @@ def judge_parts(parts: list[Part], sigma_seed: float, paper: dict | None = None,
     """Judge ``claims`` (default: the paper's five, the controls, the compute row) over an
     experiment's parts: each comparison within the first part that ran both systems; where no
     part ran both, across the two parts that did, relative to each part's dense model (marked so)."""
-    claims = [*CLAIMS, *control_claims(), COMPUTE] if claims is None else claims
-    verdicts = []
-    for claim in claims:
-        verdict = ClaimVerdict(claim.number, claim.text)
-        for expectation in claim.expectations:
-            _expect(verdict, expectation, parts, sigma_seed, paper)
-        if verdict.comparisons or claim.from_paper:
-            verdicts.append(verdict)
-    return verdicts
 
-
-def _expect(verdict: ClaimVerdict, e: Expectation, parts: list[Part], sigma_seed: float, paper: dict | None) -> None:
-    """Compare wherever both were run (controls run at fewer sparsities than the methods); an
-    expectation with no sparsity where both were run is missing, and the claim inconclusive."""
-    methods = {m for part in parts for m, _ in part.systems}
-    absent = [m for m in (e.a, e.b) if m not in methods]
-    if absent:
-        verdict.missing += [m for m in absent if m not in verdict.missing]
-        return
-    found = 0
-    for s in filter(e.covers, sorted({s for part in parts for _, s in part.systems if s > 0})):
+    def comparison(e: Expectation, s: float) -> Comparison | None:
         pa, pb = _where_run(parts, e.a, s), _where_run(parts, e.b, s)
         both = [part for part in pa if part in pb]
         if both:
-            pair = (both[0], both[0])
-        elif pa and pb and pa[0].dense is not None and pb[0].dense is not None:
-            pair = (pa[0], pb[0])
-        else:
-            continue
-        verdict.comparisons.append(_compare(e.a, e.b, s, e.expected, *pair, sigma_seed, paper))
-        found += 1
-    if not found:
-        verdict.missing.append(f"{e.a} and {e.b}{' at ' + e.at if e.at else ''}")
+            return _compare(e.a, e.b, s, e.expected, both[0], both[0], sigma_seed, paper)
+        if pa and pb and pa[0].dense is not None and pb[0].dense is not None:
+            return _compare(e.a, e.b, s, e.expected, pa[0], pb[0], sigma_seed, paper)
+        return None
+
+    systems = {key for part in parts for key in part.systems}
+    return _judge(claims, systems, comparison)
+
+
+def _judge(claims: Sequence[Claim] | None, systems: set[tuple[str, float]],
+           comparison: Callable[[Expectation, float], Comparison | None]) -> list[ClaimVerdict]:
+    """Each claim's expectations compared wherever both methods were run (``systems``: the
+    (method, sparsity) pairs there are; controls run at fewer sparsities than the methods), by the
+    rule's ``comparison`` (None: not comparable there). An expectation with no sparsity compared
+    is missing, and its claim inconclusive."""
+    methods = {m for m, _ in systems}
+    sparsities = sorted({s for _, s in systems if s > 0})
+    verdicts = []
+    for claim in [*CLAIMS, *control_claims(), COMPUTE] if claims is None else claims:
+        verdict = ClaimVerdict(claim.number, claim.text)
+        for e in claim.expectations:
+            absent = [m for m in (e.a, e.b) if m not in methods]
+            if absent:
+                verdict.missing += [m for m in absent if m not in verdict.missing]
+                continue
+            found = [c for s in filter(e.covers, sparsities) if (c := comparison(e, s)) is not None]
+            verdict.comparisons += found
+            if not found:
+                verdict.missing.append(f"{e.a} and {e.b}{' at ' + e.at if e.at else ''}")
+        if verdict.comparisons or claim.from_paper:
+            verdicts.append(verdict)
+    return verdicts
 
 
 def _where_run(parts: list[Part], method: str, s: float) -> list[Part]:
@@ -373,28 +377,16 @@ def judge_seeds(parts: list[Part], paper: dict | None = None,
                 claims: Sequence[Claim] | None = None) -> tuple[list[ClaimVerdict], SeedSpread]:
     """``judge_parts`` by the per-method rule (module docstring): every seed's runs, relative to
     their own dense models, σ from each method's own seed spread."""
-    claims = [*CLAIMS, *control_claims(), COMPUTE] if claims is None else claims
     replicates = replicates_of(parts)
     spread = method_spreads(replicates)
     references = next((part.references for part in parts if part.references is not None), None)
-    verdicts = []
-    for claim in claims:
-        verdict = ClaimVerdict(claim.number, claim.text)
-        for e in claim.expectations:
-            absent = [m for m in (e.a, e.b) if not any(key[0] == m for key in replicates)]
-            if absent:
-                verdict.missing += [m for m in absent if m not in verdict.missing]
-                continue
-            sparsities = [s for s in sorted({s for _, s in replicates}) if e.covers(s)
-                          and (e.a, s) in replicates and (e.b, s) in replicates]
-            for s in sparsities:
-                verdict.comparisons.append(_compare_seeds(e.a, e.b, s, e.expected, replicates, spread, references,
-                                                          paper))
-            if not sparsities:
-                verdict.missing.append(f"{e.a} and {e.b}{' at ' + e.at if e.at else ''}")
-        if verdict.comparisons or claim.from_paper:
-            verdicts.append(verdict)
-    return verdicts, spread
+
+    def comparison(e: Expectation, s: float) -> Comparison | None:
+        if (e.a, s) not in replicates or (e.b, s) not in replicates:
+            return None
+        return _compare_seeds(e.a, e.b, s, e.expected, replicates, spread, references, paper)
+
+    return _judge(claims, set(replicates), comparison), spread
 
 
 def _compare_seeds(a: str, b: str, s: float, expected: str, replicates: dict[tuple[str, float], list[Replicate]],
@@ -527,9 +519,7 @@ def _load_part(folder: Path, seed: int) -> tuple[Part, dict[int, float]]:
                 f"{len(references)}: one of them is cut short or from another test set; "
                 + RETEST.format(metrics=run.metrics if len(system.hypotheses) < len(references) else dense_run.metrics))
     dense = next((system for (_, s), system in systems.items() if s == 0), None)
-    every_seed = {other: systems if other == seed else systems_of(rows, folder, other)
-                  for other in sorted({r["seed"] for r in rows})}
-    part = Part(folder.name, systems, references, dense, configured_methods(folder), every_seed)
+    part = Part(folder.name, systems, references, dense, configured_methods(folder))
     return part, {k: r["test_bleu"] for k, r in dense_rows.items()}
 
 
@@ -644,7 +634,8 @@ def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, s
         pending += f"Parts not run yet: {', '.join(not_run)}.\n\n"
     against = f"The paper's numbers: its {paper} table.\n\n" if reference_table else ""
     title = f"seed {seed or 0}" if spread is None else "every seed"
-    write_text(path, f"# Claims of Brix et al. (2020) on {output_dir.name}, {title}\n\n" + _protocol(folders) + pending
+    protocol = _protocol(folders, [part for part, _ in seeded])
+    write_text(path, f"# Claims of Brix et al. (2020) on {output_dir.name}, {title}\n\n" + protocol + pending
                + against + claims_markdown(verdicts, sigma_seed, first if len(parts) == 1 else None, agreement, spread))
     return path, verdicts
 
@@ -717,15 +708,17 @@ def _same_seed(parts: list[Part], part: Part) -> Part:
     return next((other for other in parts if (min(other.seeds) if other.seeds else None) == seed), parts[0])
 
 
-def _protocol(folders: list[Path]) -> str:
-    """The training protocol the claims were judged under: T and the seeds of each method."""
-    from .report import collect, read_manifest
+def _protocol(folders: list[Path], parts: list[Part]) -> str:
+    """The training protocol the claims were judged under: T and the seeds of each method (those
+    of ``parts``, every seed loaded)."""
+    from .report import read_manifest
 
     steps = sorted({str(read_manifest(folder).get("schedule", {}).get("max_steps", "?")) for folder in folders})
     seeds: dict[str, set[int]] = {}
-    for folder in folders:
-        for row in collect(folder)[1]:
-            seeds.setdefault(row["method"], set()).add(row["seed"])
+    for part in parts:
+        for seed, systems in part.seeds.items():
+            for method, _ in systems:
+                seeds.setdefault(method, set()).add(seed)
     listed = "; ".join(f"{method} {', '.join(map(str, sorted(s)))}" for method, s in seeds.items())
     return f"Protocol: T = {' / '.join(steps)} steps per run; seeds: {listed}.\n\n"
 

@@ -48,8 +48,7 @@ def train_side_by_side(jobs: Sequence[Job], parallel: int, train: Callable[..., 
     Raises:
         RuntimeError: some runs failed (after the others running finished), naming their logs.
     """
-    if parallel < 1:
-        raise ValueError(f"--parallel must be >= 1 (runs trained at once), got {parallel}")
+    check_parallel(parallel)
     keys = {job.key for job in jobs}
     done = {need for job in jobs for need in job.needs if need not in keys}  # finished before this call
     context = multiprocessing.get_context("spawn")
@@ -91,6 +90,12 @@ def train_side_by_side(jobs: Sequence[Job], parallel: int, train: Callable[..., 
         logs = "; ".join(f"seed{job.key[0]}/{job.key[1]}: {job.log}" for job in failed)
         raise RuntimeError(f"{len(failed)} run(s) failed ({logs}: see the end of each log); {len(pending)} run(s) "
                            "that build on them were not started; run the same command again to resume")
+
+
+def check_parallel(parallel: int) -> None:
+    """``parallel`` must be a count of runs trained at once."""
+    if parallel < 1:
+        raise ValueError(f"--parallel must be >= 1 (runs trained at once), got {parallel}")
 
 
 def _gpu_slots(parallel: int) -> list[str | None]:

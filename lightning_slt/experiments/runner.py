@@ -37,7 +37,7 @@ from .chains import RunSpec, Schedule
 from .config import ExperimentConfig, metric_name
 from .lock import describe_stale, experiment_lock
 from .methods import build_runs, run_callbacks
-from .parallel import Job, train_side_by_side
+from .parallel import Job, check_parallel, train_side_by_side
 from .paths import LOCK_FILE, ExperimentPaths, RunPaths, run_paths
 
 log = logging.getLogger(__name__)
@@ -161,8 +161,7 @@ def run_experiment(config: ExperimentConfig | str | os.PathLike, parallel: int =
     """
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)
-    if parallel < 1:
-        raise ValueError(f"--parallel must be >= 1 (runs trained at once), got {parallel}")
+    check_parallel(parallel)
     if parallel > 1 and not (is_rank_zero() and "WORLD_SIZE" not in os.environ):
         raise ValueError("--parallel trains runs in processes of their own; under a distributed launcher (DDP, "
                          "FSDP2: one process per rank) run the experiment without it")
@@ -204,8 +203,9 @@ def _run_planned(config: ExperimentConfig, base: dict, schedule: Schedule, runs:
             write_json(ExperimentPaths(output_dir).manifest, {**manifest, "config": config.to_dict(), "runs": [r.name for r in runs]})
         if parallel == 1:
             for seed in [*config.seeds, *config.dense_seeds]:
+                last_ckpt = _last_checkpoints(output_dir, seed, runs)
                 for run in runs if seed in config.seeds else runs[:1]:  # dense_seeds: the dense run only
-                    _train(config, base, schedule, run, seed, _last_checkpoints(output_dir, seed, runs))
+                    _train(config, base, schedule, run, seed, last_ckpt)
         else:
             train_side_by_side(_jobs(config, base, schedule, runs), parallel, _train)
         from .report import write_report
@@ -231,8 +231,7 @@ def _jobs(config: ExperimentConfig, base: dict, schedule: Schedule, runs: list[R
         paths = run_paths(output_dir, seed, run.name)
         if paths.metrics.exists() or _take_reused(config, seed, run):
             continue
-        needs = frozenset((seed, name) for name in {*run.lineage, run.parent, run.weights_from} if name is not None)
-        jobs.append(Job((seed, run.name), needs, paths.root / "train.log",
+        jobs.append(Job((seed, run.name), frozenset((seed, name) for name in run.builds_on), paths.root / "train.log",
                         (config, base, schedule, run, seed, _last_checkpoints(output_dir, seed, runs))))
     return jobs
 
@@ -327,11 +326,10 @@ def _take_reused(config: ExperimentConfig, seed: int, run: RunSpec) -> bool:
     paths = run_paths(config.output_dir, seed, run.name)
     if paths.root.exists() and paths.own_entries():
         return False  # started here: it resumes here
-    ancestors = [name for name in {*run.lineage, run.weights_from} if name is not None]
     for folder in config.reuse:
         other = run_paths(folder, seed, run.name)
         if not other.metrics.is_file() or not all(_reused_from(run_paths(config.output_dir, seed, name))
-                                                  == str(run_paths(folder, seed, name).root) for name in ancestors):
+                                                  == str(run_paths(folder, seed, name).root) for name in run.builds_on):
             continue
         staging = paths.root.with_name(paths.root.name + ".reusing")
         shutil.rmtree(staging, ignore_errors=True)  # left by a killed attempt
