@@ -133,7 +133,8 @@ def seed_spread(dense_bleus: Sequence[float]) -> float:
     """Sample sd of the dense model's test BLEU over seeds; the rule needs at least three."""
     if len(dense_bleus) < 3:
         raise ValueError(f"the verdict rule needs the dense model under at least 3 seeds, got {len(dense_bleus)}; "
-                         "train it with seeds: [0, 1, 2] (a dense-only experiment is enough)")
+                         "train it with seeds: [0, 1, 2] (a dense-only experiment is enough), or train the methods under two "
+                         "seeds at two sparsities or more (their own spread then judges)")
     return statistics.stdev(dense_bleus)
 
 
