@@ -117,37 +117,69 @@ def write_ticket(
     if values_dtype not in VALUES_DTYPES:
         raise ValueError(f"values_dtype must be one of {sorted(VALUES_DTYPES)}, got {values_dtype!r}")
     _check_masks(state_dict, masks)
-    header: dict[str, Any] = {
+    payload = _Payload()
+    records, counted = _tensor_records(state_dict, masks, values_dtype, payload)
+    payload_bytes = b"".join(payload.sections)
+    tokenizer = _tokenizer_header(tokenizer_proto, embed_tokenizer)
+    tokenizer_section = bytes(tokenizer_proto) if tokenizer is not None and embed_tokenizer else b""
+    header = {
         "format": "lightning_slt.ticket",
         "version": FORMAT_VERSION,
         "values_dtype": values_dtype,
         "model_config": _json_ready("model_config", model_config),
         "extra": _json_ready("extra", extra or {}),
+        "tensors": records,
+        "payload": {"nbytes": len(payload_bytes), "sha256": hashlib.sha256(payload_bytes).hexdigest()},
+        "tokenizer": tokenizer,
     }
-    sections: list[bytes] = []
-    offset = 0
-    sizes = {"values": 0, "masks": 0, "dense": 0}
+    header_bytes = json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes), hashlib.sha256(header_bytes).digest())
+    _check_entries(counted, len(prefix) + len(header_bytes) + len(payload_bytes), reading=False)
+    write_bytes(Path(path), [prefix, header_bytes, payload_bytes, tokenizer_section])
+    return {
+        **payload.sizes,
+        "header": len(prefix) + len(header_bytes),
+        "payload": len(payload_bytes),
+        "tokenizer": len(tokenizer_section),
+        "file": len(prefix) + len(header_bytes) + len(payload_bytes) + len(tokenizer_section),
+    }
 
-    def add_section(data: bytes, kind: str) -> dict[str, int]:
-        nonlocal offset
-        padding = (-offset) % _ALIGN
-        sections.append(b"\0" * padding + data)
-        offset += padding
-        record = {"offset": offset, "nbytes": len(data)}
-        offset += len(data)
-        sizes[kind] += len(data)
+
+class _Payload:
+    """The payload being written: sections, each 16-byte aligned, and the bytes per kind."""
+
+    def __init__(self) -> None:
+        self.sections: list[bytes] = []
+        self.offset = 0
+        self.sizes = {"values": 0, "masks": 0, "dense": 0}
+
+    def add(self, data: bytes, kind: str) -> dict[str, int]:
+        """Append `data` (a "values", "masks" or "dense" section); return its offset and size."""
+        padding = (-self.offset) % _ALIGN
+        self.sections.append(b"\0" * padding + data)
+        self.offset += padding
+        record = {"offset": self.offset, "nbytes": len(data)}
+        self.offset += len(data)
+        self.sizes[kind] += len(data)
         return record
 
-    records = []
-    counted: list[_Record] = []  # what the reader's bound counts
+
+def _tensor_records(state_dict: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], values_dtype: str,
+                    payload: _Payload) -> tuple[list[dict], list["_Record"]]:
+    """Each tensor's header record (its data added to `payload`), and what the reader's bound counts.
+
+    A tensor sharing storage with an earlier one (a tied weight) is stored once, as an alias.
+    """
+    records: list[dict] = []
+    counted: list[_Record] = []
     first_by_storage: dict[tuple, str] = {}
     for name, tensor in state_dict.items():
         tensor = tensor.detach().cpu()
         record: dict[str, Any] = {"name": name, "shape": list(tensor.shape), "dtype": _dtype_name(name, tensor)}
+        records.append(record)
         key = storage_key(tensor)
-        if key is not None and key in first_by_storage:  # tied weight: store once
+        if key is not None and key in first_by_storage:
             record.update(storage="alias", alias_of=first_by_storage[key], masked=name in masks)
-            records.append(record)
             continue
         if key is not None:
             first_by_storage[key] = name
@@ -159,38 +191,22 @@ def write_ticket(
             encoded = encode_mask(mask)
             counted[-1].mask = encoded
             record.update(storage="masked", kept=encoded.kept, mask=encoded.params())
-            record["mask"].update(add_section(encoded.to_bytes(), "masks"))
-            values = tensor[mask].to(stored)
-            record["values"] = add_section(_tensor_bytes(values), "values")
+            record["mask"].update(payload.add(encoded.to_bytes(), "masks"))
+            record["values"] = payload.add(_tensor_bytes(tensor[mask].to(stored)), "values")
         else:
             record["storage"] = "dense"
-            record["values"] = add_section(_tensor_bytes(tensor.to(stored)), "dense")
-        records.append(record)
-    header["tensors"] = records
-    payload = b"".join(sections)
-    header["payload"] = {"nbytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
-    tokenizer_section = b""
-    header["tokenizer"] = None
-    if tokenizer_proto is not None:
-        if not isinstance(tokenizer_proto, (bytes, bytearray)):
-            raise ValueError(f"tokenizer_proto must be bytes or None, got {type(tokenizer_proto).__name__}")
-        tokenizer_section = bytes(tokenizer_proto) if embed_tokenizer else b""
-        header["tokenizer"] = {
-            "sha256": hashlib.sha256(tokenizer_proto).hexdigest(),
-            "nbytes": len(tokenizer_proto),
-            "embedded": bool(embed_tokenizer),
-        }
-    header_bytes = json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8")
-    prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes), hashlib.sha256(header_bytes).digest())
-    _check_entries(counted, len(prefix) + len(header_bytes) + len(payload), reading=False)
-    write_bytes(Path(path), [prefix, header_bytes, payload, tokenizer_section])
-    sizes.update(
-        header=len(prefix) + len(header_bytes),
-        payload=len(payload),
-        tokenizer=len(tokenizer_section),
-        file=len(prefix) + len(header_bytes) + len(payload) + len(tokenizer_section),
-    )
-    return sizes
+            record["values"] = payload.add(_tensor_bytes(tensor.to(stored)), "dense")
+    return records, counted
+
+
+def _tokenizer_header(tokenizer_proto: bytes | None, embedded: bool) -> dict[str, Any] | None:
+    """The header's tokenizer entry: its sha256 and size, and whether its bytes are in the file."""
+    if tokenizer_proto is None:
+        return None
+    if not isinstance(tokenizer_proto, (bytes, bytearray)):
+        raise ValueError(f"tokenizer_proto must be bytes or None, got {type(tokenizer_proto).__name__}")
+    return {"sha256": hashlib.sha256(tokenizer_proto).hexdigest(), "nbytes": len(tokenizer_proto),
+            "embedded": bool(embedded)}
 
 
 def read_ticket(path: str | os.PathLike) -> Ticket:

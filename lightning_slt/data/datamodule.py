@@ -126,12 +126,9 @@ class TranslationDataModule(pl.LightningDataModule):
         self.src_lang = src_lang
         self.tgt_lang = tgt_lang
         self.data_root = data_root
-        self.train_files = train_files
-        self.valid_files = valid_files
-        self.test_files = test_files
+        self.train_files, self.valid_files, self.test_files = train_files, valid_files, test_files
         self.predict_files = predict_files
-        self.valid_split = valid_split
-        self.test_split = test_split
+        self.valid_split, self.test_split = valid_split, test_split
         self.spm_model_type = spm_model_type
         self.spm_model = spm_model
         self.cache_dir = cache_dir
@@ -139,9 +136,7 @@ class TranslationDataModule(pl.LightningDataModule):
         self.eval_max_tokens = eval_max_tokens
         self.max_len = max_len
         self.max_positions = max_positions
-        self.train_subset = train_subset
-        self.valid_subset = valid_subset
-        self.test_subset = test_subset
+        self.train_subset, self.valid_subset, self.test_subset = train_subset, valid_subset, test_subset
         self.num_workers = num_workers
         self.seed = seed
         self.download = download

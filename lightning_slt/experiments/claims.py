@@ -586,24 +586,13 @@ def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, s
     """
     from lightning_slt.atomic import write_text
 
-    from .report import (paper_results, part_folders, planned_parts, read_manifest, refuse_folder_at,
-                         unfinished_runs)
+    from .report import paper_results, refuse_folder_at
 
     if paper is not None and paper not in paper_results():
         raise ValueError(f"paper {paper!r} is not one of the paper's tables shipped ({', '.join(paper_results())})")
     output_dir = Path(output_dir)
-    folders = part_folders(output_dir)
     refuse_folder_at(ExperimentPaths(output_dir).claims)
-    not_run = [name for name in planned_parts(output_dir) if name not in {f.name for f in folders}]
-    in_parts = len(folders) > 1
-    if in_parts:  # a part still training is left out, and said so
-        progress = {f.name: _unfinished(f, seed or 0) for f in folders}
-        unfinished = [why for why in progress.values() if why is not None]
-        folders = [f for f in folders if progress[f.name] is None]
-        if not folders:
-            raise ValueError(f"{output_dir}: no part has finished every run of its plan yet ({', '.join(unfinished)})")
-    else:  # one folder still training is judged on the runs it finished, and says which it lacks
-        unfinished = [f"seed {s}: {run}" for s, run in unfinished_runs(folders[0], read_manifest(folders[0]))]
+    folders, pending = _judged_folders(output_dir, seed or 0)
     reference_table = paper_results().get(paper, {}).get("methods") if paper else None
     seeded = [_load_every_seed(folder) for folder in folders]
     if dense_from is None and uses_method_seeds([part for part, _ in seeded]):  # the methods' own seeds
@@ -625,20 +614,41 @@ def write_claims(output_dir: str | Path, dense_from: str | Path | None = None, s
                      for part in parts if part.dense is not None]
     path = ExperimentPaths(output_dir).claims
     first = parts[0].dense.bleu if parts[0].dense is not None else None
-    if not unfinished:
-        pending = ""
-    elif in_parts:
-        pending = f"Parts not finished yet, left out: {', '.join(unfinished)}.\n\n"
-    else:
-        pending = f"Runs not finished yet, left out: {'; '.join(unfinished)}.\n\n"
-    if not_run:  # a claim they speak to says what it misses; the reader sees why here
-        pending += f"Parts not run yet: {', '.join(not_run)}.\n\n"
     against = f"The paper's numbers: its {paper} table.\n\n" if reference_table else ""
     title = f"seed {seed or 0}" if spread is None else "every seed"
     protocol = _protocol(folders, [part for part, _ in seeded])
     write_text(path, f"# Claims of Brix et al. (2020) on {output_dir.name}, {title}\n\n" + protocol + pending
                + against + claims_markdown(verdicts, sigma_seed, first if len(parts) == 1 else None, agreement, spread))
     return path, verdicts
+
+
+def _judged_folders(output_dir: Path, seed: int) -> tuple[list[Path], str]:
+    """The folders judged (the experiment's, or its finished parts) and claims.md's lines on what is left out.
+
+    In parts, a part still training is left out, and said so; one folder still training is judged
+    on the runs it finished, and says which it lacks; parts not run yet are named (a claim they
+    speak to says what it misses, and the reader sees why here).
+    """
+    from .report import part_folders, planned_parts, read_manifest, unfinished_runs
+
+    folders = part_folders(output_dir)
+    not_run = [name for name in planned_parts(output_dir) if name not in {f.name for f in folders}]
+    pending = ""
+    if len(folders) > 1:
+        progress = {f.name: _unfinished(f, seed) for f in folders}
+        unfinished = [why for why in progress.values() if why is not None]
+        folders = [f for f in folders if progress[f.name] is None]
+        if not folders:
+            raise ValueError(f"{output_dir}: no part has finished every run of its plan yet ({', '.join(unfinished)})")
+        if unfinished:
+            pending = f"Parts not finished yet, left out: {', '.join(unfinished)}.\n\n"
+    else:
+        unfinished = [f"seed {s}: {run}" for s, run in unfinished_runs(folders[0], read_manifest(folders[0]))]
+        if unfinished:
+            pending = f"Runs not finished yet, left out: {'; '.join(unfinished)}.\n\n"
+    if not_run:
+        pending += f"Parts not run yet: {', '.join(not_run)}.\n\n"
+    return folders, pending
 
 
 def _judge_one_seed(folders: list[Path], seed: int, dense_from: str | Path | None,

@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lightning_slt.model.transformer import LAYER_NORM_EPS, sinusoidal_positions
+
 if TYPE_CHECKING:
     from lightning_slt.model.module import TranslationModule
 
@@ -196,8 +198,6 @@ def build_spec(module: "TranslationModule", ctranslate2: Any, vocabulary: list[s
     # Copies: a float32 CPU tensor's .numpy() shares its memory, and CT2's int8 quantization
     # scales the arrays in place, which would rewrite the module's own weights.
     weights = {name: tensor.detach().float().cpu().numpy().copy() for name, tensor in model.state_dict().items()}
-    from lightning_slt.model.transformer import LAYER_NORM_EPS, sinusoidal_positions
-
     rows = max(config.max_positions, CT2_MAX_INPUT_LENGTH + 1)
     positions = sinusoidal_positions(rows, config.d_model).numpy()  # (rows, D) from position 0; prefix = ours
     embedding = weights["embed.weight"]
@@ -215,29 +215,38 @@ def build_spec(module: "TranslationModule", ctranslate2: Any, vocabulary: list[s
     for i, layer in enumerate(spec.decoder.layer):
         scope = f"decoder.layers.{i}"
         _self_attention(layer.self_attention, weights, f"{scope}.self_attn", f"{scope}.self_attn_norm")
-        attention = layer.attention
-        attention.linear[0].weight = weights[f"{scope}.cross_attn.q_proj.weight"]
-        attention.linear[1].weight = np.concatenate(
-            [weights[f"{scope}.cross_attn.k_proj.weight"], weights[f"{scope}.cross_attn.v_proj.weight"]])
-        attention.linear[2].weight = weights[f"{scope}.cross_attn.out_proj.weight"]
-        _layer_norm(attention.layer_norm, weights, f"{scope}.cross_attn_norm")
+        _cross_attention(layer.attention, weights, scope)
         _ffn(layer.ffn, weights, scope)
     spec.decoder.projection.weight = embedding  # tied: saved once, as an alias of the embedding
     bias = np.zeros(config.vocab_size, dtype=np.float32)
     bias[[config.pad_id, config.bos_id]] = -np.inf  # never generated, as in lightning_slt.model.search
     spec.decoder.projection.bias = bias
 
-    pieces = vocabulary_of(tokenizer) if vocabulary is None else list(vocabulary)
+    _register_vocabulary(spec, vocabulary_of(tokenizer) if vocabulary is None else list(vocabulary),
+                         tokenizer.unk_id, config)
+    return spec
+
+
+def _cross_attention(attention: Any, weights: dict[str, np.ndarray], scope: str) -> None:
+    """A decoder layer's cross-attention: CT2 fuses its k and v projections into one."""
+    attention.linear[0].weight = weights[f"{scope}.cross_attn.q_proj.weight"]
+    attention.linear[1].weight = np.concatenate(
+        [weights[f"{scope}.cross_attn.k_proj.weight"], weights[f"{scope}.cross_attn.v_proj.weight"]])
+    attention.linear[2].weight = weights[f"{scope}.cross_attn.out_proj.weight"]
+    _layer_norm(attention.layer_norm, weights, f"{scope}.cross_attn_norm")
+
+
+def _register_vocabulary(spec: Any, pieces: list[str], unk_id: int, config: Any) -> None:
+    """One shared vocabulary, and the special tokens and source framing our model was trained with."""
     spec.register_source_vocabulary(pieces)
     spec.register_target_vocabulary(pieces)
-    spec.config.unk_token = pieces[tokenizer.unk_id]
+    spec.config.unk_token = pieces[unk_id]
     spec.config.bos_token = pieces[config.bos_id]
     spec.config.eos_token = pieces[config.eos_id]
     spec.config.decoder_start_token = pieces[config.bos_id]
     spec.config.add_source_bos = False
     spec.config.add_source_eos = True  # our sources are pieces + eos (TranslationModule._encode_sources)
     spec.config.layer_norm_epsilon = LAYER_NORM_EPS
-    return spec
 
 
 def _check_expressible(model: Any) -> None:

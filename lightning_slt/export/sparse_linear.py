@@ -150,27 +150,7 @@ def sparsify_(
     if mode == "off":
         return []
     encoder_rows = encoder_rows or rows
-    choices: list[LayerChoice] = []
-    timings: dict[tuple, tuple[float, float]] = {}  # same shape, sparsity and rows: time once
-
-    def decide(name: str, weight: Tensor, bias: Tensor | None, n_rows: int) -> CsrMatmul | None:
-        weight = weight.detach()
-        sparsity = 1.0 - int(torch.count_nonzero(weight)) / max(weight.numel(), 1)
-        choice = LayerChoice(name, weight.size(0), weight.size(1), round(sparsity, 4), n_rows, None, None, False)
-        choices.append(choice)
-        if sparsity < min_sparsity or weight.numel() == 0:
-            return None
-        matmul = CsrMatmul(weight, bias)
-        if mode == "auto":
-            key = (tuple(weight.shape), bias is not None, round(sparsity, 2), n_rows)
-            if key not in timings:
-                timings[key] = _time_dense_vs_sparse(weight, bias, matmul, n_rows, repeats)
-            choice.dense_ms, choice.sparse_ms = timings[key]
-            if choice.sparse_ms >= choice.dense_ms:
-                return None
-        choice.sparse = True
-        return matmul
-
+    decide = _Chooser(mode, min_sparsity, repeats)
     with torch.no_grad():
         fused_only = _sparsify_attention(model, decide, rows, encoder_rows)
         for name, module in list(model.named_modules()):
@@ -183,7 +163,35 @@ def sparsify_(
                 if matmul is not None:
                     setattr(module, child_name, SparseLinear(child, matmul))
         _sparsify_output_projection(model, decide, rows)
-    return choices
+    return decide.choices
+
+
+class _Chooser:
+    """Decides, per projection, dense or CSR, and records each choice (`sparsify_`'s `decide`)."""
+
+    def __init__(self, mode: SparseMode, min_sparsity: float, repeats: int) -> None:
+        self.mode, self.min_sparsity, self.repeats = mode, min_sparsity, repeats
+        self.choices: list[LayerChoice] = []
+        self.timings: dict[tuple, tuple[float, float]] = {}  # same shape, sparsity and rows: time once
+
+    def __call__(self, name: str, weight: Tensor, bias: Tensor | None, n_rows: int) -> CsrMatmul | None:
+        """The CSR matmul to use for this projection, or None to keep it dense."""
+        weight = weight.detach()
+        sparsity = 1.0 - int(torch.count_nonzero(weight)) / max(weight.numel(), 1)
+        choice = LayerChoice(name, weight.size(0), weight.size(1), round(sparsity, 4), n_rows, None, None, False)
+        self.choices.append(choice)
+        if sparsity < self.min_sparsity or weight.numel() == 0:
+            return None
+        matmul = CsrMatmul(weight, bias)
+        if self.mode == "auto":
+            key = (tuple(weight.shape), bias is not None, round(sparsity, 2), n_rows)
+            if key not in self.timings:
+                self.timings[key] = _time_dense_vs_sparse(weight, bias, matmul, n_rows, self.repeats)
+            choice.dense_ms, choice.sparse_ms = self.timings[key]
+            if choice.sparse_ms >= choice.dense_ms:
+                return None
+        choice.sparse = True
+        return matmul
 
 
 def _sparsify_attention(model: nn.Module, decide, rows: int, encoder_rows: int) -> set[str]:

@@ -161,6 +161,14 @@ def best_hypotheses(model: Transformer, src: Tensor, beam_size: int, length_pena
                        max_len_a=max_len_a, max_len_b=max_len_b)
 
 
+def _only_eos_where(lprobs: Tensor, rows: Tensor, eos_id: int) -> None:
+    """Leave eos the one candidate of the rows at their length limit (in place; eos keeps its score)."""
+    if bool(rows.any()):
+        eos_lprobs = lprobs[rows, eos_id]
+        lprobs[rows] = float("-inf")
+        lprobs[rows, eos_id] = eos_lprobs
+
+
 def _beam_search(model: Transformer, src: Tensor, beam: int, alpha: float, max_len: Tensor,
                  use_cache: bool) -> list[list[int]]:
     config = model.config
@@ -184,11 +192,7 @@ def _beam_search(model: Transformer, src: Tensor, beam: int, alpha: float, max_l
         lprobs = torch.log_softmax(_next_logits(model, tokens, enc, cache), dim=1)  # (A*K, V)
         lprobs[:, [config.pad_id, config.bos_id]] = float("-inf")
         at_limit = max_len[alive] <= step  # (A,) must end now
-        if bool(at_limit.any()):
-            rows = at_limit.repeat_interleave(beam)  # (A*K,)
-            eos_lprobs = lprobs[rows, config.eos_id]
-            lprobs[rows] = float("-inf")
-            lprobs[rows, config.eos_id] = eos_lprobs
+        _only_eos_where(lprobs, at_limit.repeat_interleave(beam), config.eos_id)
         cand_scores, cand_tokens, cand_beams = beam_step(lprobs.view(-1, beam, lprobs.size(1)), scores)
 
         # Finish eos candidates among the first K (fairseq); record the best per sentence.
