@@ -67,6 +67,7 @@ Trainer = pl.Trainer
 LightningModule = pl.LightningModule
 LightningDataModule = pl.LightningDataModule
 ModelCheckpoint = _from(".callbacks", "ModelCheckpoint")
+Timer = _from(".callbacks", "Timer")
 RichProgressBar = _from(".callbacks", "RichProgressBar")  # importable without rich; built only where rich is
 LightningCLI = _from(".cli", "LightningCLI")
 LightningArgumentParser = _from(".cli", "LightningArgumentParser")

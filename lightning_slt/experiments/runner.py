@@ -3,7 +3,9 @@
 The folder layout is ``paths.ExperimentPaths`` and ``paths.RunPaths``.
 
 Re-running the same command skips finished runs and resumes a killed one from its
-``last.ckpt``. A changed base config or schedule in an existing directory is refused.
+``last.ckpt``; a run's wall time is every sitting's (the training time of the earlier ones is the
+Timer's record in the checkpoint it resumes from). A changed base config or schedule in an
+existing directory is refused.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import torch
 import yaml
 
-from lightning_slt._lightning import ModelCheckpoint, qualified
+from lightning_slt._lightning import ModelCheckpoint, Timer, qualified
 from lightning_slt._runtime import cpu_description
 from lightning_slt.artifacts import read_checkpoint, run_checkpoint
 from lightning_slt.artifacts.ticket import storage_key
@@ -267,13 +269,16 @@ def run_config(config: ExperimentConfig, base: dict, schedule: Schedule, run: Ru
     ]
     has_monitor = any(str(cb.get("class_path", "")).endswith("SparsityMonitor") for cb in kept)
     monitor = [] if has_monitor else [Component.of(SparsityMonitor, every_n_steps=every)]
+    # Lightning's Timer keeps the training time in each checkpoint, so a killed run's earlier
+    # sittings count in its wall time (with max_time, Lightning adds a Timer of its own)
+    timer = [] if base["trainer"].get("max_time") else [Component.of(Timer, interval="step", verbose=False)]
     # a chain's first runs (weights from no earlier run) start from the pretrained weights
     start = [Component.of(PretrainedStart, source=str(Path(config.pretrained).resolve()))] \
         if config.pretrained and run.parent is None and run.weights_from is None else []
     accepted = model_arguments(base)  # a user's module gets the settings it takes
     model = {"output_dir": str(paths.test), "warmup_steps": schedule.warmup_steps}  # the paper's proportion
     return RunConfig(
-        base=base, callbacks=[*start, *run_callbacks(run, last_ckpt, schedule, seed), *kept, *monitor, *checkpoints],
+        base=base, callbacks=[*start, *run_callbacks(run, last_ckpt, schedule, seed), *kept, *monitor, *timer, *checkpoints],
         logger=_logger(config, run, seed, paths), seed=seed, root_dir=str(paths.root),
         model={key: value for key, value in model.items() if key in accepted and value is not None},
         trainer={"max_steps": run.max_steps} if run.max_steps else {},
@@ -372,7 +377,7 @@ def _train(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpe
     trainer, model, datamodule = built.trainer, built.model, built.datamodule
     started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
-    wall_time = time.perf_counter() - started
+    wall_time = time.perf_counter() - started + _trained_before(resume)
     best = paths.best if paths.best.exists() else paths.last
     valid = _stage_metrics(trainer.validate(model, datamodule=datamodule, ckpt_path=str(best), verbose=False), "valid")
     test = _stage_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=str(best), verbose=False), "test")
@@ -390,6 +395,15 @@ def _train(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpe
             write_json(paths.metrics, metrics)  # last: its presence marks the run finished
     finally:
         _finish_logger(trainer)
+
+
+def _trained_before(resume: Path | None) -> float:
+    """Seconds a killed run trained in its earlier sittings: the Timer's record in the checkpoint it
+    resumes from (0 for a fresh run, or a checkpoint written before runs carried a Timer)."""
+    if resume is None:
+        return 0.0
+    state = (read_checkpoint(resume, mmap=True).get("callbacks") or {}).get(Timer.__qualname__) or {}
+    return float((state.get("time_elapsed") or {}).get("train", 0.0))
 
 
 def _stage_metrics(results: list[dict], stage: str) -> dict:
