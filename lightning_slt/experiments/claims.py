@@ -725,11 +725,11 @@ def _protocol(folders: list[Path], parts: list[Part]) -> str:
     from .report import read_manifest
 
     steps = sorted({str(read_manifest(folder).get("schedule", {}).get("max_steps", "?")) for folder in folders})
-    seeds: dict[str, set[int]] = {}
+    seeds: dict[str, set[int]] = {"dense": set()}
     for part in parts:
         for seed, systems in part.seeds.items():
-            for method, _ in systems:
-                seeds.setdefault(method, set()).add(seed)
+            for method, sparsity in systems:  # the dense run sits at 0 % in every column
+                seeds.setdefault(method if sparsity > 0 else "dense", set()).add(seed)
     listed = "; ".join(f"{method} {', '.join(map(str, sorted(s)))}" for method, s in seeds.items())
     return f"Protocol: T = {' / '.join(steps)} steps per run; seeds: {listed}.\n\n"
 

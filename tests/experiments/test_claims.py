@@ -152,6 +152,7 @@ def test_report_claims_on_an_experiment_folder(tmp_path):
     assert report_main([str(tmp_path), "--claims", "--paper", "none"]) == 0
     text = (tmp_path / "claims.md").read_text()
     assert "σ_seed = 0.31 BLEU" in text and "Dense test BLEU 30.00" in text
+    assert "Protocol: T = ? steps per run; seeds: dense 0, 1, 2; mp 0; slt 0." in text  # dense-only seeds: dense's
     row = next(line for line in text.splitlines() if line.startswith("| 1 | slt − mp | 50% |"))
     delta, sigma = row.split("|")[8].split("±")
     assert float(delta) == pytest.approx(2.0) and float(sigma) > math.sqrt(2) * 0.3055  # the bootstrap adds to it
@@ -384,7 +385,7 @@ def test_report_claims_judge_methods_under_several_seeds_by_their_own_spread(tmp
     assert report_main([str(tmp_path), "--claims", "--paper", "none"]) == 0
     text = (tmp_path / "claims.md").read_text()
     assert text.startswith("# Claims of Brix et al. (2020) on ")
-    assert "every seed\n\nProtocol: T = ? steps per run; seeds: mp 0, 1, 2; slt 0, 1, 2." in text
+    assert "every seed\n\nProtocol: T = ? steps per run; seeds: dense 0, 1, 2; mp 0, 1, 2; slt 0, 1, 2." in text
     assert "Verdict rule (per-method seeds)" in text and "mp 0.31 (2 df), slt 0.50 (2 df)" in text
     row = next(line for line in text.splitlines() if line.startswith("| 1 | slt − mp | 50% |"))
     assert "(n 3, 3)" in row and row.split("|")[8].split("±")[0].strip() == "+2.00"
