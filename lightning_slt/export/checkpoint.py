@@ -8,6 +8,7 @@ stored) and rebuilds the module from a ticket.
 
 import inspect
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from torch import Tensor
 
 from lightning_slt import __version__
 from lightning_slt.artifacts import keys, read_checkpoint, run_checkpoint
-from lightning_slt.artifacts.keys import TICKET_KIND
+from lightning_slt.artifacts.keys import TICKET_KIND, WINNING_TICKET_KIND
 from lightning_slt.artifacts.ticket import Ticket, TicketError, read_ticket, storage_key, write_ticket
 from lightning_slt.pruning import masks_from_zeros
 from lightning_slt.pruning.stats import sparsity_report
@@ -170,11 +171,12 @@ def write_module_ticket(
                         embed_tokenizer=embed_tokenizer)
 
 
-def load_ticket(path: str | os.PathLike) -> "TranslationModule":
+def load_ticket(path: str | os.PathLike, use: str = "the module holds the weights of that step") -> "TranslationModule":
     """Rebuild the TranslationModule of a ticket (eval mode, on CPU, tokenizer attached if embedded).
 
     With fp32 values the weights equal the exported checkpoint's bit for bit (pruned entries
-    are +0.0).
+    are +0.0). A winning ticket (θk ⊙ m, the start of a pruning round) loads with a warning
+    that it is not a trained model; `use` says there what the caller makes of its weights.
 
     Raises:
         TicketError: unreadable ticket, or one that does not hold a TranslationModule.
@@ -183,6 +185,7 @@ def load_ticket(path: str | os.PathLike) -> "TranslationModule":
 
     ticket = read_ticket(path)
     module = TranslationModule(**_module_hparams(path, ticket))
+    _warn_if_winning_ticket(path, _rewind_step_of(ticket.extra), use)
     missing, unexpected = module.load_state_dict(ticket.state_dict, strict=False)
     if missing or unexpected:
         raise TicketError(
@@ -223,3 +226,26 @@ def _plain(value: Any) -> Any:
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     return value
+
+
+def _rewind_step_of(extra: Any) -> int | None:
+    """k of a winning ticket's header ``extra`` (-1 without a valid step); None for any other ticket."""
+    if not isinstance(extra, dict) or extra.get(keys.EXTRA_KIND) != WINNING_TICKET_KIND:
+        return None
+    step = extra.get(keys.EXTRA_REWIND_STEP)
+    return step if isinstance(step, int) and not isinstance(step, bool) else -1
+
+
+def _warn_if_winning_ticket(path: str | os.PathLike, step: int | None, use: str) -> None:
+    """Warn that the ticket at `path` is a winning ticket (rewind step `step`), the start of a
+    round rather than a trained model, when it is one; `use` says what the caller makes of it."""
+    if step is None:
+        return
+    theta = f"θ{step}" if step >= 0 else "θk"
+    warnings.warn(
+        f"{path} is a winning ticket ({theta} ⊙ m: its run's weights at step {step if step >= 0 else 'k'} under the "
+        f"run's mask), the start of the next pruning round, not a trained model: {use}. To use the trained model, "
+        "export the run's checkpoint without --winning-ticket (`lightning-slt export <checkpoint> --out "
+        "model.ticket`) and give that ticket",
+        UserWarning, stacklevel=3,
+    )

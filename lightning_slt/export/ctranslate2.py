@@ -81,10 +81,8 @@ def load_module(path: str | os.PathLike) -> "TranslationModule":
         is_ticket = handle.read(len(MAGIC)) == MAGIC
     if is_ticket:
         from lightning_slt.export.checkpoint import load_ticket
-        from lightning_slt.export.winning_ticket import warn_if_winning_ticket
 
-        warn_if_winning_ticket(path, "the CTranslate2 model will hold the weights of that step")
-        return load_ticket(path)
+        return load_ticket(path, use="the CTranslate2 model will hold the weights of that step")
     from lightning_slt.export.checkpoint import read_module_checkpoint
     from lightning_slt.model.module import TranslationModule
 

@@ -47,10 +47,8 @@ def load_module(ticket: str | None, checkpoint: str | None) -> Any:
     the start of a pruning round, with a warning)."""
     if ticket is not None:
         from lightning_slt.export.checkpoint import load_ticket
-        from lightning_slt.export.winning_ticket import warn_if_winning_ticket
 
-        warn_if_winning_ticket(ticket, "these translations are those of the weights at that step")
-        return load_ticket(ticket)
+        return load_ticket(ticket, use="these translations are those of the weights at that step")
     from lightning_slt.export.checkpoint import read_module_checkpoint
     from lightning_slt.model.module import TranslationModule
 

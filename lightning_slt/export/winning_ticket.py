@@ -8,12 +8,12 @@ ordinary, checksummed ticket format: a few percent of the checkpoint at high spa
 file that ``WeightRewind(step=k, source=...)`` plus ``ConvergedMask(..., sparsity=None)`` turn
 back into the same start, bit for bit. The mask is stored explicitly, since θk may be exactly
 zero where m keeps it. The header's ``extra`` says ``kind: "winning_ticket"`` and
-``rewind_step: k``; readers tell it from a ticket of θT by that (``winning_ticket_step``), and
-``translate`` and the CTranslate2 export warn that it is the start of a round, not a trained model.
+``rewind_step: k``; readers tell it from a ticket of θT by that, and ``load_ticket`` (so
+``translate`` and the CTranslate2 export too) warns that it is the start of a round, not a trained
+model.
 """
 
 import os
-import warnings
 from typing import Any
 
 from torch import Tensor
@@ -27,7 +27,7 @@ from lightning_slt.export.checkpoint import (
 )
 from lightning_slt.artifacts import keys, run_checkpoint
 from lightning_slt.artifacts.keys import WINNING_TICKET_KIND
-from lightning_slt.artifacts.ticket import TicketError, read_ticket_header, storage_key
+from lightning_slt.artifacts.ticket import storage_key
 
 
 def export_winning_ticket(
@@ -156,35 +156,3 @@ def _with_snapshot(
         source = name if name in snapshot else twins.get(storage_key(tensor))
         out[name] = snapshot[source] if source is not None else tensor
     return out
-
-
-def winning_ticket_step(path: str | os.PathLike) -> int | None:
-    """k when the ticket file at `path` holds θk ⊙ m (its header's kind), else None.
-
-    Reads only the header; a file that is not a readable ticket gives None (the reader that
-    loads it next says what is wrong with it). -1: a winning ticket without a valid step.
-    """
-    try:
-        extra = read_ticket_header(path).get("extra")
-    except TicketError:
-        return None
-    if not isinstance(extra, dict) or extra.get(keys.EXTRA_KIND) != WINNING_TICKET_KIND:
-        return None
-    step = extra.get(keys.EXTRA_REWIND_STEP)
-    return step if isinstance(step, int) and not isinstance(step, bool) else -1
-
-
-def warn_if_winning_ticket(path: str | os.PathLike, use: str) -> None:
-    """Warn that the ticket at `path` is a winning ticket, the start of a round rather than a
-    trained model, when it is one; `use` says what the command makes of it."""
-    step = winning_ticket_step(path)
-    if step is None:
-        return
-    theta = f"θ{step}" if step >= 0 else "θk"
-    warnings.warn(
-        f"{path} is a winning ticket ({theta} ⊙ m: its run's weights at step {step if step >= 0 else 'k'} under the "
-        f"run's mask), the start of the next pruning round, not a trained model: {use}. To use the trained model, "
-        "export the run's checkpoint without --winning-ticket (`lightning-slt export <checkpoint> --out "
-        "model.ticket`) and give that ticket",
-        UserWarning, stacklevel=2,
-    )

@@ -240,18 +240,6 @@ def test_rewinding_to_an_ordinary_ticket_warns_that_it_takes_its_trained_weights
         fit(data_root, tmp_path / "run", [WeightRewind(step=K, source=str(ticket))], max_steps=1, seed=1)
 
 
-def test_the_kind_is_read_from_the_header_alone(rewound, tmp_path):
-    from lightning_slt.export.winning_ticket import winning_ticket_step
-
-    ckpt, winning = rewound
-    export_checkpoint(ckpt, tmp_path / "final.ticket")
-    (tmp_path / "text.txt").write_text("not a ticket\n")
-    assert winning_ticket_step(winning) == K
-    assert winning_ticket_step(tmp_path / "final.ticket") is None
-    assert winning_ticket_step(ckpt) is None and winning_ticket_step(tmp_path / "text.txt") is None
-    assert winning_ticket_step(tmp_path / "absent.ticket") is None
-
-
 def _winning_warnings(caught) -> list[str]:
     return [str(w.message) for w in caught if "is a winning ticket" in str(w.message)]
 
@@ -279,6 +267,23 @@ def test_translating_a_winning_ticket_warns_that_it_is_the_start_of_a_round(rewo
         "the next pruning round, not a trained model: these translations are those of the weights at that step. To "
         "use the trained model, export the run's checkpoint without --winning-ticket (`lightning-slt export "
         "<checkpoint> --out model.ticket`) and give that ticket"]
+
+
+def test_loading_a_winning_ticket_in_python_warns_too(rewound, tmp_path):
+    import warnings
+
+    from lightning_slt.export import load_ticket
+
+    ckpt, winning = rewound
+    export_checkpoint(ckpt, tmp_path / "final.ticket")
+    with pytest.warns(UserWarning, match=rf"is a winning ticket \(θ{K} ⊙ m.*not a trained model: the module holds "
+                                         "the weights of that step"):
+        module = load_ticket(winning)
+    assert module.model.config.d_model > 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_ticket(tmp_path / "final.ticket")
+    assert _winning_warnings(caught) == []
 
 
 def test_exporting_a_winning_ticket_to_ctranslate2_warns_too(rewound, tmp_path):
