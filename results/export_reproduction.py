@@ -12,7 +12,7 @@ starts) to its ``metrics.json`` (written as it ends); a run resumed in a later s
 
 Usage: python results/export_reproduction.py runs/experiments/reproduce_multi30k results/multi30k_reproduction \\
            --commit dd34e72 --command "lightning-slt experiment --config ... --part=p1_slt_mp" \\
-           [--throughput "results/benchmarks/train_throughput_bf16.jsonl line 17"]
+           [--throughput "results/benchmarks/train_throughput_bf16.jsonl line 17"] [--note "..."]
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def _run_record(part: Path, run: Path, metric: str = "bleu") -> dict:
     began = starts[0] if starts else None
     return {"run": str(run.relative_to(part)), "steps": metrics["steps"], f"test_{metric}": metrics["test"].get(metric),
             "sparsity_target": metrics["sparsity_target"], "sparsity": metrics["sparsity"],
-            "fit_s": round(metrics["wall_time_s"], 1),  # the runner's own: training and validation, last sitting
+            "fit_s": round(metrics["wall_time_s"], 1),  # the runner's: training and validation (every sitting
+            # since 8be8a20, the last one before)
             "wall_s": round((run / "metrics.json").stat().st_mtime - began, 1) if began else None,
             "resumed": len(starts) > 1, "started": began, "machine": metrics.get("machine")}
 
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--commit", required=True, help="git commit of the code that trained it")
     parser.add_argument("--command", action="append", default=[], help="a command that produced it (repeat)")
     parser.add_argument("--throughput", help="the machine's benchmarks/train_throughput.py figure (where it is kept)")
+    parser.add_argument("--note", help="how it ran, where the commands do not say (e.g. beside which other part)")
     args = parser.parse_args(argv)
     try:
         parts = part_folders(args.experiment)
@@ -120,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
         target = args.out if single else args.out / part.name
         record = export_part(part, target)
         export = shlex.join(["python", "results/export_reproduction.py", *(sys.argv[1:] if argv is None else argv)])
-        provenance = {**state, "commands": args.command, "export": export, "train_throughput": args.throughput, **record}
+        provenance = {**state, "commands": args.command, "export": export, "train_throughput": args.throughput,
+                      **({"note": args.note} if args.note else {}), **record}
         write_json(target / "provenance.json", provenance)
         wall = record["part_wall_s"]
         print(f"{part.name}: {record['runs_finished']} of {record['runs_planned']} runs"

@@ -16,9 +16,9 @@ export_reproduction = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(export_reproduction)
 
 
-def _export(experiment, out, capsys, commit=HEAD) -> str:
+def _export(experiment, out, capsys, commit=HEAD, *more: str) -> str:
     export_reproduction.main([str(experiment), str(out), "--commit", commit,
-                              "--command", "lightning-slt experiment --part=p1"])
+                              "--command", "lightning-slt experiment --part=p1", *more])
     return capsys.readouterr().out
 
 
@@ -50,7 +50,7 @@ def test_export_copies_results_and_provenance_but_no_checkpoints(tmp_path, capsy
     _sitting(slt, 0, t + 510)  # stopped, resumed in a second sitting
     _sitting(slt, 1, t + 2000, t + 2400)
     out = tmp_path / "committed"
-    assert "p1: 2 of 2 runs, 40.0 min wall" in _export(experiment, out, capsys)
+    assert "p1: 2 of 2 runs, 40.0 min wall" in _export(experiment, out, capsys, HEAD, "--note", "beside p2")
     copied = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
     run = "p1/seed0/dense/slt_0.90"
     assert {"parts.json", "p1/experiment.json", "p1/results.md", "p1/provenance.json", f"{run}/metrics.json",
@@ -59,7 +59,7 @@ def test_export_copies_results_and_provenance_but_no_checkpoints(tmp_path, capsy
     assert not [p for p in copied if p.endswith((".ckpt", ".pt", ".ticket"))]
     provenance = json.loads((out / "p1" / "provenance.json").read_text())
     assert (provenance["commit"], provenance["head"], provenance["finished"]) == (HEAD, HEAD, True)
-    assert provenance["commands"] == ["lightning-slt experiment --part=p1"]
+    assert provenance["commands"] == ["lightning-slt experiment --part=p1"] and provenance["note"] == "beside p2"
     assert [(r["run"], r["test_bleu"], r["wall_s"], r["resumed"]) for r in provenance["runs"]] == [
         ("seed0/dense", 30.0, 500.0, False), ("seed0/dense/slt_0.90", 27.0, 1890.0, True)]
     assert (provenance["part_wall_s"], provenance["sum_of_run_wall_s"]) == (2400.0, 2390.0)
