@@ -61,8 +61,8 @@ def _run_record(part: Path, run: Path, metric: str = "bleu") -> dict:
     began = starts[0] if starts else None
     return {"run": str(run.relative_to(part)), "steps": metrics["steps"], f"test_{metric}": metrics["test"].get(metric),
             "sparsity_target": metrics["sparsity_target"], "sparsity": metrics["sparsity"],
-            "fit_s": round(metrics["wall_time_s"], 1),  # the runner's: training and validation (every sitting
-            # since 8be8a20, the last one before)
+            "fit_s": round(metrics["wall_time_s"], 1),  # the runner's: training and validation (every sitting's:
+            # the Timer's record, since the runs carry one; before, the last sitting's fit)
             "wall_s": round((run / "metrics.json").stat().st_mtime - began, 1) if began else None,
             "resumed": len(starts) > 1, "started": began, "machine": metrics.get("machine")}
 

@@ -720,16 +720,17 @@ def _same_seed(parts: list[Part], part: Part) -> Part:
 
 
 def _protocol(folders: list[Path], parts: list[Part]) -> str:
-    """The training protocol the claims were judged under: T and the seeds of each method (those
-    of ``parts``, every seed loaded)."""
+    """The training protocol the claims were judged under: T, the dense model's seeds and each
+    method's (those of ``parts``, every seed loaded)."""
     from .report import read_manifest
 
     steps = sorted({str(read_manifest(folder).get("schedule", {}).get("max_steps", "?")) for folder in folders})
-    seeds: dict[str, set[int]] = {"dense": set()}
+    seeds: dict[str, set[int]] = {}
     for part in parts:
         for seed, systems in part.seeds.items():
             for method, sparsity in systems:  # the dense run sits at 0 % in every column
                 seeds.setdefault(method if sparsity > 0 else "dense", set()).add(seed)
+    seeds = {name: seeds[name] for name in sorted(seeds, key=lambda name: name != "dense")}  # dense first
     listed = "; ".join(f"{method} {', '.join(map(str, sorted(s)))}" for method, s in seeds.items())
     return f"Protocol: T = {' / '.join(steps)} steps per run; seeds: {listed}.\n\n"
 

@@ -3,9 +3,8 @@
 The folder layout is ``paths.ExperimentPaths`` and ``paths.RunPaths``.
 
 Re-running the same command skips finished runs and resumes a killed one from its
-``last.ckpt``; a run's wall time is every sitting's (the training time of the earlier ones is the
-Timer's record in the checkpoint it resumes from). A changed base config or schedule in an
-existing directory is refused.
+``last.ckpt``; a run's wall time is every sitting's (the training time Lightning's Timer keeps in
+its checkpoints). A changed base config or schedule in an existing directory is refused.
 """
 
 from __future__ import annotations
@@ -270,8 +269,10 @@ def run_config(config: ExperimentConfig, base: dict, schedule: Schedule, run: Ru
     has_monitor = any(str(cb.get("class_path", "")).endswith("SparsityMonitor") for cb in kept)
     monitor = [] if has_monitor else [Component.of(SparsityMonitor, every_n_steps=every)]
     # Lightning's Timer keeps the training time in each checkpoint, so a killed run's earlier
-    # sittings count in its wall time (with max_time, Lightning adds a Timer of its own)
-    timer = [] if base["trainer"].get("max_time") else [Component.of(Timer, interval="step", verbose=False)]
+    # sittings count in its wall time (with max_time, Lightning adds a Timer of its own; a base
+    # config's own Timer serves as well)
+    has_timer = base["trainer"].get("max_time") or any(str(cb.get("class_path", "")).endswith(".Timer") for cb in kept)
+    timer = [] if has_timer else [Component.of(Timer, interval="step", verbose=False)]
     # a chain's first runs (weights from no earlier run) start from the pretrained weights
     start = [Component.of(PretrainedStart, source=str(Path(config.pretrained).resolve()))] \
         if config.pretrained and run.parent is None and run.weights_from is None else []
@@ -372,12 +373,14 @@ def _train(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpe
     spec = run_config(config, base, schedule, run, seed, last_ckpt)
     if is_rank_zero():
         write_text(paths.config, "# written by lightning-slt experiment; re-run with: lightning-slt fit --config this file\n"
+                   "# (its Timer keeps the training time; a time limit goes in its duration: Lightning ignores\n"
+                   "# trainer.max_time beside a Timer)\n"
                    + yaml.safe_dump(spec.to_config(), sort_keys=False))
     built = build(spec)  # the dict itself, not the file: no rank waits for rank 0's copy
     trainer, model, datamodule = built.trainer, built.model, built.datamodule
     started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
-    wall_time = time.perf_counter() - started + _trained_before(resume)
+    wall_time = time.perf_counter() - started
     best = paths.best if paths.best.exists() else paths.last
     valid = _stage_metrics(trainer.validate(model, datamodule=datamodule, ckpt_path=str(best), verbose=False), "valid")
     test = _stage_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=str(best), verbose=False), "test")
@@ -395,15 +398,6 @@ def _train(config: ExperimentConfig, base: dict, schedule: Schedule, run: RunSpe
             write_json(paths.metrics, metrics)  # last: its presence marks the run finished
     finally:
         _finish_logger(trainer)
-
-
-def _trained_before(resume: Path | None) -> float:
-    """Seconds a killed run trained in its earlier sittings: the Timer's record in the checkpoint it
-    resumes from (0 for a fresh run, or a checkpoint written before runs carried a Timer)."""
-    if resume is None:
-        return 0.0
-    state = (read_checkpoint(resume, mmap=True).get("callbacks") or {}).get(Timer.__qualname__) or {}
-    return float((state.get("time_elapsed") or {}).get("train", 0.0))
 
 
 def _stage_metrics(results: list[dict], stage: str) -> dict:
@@ -441,8 +435,14 @@ def _finish_logger(trainer: Any) -> None:
 def _finish(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths, best: Path, valid: dict,
             test: dict, wall_time: float, steps: int, ticket: bool = True) -> dict:
     """Write mask, θk and (for our model) the ticket; return the metrics for metrics.json (the
-    caller writes it last, atomically: its presence marks the run finished)."""
-    last = run_checkpoint(read_checkpoint(paths.last), str(paths.last))
+    caller writes it last, atomically: its presence marks the run finished).
+
+    ``wall_time``: this sitting's fit; the run's own is the Timer's record in ``last.ckpt`` where it
+    has one (every sitting's training, up to that checkpoint).
+    """
+    checkpoint = read_checkpoint(paths.last)
+    last = run_checkpoint(checkpoint, str(paths.last))
+    wall_time = _timer_seconds(checkpoint, default=wall_time)
     masks = last.masks or {}
     write_torch(paths.mask, masks)
     snapshots = last.snapshots
@@ -479,6 +479,14 @@ def _finish(config: ExperimentConfig, run: RunSpec, seed: int, paths: RunPaths, 
         metrics["ticket"] = None
         log.info(f"{run.name}: no model.ticket (tickets hold our TranslationModule); the run's model is {best}")
     return metrics
+
+
+def _timer_seconds(checkpoint: dict, default: float) -> float:
+    """The training time Lightning's Timer kept in a checkpoint, summed over the sittings it was
+    resumed in (a checkpoint written before runs carried a Timer: ``default``)."""
+    state = (checkpoint.get("callbacks") or {}).get(Timer.__qualname__)  # Callback.state_key of a Timer
+    seconds = ((state or {}).get("time_elapsed") or {}).get("train")
+    return default if seconds is None else float(seconds)
 
 
 def _without_aliases(tensors: dict) -> dict:

@@ -36,6 +36,8 @@ def _check_plan(path: Path, config: ExperimentConfig) -> None:
     assert schedule.warnings() == []
     every_run = [run_config(config, base, schedule, run, 0, {r.name: "x.ckpt" for r in runs}).to_config() for run in runs]
     assert {cfg["model"]["warmup_steps"] for cfg in every_run} == {schedule.warmup_steps}
+    timers = {sum(c["class_path"].endswith(".Timer") for c in cfg["trainer"]["callbacks"]) for cfg in every_run}
+    assert timers == {1}  # Lightning's Timer keeps each run's training time over its sittings
     # the runs validate every val_check_interval steps across epochs (a Multi30k epoch is ~120
     # steps): the base config's explicit null must survive into every run's config
     assert base["trainer"]["check_val_every_n_epoch"] is None and base["trainer"]["max_time"] is None
@@ -190,3 +192,20 @@ def test_monitor_and_mode_are_checked_and_give_the_headline_metric(tmp_path):
         ExperimentConfig(base=["b.yaml"], methods=["slt"], output_dir="x", monitor="val/loss", mode="minimum")
     with pytest.raises(FileNotFoundError, match="pretrained 'nowhere.pt' does not exist"):
         ExperimentConfig(base=["b.yaml"], methods=["slt"], output_dir="x", pretrained="nowhere.pt")
+
+
+def test_a_base_with_a_timer_or_max_time_gets_no_second_timer(monkeypatch):
+    """Lightning refuses two Timers (stateful callbacks of one key), and adds its own for max_time."""
+    monkeypatch.chdir(REPO_ROOT)
+    config = load_config(REPO_ROOT / "conf/experiments/slt.yaml")
+    base, schedule, runs = plan(config)
+    last = {r.name: "x.ckpt" for r in runs}
+
+    def timers(base: dict) -> int:
+        callbacks = run_config(config, base, schedule, runs[0], 0, last).to_config()["trainer"]["callbacks"]
+        return sum(c["class_path"].endswith(".Timer") for c in callbacks)
+
+    assert timers(base) == 1
+    timer = {"class_path": "pytorch_lightning.callbacks.Timer", "init_args": {"duration": "00:01:00:00"}}
+    assert timers({**base, "trainer": {**base["trainer"], "callbacks": [*(base["trainer"]["callbacks"] or []), timer]}}) == 1
+    assert timers({**base, "trainer": {**base["trainer"], "max_time": "00:01:00:00"}}) == 0

@@ -284,6 +284,15 @@ def test_loading_a_winning_ticket_in_python_warns_too(rewound, tmp_path):
         warnings.simplefilter("always")
         load_ticket(tmp_path / "final.ticket")
     assert _winning_warnings(caught) == []
+    from lightning_slt.artifacts import keys
+    from lightning_slt.artifacts.ticket import write_ticket
+
+    ticket = read_ticket(winning)  # a winning ticket whose header lost its step: still said, as θk
+    extra = {k: v for k, v in ticket.extra.items() if k != keys.EXTRA_REWIND_STEP}
+    write_ticket(tmp_path / "no_step.ticket", ticket.state_dict, ticket.masks, ticket.model_config,
+                 ticket.tokenizer_proto, extra=extra)
+    with pytest.warns(UserWarning, match=r"is a winning ticket \(θk ⊙ m: its run's weights at step k under"):
+        load_ticket(tmp_path / "no_step.ticket")
 
 
 def test_exporting_a_winning_ticket_to_ctranslate2_warns_too(rewound, tmp_path):

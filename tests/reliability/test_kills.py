@@ -6,6 +6,7 @@ Each SIGKILL a test survives is one kill of the suite's figures line.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
 import signal
@@ -135,10 +136,19 @@ def test_experiment_killed_between_runs_and_during_a_run_never_redoes_a_finished
 
     _finish(_chain(config, "--kill-in", "dense/slt_0.50:6"), -signal.SIGKILL)  # during the second run
     assert file_states(dense / "metrics.json", dense / "mask.pt", dense / "theta_k.pt", dense / "checkpoints") == finished
-    assert torch.load(slt / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
+    stopped = torch.load(slt / "checkpoints" / "last.ckpt", weights_only=True)
+    assert stopped["global_step"] == 6
     assert not (slt / "metrics.json").exists()
+    # the killed sitting's training time, as its Timer kept it, made 1000 s longer: the resumed
+    # sitting's Timer goes on from it, and the run's wall time is what it kept in the end
+    trained = stopped["callbacks"]["Timer"]["time_elapsed"]["train"] + 1000.0
+    stopped["callbacks"]["Timer"]["time_elapsed"]["train"] = trained
+    torch.save(stopped, slt / "checkpoints" / "last.ckpt")
 
     _finish(_chain(config), 0)
+    final = torch.load(slt / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["Timer"]["time_elapsed"]
+    wall_time = json.loads((slt / "metrics.json").read_text())["wall_time_s"]
+    assert trained < final["train"] == wall_time < trained + 300  # the earlier sitting counted once
     _finish(reference, 0)
     assert file_states(dense / "metrics.json", dense / "mask.pt", dense / "theta_k.pt", dense / "checkpoints") == finished
     assert _versions(dense) == ["version_0"]  # never trained, validated or tested again
