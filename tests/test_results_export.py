@@ -1,5 +1,5 @@
 """results/export_reproduction.py: what a committed result folder holds, what it leaves out, and
-the wall times it reads from the files. Budget: < 10 s."""
+the wall times it reads from the files; results/check_reproduction.py. Budget: < 20 s."""
 
 import importlib.util
 import json
@@ -76,3 +76,29 @@ def test_export_of_an_unfinished_part_says_so_and_refuses_an_unknown_commit(tmp_
     with pytest.raises(SystemExit, match="no such commit"):
         _export(part, tmp_path / "out2", capsys, commit="0" * 40)
     assert not (tmp_path / "out2").exists()  # refused before anything is copied
+
+
+def test_check_reproduction_rescores_with_sacrebleus_cli_and_counts_each_mask(tmp_path, capsys):
+    """A run whose figures hold is ok; a reported BLEU the hypotheses do not give, or a mask one entry
+    off its target, fails the check (exit 1), naming the run."""
+    import torch
+
+    spec = importlib.util.spec_from_file_location("check_reproduction", ROOT / "results" / "check_reproduction.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    refs = [f"ein hund läuft am strand nummer {i} ." for i in range(20)]
+    for name, hyps, target, pruned in (("dense", refs, 0.0, None), ("dense/slt_0.50", refs, 0.5, 50),
+                                       ("dense/slt_0.50/slt_0.80", ["eine katze ."] * 20, 0.8, 79)):
+        run = tmp_path / "seed0" / name
+        (run / "test").mkdir(parents=True)
+        (run / "test" / "references_test.txt").write_text("".join(r + "\n" for r in refs))
+        (run / "test" / "hypotheses_test.txt").write_text("".join(h + "\n" for h in hyps))
+        (run / "metrics.json").write_text(json.dumps({"run": name, "seed": 0, "sparsity_target": target,
+                                                      "test": {"bleu": 100.0}}))
+        if pruned is not None:
+            torch.save({"w": torch.arange(100) >= pruned}, run / "mask.pt")
+    assert check.main([str(tmp_path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("ok   dense (seed 0)") and lines[1].startswith("ok   dense/slt_0.50 (seed 0)")
+    assert lines[2].startswith("FAIL dense/slt_0.50/slt_0.80") and "1 off target" in lines[2]
+    assert lines[-1] == "2 of 3 runs check out"
