@@ -45,6 +45,7 @@ def test_results_notebook(tmp_path, monkeypatch, source):
         if not REPRODUCTION.is_dir():
             pytest.skip(f"{REPRODUCTION} is not committed")
         results = REPRODUCTION
+        monkeypatch.setenv("LIGHTNING_SLT_CONVERGED", str(ROOT / "results" / "multi30k_reproduction_converged"))
     else:
         from lightning_slt.experiments.claims import write_claims
         from tests.experiments.test_claims import _part
